@@ -1,0 +1,173 @@
+"""Check a data set before training on it: every file opened once, in parallel.
+
+    python -m src.data.check data=NAME data.root=DIR [report=FILE] [workers=N]
+
+Reads the splits of the data config exactly as training would (``FileDataModule.splits``), decodes every
+image once (a thread pool; Pillow releases the GIL while decoding) and reports, per split:
+
+``{"pairs": N, "skipped": K, "labels": {"heavy": n, ...} (only when labelled), "source": "...",
+"mean_rain_minus_clean": X}`` with X the mean over pairs of mean(rain) - mean(clean) in 8-bit grey levels
+(positive on a correctly oriented set: rain brightens pixels), and ``"problems": ["path: what is wrong", ...]``.
+``data=paired`` with no sub-folders has one section, ``"pairs"``.
+
+Problems (the exit status is 1 when there is any): a missing root / folder / list file, an empty split, an
+unreadable or truncated image, rainy and clean of different sizes, a split whose rainy images are darker
+than its clean ones on average (swapped). Pairs skipped because a listed file is missing are counted in
+``skipped`` (training skips them too) and are not problems.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterable, Optional
+
+from src.data.io import grey_levels, read_array
+from src.data.readers import LABEL_NAMES, Pair, ReadResult
+
+
+def file_stats(path: str, halves: bool) -> tuple:
+    """("ok", (h, w), means) for one file, means = (mean,) or (left_mean, right_mean) in grey levels;
+    ("error", message) when it cannot be decoded."""
+    try:
+        arr = read_array(path)
+    except Exception as exc:  # reported, not raised: the checker goes on with the other files
+        return "error", str(exc)
+    if halves:
+        half = arr.shape[1] // 2
+        return "ok", (arr.shape[0], half), (grey_levels(arr[:, :half]), grey_levels(arr[:, half:2 * half]))
+    return "ok", arr.shape[:2], (grey_levels(arr),)
+
+
+def scan_files(files: Iterable[tuple[str, bool]], workers: int = 8, progress: bool = True) -> dict:
+    """{(path, halves): file_stats(...)} for every distinct file, decoded by ``workers`` threads."""
+    files = sorted(set(files))
+    out: dict = {}
+    step = max(1, len(files) // 20)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for start in range(0, len(files), 4096):  # bounded number of futures in flight
+            chunk = files[start:start + 4096]
+            for key, stats in zip(chunk, pool.map(lambda f: file_stats(*f), chunk)):
+                out[key] = stats
+                if progress and len(out) % step == 0:
+                    print(f"  scanned {len(out)}/{len(files)} files", file=sys.stderr, flush=True)
+    return out
+
+
+def _pair_files(pair: Pair) -> list[tuple[str, bool]]:
+    if pair.halves is not None:
+        return [(pair.rain, True)]
+    return [(pair.rain, False), (pair.clean, False)]
+
+
+def _pair_diff(pair: Pair, stats: dict, problems: list[str], reported: set) -> Optional[float]:
+    """mean(rain) - mean(clean) of one pair from the file stats; problems appended (each file once)."""
+    bad = False
+    for key in _pair_files(pair):
+        status, *rest = stats[key]
+        if status == "error":
+            bad = True
+            if key[0] not in reported:
+                reported.add(key[0])
+                problems.append(rest[0])
+    if bad:
+        return None
+    if pair.halves is not None:
+        _, _, (left, right) = stats[(pair.rain, True)]
+        return left - right if pair.halves == "rain_clean" else right - left
+    _, rain_hw, (rain_mean,) = stats[(pair.rain, False)]
+    _, clean_hw, (clean_mean,) = stats[(pair.clean, False)]
+    if rain_hw != clean_hw:
+        problems.append(f"{pair.rain}: size {rain_hw[1]}x{rain_hw[0]} (WxH) differs from {pair.clean} "
+                        f"({clean_hw[1]}x{clean_hw[0]})")
+        return None
+    return rain_mean - clean_mean
+
+
+def check_splits(results: dict[str, ReadResult], workers: int = 8, swap_hint: str = "set data.swap=true",
+                 progress: bool = True) -> dict:
+    """The report (see the module docstring) for already-read splits."""
+    stats = scan_files((f for r in results.values() for p in r.pairs for f in _pair_files(p)), workers, progress)
+    report: dict[str, Any] = {}
+    problems: list[str] = []
+    reported: set = set()
+    for split, result in results.items():
+        diffs = [d for d in (_pair_diff(p, stats, problems, reported) for p in result.pairs) if d is not None]
+        section: dict[str, Any] = {"pairs": len(result.pairs), "skipped": len(result.missing), "source": result.source}
+        labels = Counter(p.label for p in result.pairs if p.label >= 0)
+        if labels:
+            section["labels"] = {LABEL_NAMES.get(k, str(k)): labels[k] for k in sorted(labels)}
+        mean = sum(diffs) / len(diffs) if diffs else None
+        section["mean_rain_minus_clean"] = None if mean is None else round(mean, 4)
+        if not result.pairs:
+            problems.append(f"{result.source}: no image pairs found in the {split} split")
+        elif mean is not None and mean <= 0:
+            problems.append(f"{result.source}: rainy images are not brighter than clean ones in the {split} split "
+                            f"({mean:+.2f} grey levels on average): rainy and clean look swapped, {swap_hint}")
+        report[split] = section
+    report["problems"] = problems
+    return report
+
+
+def check_module(module: Any, workers: int = 8, progress: bool = True) -> dict:
+    """Report for a file-based data module (``FileDataModule``); a read failure becomes a problem."""
+    if not hasattr(module, "splits"):
+        return {"problems": [f"{type(module).__name__}: not a file-based data set, nothing to check"]}
+    try:
+        results = module.splits()
+    except (OSError, ValueError) as exc:
+        return {"problems": [str(exc)]}
+    return check_splits(results, workers, module.swap_hint(), progress)
+
+
+def format_report(report: dict) -> str:
+    lines = []
+    for split, section in report.items():
+        if split == "problems":
+            continue
+        labels = f", labels {section['labels']}" if "labels" in section else ""
+        diff = section["mean_rain_minus_clean"]
+        diff = "n/a" if diff is None else f"{diff:+.2f}"
+        lines.append(f"{split:>6}: {section['pairs']} pairs, {section['skipped']} skipped{labels}, "
+                     f"mean rain - clean {diff} grey levels  ({section['source']})")
+    problems = report["problems"]
+    lines.append(f"problems: {len(problems)}" + "".join(f"\n  {p}" for p in problems[:50])
+                 + (f"\n  ... and {len(problems) - 50} more (see the report)" if len(problems) > 50 else ""))
+    return "\n".join(lines)
+
+
+def run(cfg: Any) -> int:
+    """Build the data module of ``cfg.data``, check it, print / write the report; returns the exit status."""
+    import hydra
+
+    from src.data.paired_module import require_keys
+
+    try:
+        require_keys(cfg.data)
+        module = hydra.utils.instantiate(cfg.data)
+        report = check_module(module, int(cfg.workers), progress=bool(cfg.progress))
+    except Exception as exc:  # a bad root / config key: report it like any other problem
+        cause = exc.__cause__ if exc.__cause__ is not None and "instantiat" in type(exc).__name__.lower() else exc
+        report = {"problems": [str(cause)]}
+    print(format_report(report))
+    if cfg.report:
+        with open(cfg.report, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+        print(f"report written to {cfg.report}")
+    return 1 if report["problems"] else 0
+
+
+def _main() -> None:
+    import hydra
+
+    @hydra.main(config_path="../../conf", config_name="check", version_base="1.3")
+    def entry(cfg) -> None:
+        sys.exit(run(cfg))
+
+    entry()
+
+
+if __name__ == "__main__":
+    _main()

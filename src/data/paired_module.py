@@ -1,0 +1,205 @@
+"""Lightning data modules over image files: the shared base and the generic ``data=paired`` module.
+
+:class:`FileDataModule` is what ``realrain``, ``didmdn`` and ``paired`` have in common:
+
+* ``root`` (required; a config with ``root: ???`` fails with "set data.root=DIR"),
+* the training augmentation from the ``train_transform`` block (see :func:`src.data.transforms.build_train_transform`);
+  validation and test use full images, untouched (the Lightning module pads for the network),
+* missing pairs skipped with ONE warning that counts them; an empty split is an error naming its source,
+* the orientation guard: on ``orientation_samples`` evenly spaced pairs of each source the rainy image must be
+  brighter on average (rain brightens pixels), otherwise an error suggests the swap setting
+  (``check_orientation: false`` turns it off),
+* ``val_max``: validation on at most that many pairs, evenly spaced (full-image validation is slow),
+* seeded shuffling that is the same in one process and in DDP: a ``DistributedSampler`` built here with
+  ``num_replicas`` = world size, ``rank`` = global rank and ``seed``; Lightning calls its ``set_epoch(epoch)``
+  at every epoch start (also after a resume, with the restored epoch), so epoch ``e`` has the permutation
+  ``randperm(N, seed + e)`` split into disjoint per-rank shards whatever the run's history. Because it is
+  already a ``DistributedSampler``, Lightning does not replace it. A run resumed from a mid-epoch checkpoint
+  starts that epoch's order again from its beginning (Lightning warns about this).
+
+Subclasses implement :meth:`FileDataModule.read_splits`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Optional, Sequence, Union
+
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from src.data.base import DerainDataModule
+from src.data.paired import PairedDataset, check_orientation
+from src.data.readers import (LAYOUTS, ORDERS, ReadResult, evenly_spaced, read_layout, require_pairs, split_groups,
+                              warn_missing)
+from src.data.transforms import build_train_transform
+
+#: Splits a module may read; "pairs" is the single folder of ``data=paired`` without sub-folders.
+SPLITS = ("train", "val", "test", "pairs")
+
+
+def require_root(root: Any) -> str:
+    """``data.root`` as a str; a clear error when it is unset (``???``) or not a folder."""
+    if root is None or str(root).strip() in ("", "???"):
+        raise ValueError("data.root is not set: pass data.root=DIR (the folder that holds the data set)")
+    root = os.path.expanduser(str(root))
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"data.root: folder not found: {root}")
+    return root
+
+
+def require_keys(data_cfg: Any) -> None:
+    """Call before ``hydra.utils.instantiate(cfg.data)``: a data config key left at ``???`` raises an error
+    saying which override to pass (``data.root is not set: pass data.root=DIR``)."""
+    from omegaconf import OmegaConf
+
+    missing = [k for k in data_cfg.keys() if OmegaConf.is_missing(data_cfg, k)]
+    if "root" in missing:
+        require_root(None)
+    if missing:
+        raise ValueError(f"data.{missing[0]} is not set: pass data.{missing[0]}=VALUE (see the comments in the "
+                         f"data config)")
+
+
+class FileDataModule(DerainDataModule):
+    """Base of the file-based data modules (see the module docstring)."""
+
+    def __init__(
+        self,
+        root: str,
+        train_transform: Optional[Mapping[str, Any]] = None,
+        val_max: Optional[int] = None,
+        swap: bool = False,
+        check_orientation: bool = True,
+        orientation_samples: int = 16,
+        seed: int = 0,
+        **loader_kwargs: Any,
+    ) -> None:
+        super().__init__(**loader_kwargs)
+        self.root = require_root(root)
+        self.train_transform = build_train_transform(**dict(train_transform or {}))
+        self.val_max = None if val_max is None else int(val_max)
+        self.swap = bool(swap)
+        self.check_orientation = bool(check_orientation)
+        self.orientation_samples = int(orientation_samples)
+        self.seed = int(seed)
+        self._stage: Optional[str] = None
+
+    # --- to implement ---------------------------------------------------------------------------------
+    def read_splits(self, stage: Optional[str] = None) -> dict[str, ReadResult]:
+        """Read the pair lists: {"train"|"val"|"test"|"pairs": ReadResult}; absent key = split not configured.
+
+        ``stage`` "test"/"predict" means only the test split is needed (a subclass may skip the rest).
+        Raises FileNotFoundError naming a missing folder or list file.
+        """
+        raise NotImplementedError
+
+    def swap_hint(self) -> str:
+        """The setting that exchanges rainy and clean, quoted by the orientation guard."""
+        return "set data.swap=true"
+
+    # --- shared ---------------------------------------------------------------------------------------
+    def path(self, sub: str) -> str:
+        return os.path.join(self.root, sub)
+
+    def splits(self, stage: Optional[str] = None) -> dict[str, ReadResult]:
+        """:meth:`read_splits` with ``swap`` applied."""
+        results = self.read_splits(stage)
+        if self.swap:
+            results = {k: r._replace(pairs=[p.swapped() for p in r.pairs]) for k, r in results.items()}
+        return results
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        self._stage = stage
+        super().setup(stage)
+
+    def build(self) -> tuple[Optional[Dataset], Optional[Dataset], Optional[Dataset]]:
+        results = self.splits(self._stage)
+        pairs = {}
+        for split, result in results.items():
+            warn_missing(result, f"{split} ({result.source})")
+            pairs[split] = require_pairs(result, f"{split} ({result.source})")
+        if self.check_orientation:
+            for split in ("train", "test", "pairs"):  # val comes from train or test (or its own folder)
+                if split in pairs:
+                    check_orientation(pairs[split], self.orientation_samples,
+                                      f"{split} ({results[split].source})", self.swap_hint())
+        if "pairs" in pairs:  # one folder: every split reads it
+            pairs = {"train": pairs["pairs"], "test": pairs["pairs"]}
+        train = PairedDataset(pairs["train"], self.train_transform) if "train" in pairs else None
+        test = PairedDataset(pairs["test"]) if "test" in pairs else None
+        val_pairs = pairs.get("val") or pairs.get("test")
+        val = PairedDataset(evenly_spaced(val_pairs, self.val_max)) if val_pairs else None
+        return train, val, test
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            raise RuntimeError(f"{type(self).__name__} has no training split (data.root={self.root})")
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        sampler = DistributedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True,
+                                     seed=self.seed, drop_last=True)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size_per_device,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+
+
+class PairedDataModule(FileDataModule):
+    """Generic reader of the common paired layouts (``data=paired`` and the named configs built on it).
+
+    Layouts (``layout``): ``rain100`` (``rain-N`` / ``norain-N``, padded or not), ``rain200``
+    (``rain/X2/norain-Nx2`` with ``norain/norain-N``), ``same_names`` (``rain_dir`` and ``clean_dir`` with
+    identical file names), ``rain1400`` (``{i}_{j}`` with ``{i}``), ``side_by_side`` (one image per pair,
+    ``order`` = ``rain_clean``: left half rainy (DID-MDN), ``clean_rain``: left half clean (Rain800)).
+
+    ``train_dir`` / ``val_dir`` / ``test_dir`` are sub-folders of ``root`` (null: absent). With none of them
+    set, ``root`` itself is one folder of pairs used for every split (e.g. to evaluate on a folder).
+    Without ``val_dir``, validation holds out ``val_holdout`` clean images of the training set (an int: the
+    last N; or a list of group ids) or, when 0, uses the test split.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        layout: str,
+        train_dir: Optional[str] = None,
+        val_dir: Optional[str] = None,
+        test_dir: Optional[str] = None,
+        rain_dir: Optional[str] = None,
+        clean_dir: Optional[str] = None,
+        order: str = "rain_clean",
+        val_holdout: Union[int, Sequence[str], None] = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(root, **kwargs)
+        self.layout, self.order = layout, order
+        self.dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
+        self.rain_dir, self.clean_dir = rain_dir, clean_dir
+        self.val_holdout = val_holdout
+        if layout not in LAYOUTS:
+            raise ValueError(f"data.layout={layout!r}: choose from {list(LAYOUTS)}")
+        if order not in ORDERS:
+            raise ValueError(f"data.order={order!r}: choose 'rain_clean' (left half rainy) or 'clean_rain'")
+
+    def _read(self, sub: str) -> ReadResult:
+        return read_layout(self.path(sub), self.layout, self.rain_dir, self.clean_dir, self.order)
+
+    def read_splits(self, stage: Optional[str] = None) -> dict[str, ReadResult]:
+        if not any(self.dirs.values()):
+            return {"pairs": read_layout(self.root, self.layout, self.rain_dir, self.clean_dir, self.order)}
+        wanted = ("test",) if stage in ("test", "predict") and self.dirs["test"] else ("train", "val", "test")
+        out = {split: self._read(self.dirs[split]) for split in wanted if self.dirs[split]}
+        if "train" in out and not self.dirs["val"] and self.val_holdout:
+            kept, held = split_groups(out["train"].pairs, self.val_holdout, key="val_holdout")
+            out["train"] = out["train"]._replace(pairs=kept)
+            out["val"] = ReadResult(held, [], f"{out['train'].source}, held out")
+        return out
+
+    def swap_hint(self) -> str:
+        if self.layout == "side_by_side":
+            return f"set data.order={ORDERS[1 - ORDERS.index(self.order)]}"
+        return "set data.swap=true"

@@ -1,0 +1,141 @@
+"""The one LightningModule of the suite: any derainer network + its loss + optimiser/scheduler from config.
+
+* ``net``: an ``nn.Module`` following docs/DEVELOPING.md (forward -> dict with "out", RGB on [0, 1], unclamped).
+* ``loss``: ``forward(outputs, batch) -> (total, parts)``.
+* ``optimizer`` / ``scheduler``: partials (``_partial_: true`` in ``conf/schedule``); the scheduler steps every
+  iteration by default, because the paper counts its schedule in iterations.
+
+Validation and test run on full images: inputs are reflect-padded up to ``net.pad_multiple`` and the output is
+cropped back. Every image is scored on its own with all protocols of ``src.metrics`` (per image, then averaged
+over images), for the network output and, as a reference, for the rainy input itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from src.metrics.metric import ProtocolMetrics
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad H and W (bottom/right) up to a multiple; returns the padded tensor and the original size."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)
+
+
+class DerainModule(L.LightningModule):
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module,
+        optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
+        scheduler: Optional[Callable[..., Any]] = None,
+        scheduler_interval: str = "step",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"], logger=False)
+        self.net = net
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.metrics = nn.ModuleDict(
+            {k: ProtocolMetrics() for k in ("val", "val_input", "test", "test_input")}
+        )
+        self.reports: dict[str, dict] = {}  # last full report per stage (see ProtocolMetrics.report)
+        self.suite_config: Optional[dict] = None  # resolved run config, stored in checkpoints by train.py
+
+    # --- forward ------------------------------------------------------------------------------
+    def forward(self, rain: torch.Tensor, label: Optional[torch.Tensor] = None) -> dict:
+        if getattr(self.net, "uses_label", False):
+            return self.net(rain, label=label)
+        return self.net(rain)
+
+    def predict_full(self, rain: torch.Tensor, label: Optional[torch.Tensor] = None) -> dict:
+        """Forward on full images of any size: pad for the network, crop every spatial output back."""
+        padded, (h, w) = pad_to_multiple(rain, int(getattr(self.net, "pad_multiple", 1)))
+        out = self(padded, label)
+        if padded.shape[-2:] == rain.shape[-2:]:
+            return out
+
+        def crop(v):
+            if torch.is_tensor(v) and v.dim() == 4:
+                return v[..., :h, :w]
+            if isinstance(v, (list, tuple)):
+                return type(v)(crop(t) for t in v)
+            if isinstance(v, dict):
+                return {k: crop(t) for k, t in v.items()}
+            return v
+
+        return crop(out)
+
+    # --- steps --------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self(batch["rain"], batch.get("label"))
+        total, parts = self.loss(out, batch)
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"non-finite training loss at step {self.global_step} (parts: "
+                f"{ {k: float(v) for k, v in parts.items()} }); lower the learning rate (schedule.optimizer.lr)"
+            )
+        bs = batch["rain"].shape[0]
+        self.log("train/loss", total, prog_bar=True, batch_size=bs)
+        for k, v in parts.items():
+            self.log(f"train/loss_{k}", v, batch_size=bs)
+        return total
+
+    def _eval_step(self, batch: dict, stage: str) -> dict:
+        out = self.predict_full(batch["rain"], batch.get("label"))
+        names = list(batch["name"])
+        self.metrics[stage].update(out["out"].detach(), batch["clean"], names)
+        self.metrics[f"{stage}_input"].update(batch["rain"], batch["clean"], names)
+        return out
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._eval_step(batch, "test")
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        for key in (stage, f"{stage}_input"):
+            metric = self.metrics[key]
+            if not metric.update_called:
+                continue
+            report = metric.report()
+            self.reports[key] = report
+            prefix = f"{stage}/" if key == stage else f"{stage}/input_"
+            for name, value in metric.compute().items():
+                self.log(f"{prefix}{name}", value, prog_bar=(key == stage and name == "psnr_spanet"),
+                         sync_dist=False)
+            metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    # --- optimisation -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ValueError("model.optimizer is not set: compose a schedule (e.g. schedule=spanet_paper)")
+        opt = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return opt
+        sched = self.scheduler_factory(optimizer=opt)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.scheduler_interval}}
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.suite_config is not None:
+            checkpoint["suite_config"] = self.suite_config

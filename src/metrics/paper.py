@@ -1,0 +1,137 @@
+"""The SPANet paper's (CVPR 2019) numbers, as data, to print beside ours.
+
+Every table records the protocol its numbers were computed with (all are ``spanet`` as far as the paper
+and its release tell: RGB in [0, 1], PSNR peak 1, SSIM 7x7 uniform window with data_range 2; see
+:mod:`src.metrics.protocols`). Our numbers are comparable with them only under that protocol.
+
+Rows are keyed by the suite's model config names (``conf/model/<key>.yaml``) where the suite trains the
+method, by ``"input"`` for the rainy input itself, and by lower-case method names otherwise (methods only
+scored from folders of their outputs). :func:`paper_reference` picks the row that matches a model trained
+on a data config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One method's published PSNR (dB) and SSIM, and how it was obtained."""
+
+    method: str  # as printed in the paper
+    psnr: float
+    ssim: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    name: str  # "Table 2"
+    dataset: str
+    protocol: str  # a name in src.metrics.protocols.PROTOCOLS
+    rows: dict[str, PaperRow] = field(default_factory=dict)
+    note: str = ""
+
+
+TABLE2 = PaperTable(
+    name="Table 2",
+    dataset="SPA-Data test set (1000 real rain images)",
+    protocol="spanet",
+    rows={
+        "input": PaperRow("Rain input", 32.64, 0.9315),
+        "dsc": PaperRow("DSC", 32.33, 0.9335),
+        "lp": PaperRow("LP", 32.99, 0.9475),
+        "sils": PaperRow("SILS", 33.40, 0.9528),
+        "clear": PaperRow("Clear", 31.31, 0.9304),
+        "ddn": PaperRow("DDN", 34.88, 0.9727, "retrained on SPA-Data"),
+        "ddn_published": PaperRow("DDN", 33.28, 0.9414, "authors' published model"),
+        "jorder": PaperRow("JORDER", 35.72, 0.9776, "retrained on SPA-Data"),
+        "jorder_published": PaperRow("JORDER", 32.16, 0.9327, "authors' published model"),
+        "didmdn": PaperRow("DID-MDN", 28.96, 0.9457, "fine-tuned on SPA-Data"),
+        "didmdn_published": PaperRow("DID-MDN", 24.91, 0.8895, "authors' published model"),
+        "rescan": PaperRow("RESCAN", 35.19, 0.9784, "retrained on SPA-Data"),
+        "rescan_published": PaperRow("RESCAN", 30.36, 0.9553, "authors' published model"),
+        "spanet": PaperRow("SPANet", 38.06, 0.9867),
+    },
+    note="Baselines trained by the suite (ddn, jorder, didmdn, rescan) map to the retrained (red) numbers.",
+)
+
+TABLE3 = PaperTable(
+    name="Table 3",
+    dataset="DID-MDN synthetic test set (all methods trained on DID-MDN's synthetic training set)",
+    protocol="spanet",
+    rows={
+        "input": PaperRow("Rain input", 21.15, 0.7781),
+        "dsc": PaperRow("DSC", 21.44, 0.7896),
+        "lp": PaperRow("LP", 22.75, 0.8352),
+        "clear": PaperRow("Clear", 22.07, 0.8422),
+        "jorder": PaperRow("JORDER", 24.32, 0.8622),
+        "ddn": PaperRow("DDN", 27.33, 0.8978),
+        "jbo": PaperRow("JBO", 23.05, 0.8522),
+        "didmdn": PaperRow("DID-MDN", 27.95, 0.9087),
+        "spanet": PaperRow("SPANet", 30.05, 0.9342),
+    },
+    note="The paper prints SSIM before PSNR in this table.",
+)
+
+TABLE4 = PaperTable(
+    name="Table 4",
+    dataset="SPA-Data test set (1000 real rain images)",
+    protocol="spanet",
+    rows={
+        "b_a": PaperRow("B_a (no SAM, 17 plain RBs)", 37.43, 0.9856),
+        "b_b": PaperRow("B_b (one SAM evaluated once)", 37.43, 0.9854),
+        "b_c": PaperRow("B_c (4 independent SAMs)", 37.47, 0.9854),
+        "b_d": PaperRow("B_d (no direction attention)", 37.70, 0.9858),
+        "b_e": PaperRow("B_e (no attention loss)", 37.39, 0.9856),
+        "b_f": PaperRow("B_f = SPANet", 38.06, 0.9867),
+    },
+)
+
+TABLE1 = PaperTable(
+    name="Table 1",
+    dataset="10 synthetic rain videos of 100 frames (clean-image generation, section 3)",
+    protocol="spanet",
+    rows={
+        "input": PaperRow("Rain input", 25.40, 0.7228),
+        "jiang": PaperRow("Jiang et al.", 32.79, 0.8827, "best frame of each video"),
+        "wei": PaperRow("Wei et al.", 27.30, 0.9043, "best frame of each video"),
+        "li": PaperRow("Li et al.", 32.59, 0.9458, "best frame of each video"),
+        "ours": PaperRow("SPANet's clean-image generation", 51.40, 0.9907, "best frame of each video"),
+    },
+    note="Best frame of each video method; the paper's averages are lower.",
+)
+
+RELEASE_README = PaperTable(
+    name="release README",
+    dataset="SPA-Data test set (1000 real rain images)",
+    protocol="spanet",
+    rows={
+        "spanet_release": PaperRow("SPANet (release)", 38.53, 0.9875, "after the release's later IRNN change"),
+        "spanet_release_before": PaperRow("SPANet (release)", 38.02, 0.9868, "before the IRNN change"),
+    },
+    note="The README does not say which figure the released file corresponds to.",
+)
+
+TABLES = {t.name: t for t in (TABLE1, TABLE2, TABLE3, TABLE4, RELEASE_README)}
+
+# Which published tables hold the counterpart of a model trained on a data config (first match wins).
+_TABLES_BY_DATA: dict[str, tuple[PaperTable, ...]] = {
+    "realrain": (TABLE4, TABLE2, RELEASE_README),
+    "didmdn": (TABLE3,),
+}
+# Our model config names that are the same method as a paper row under another key.
+_ALIASES = {"didmdn": {"b_f": "spanet"}}
+
+
+def paper_reference(data: str, model: str) -> Optional[tuple[PaperTable, PaperRow]]:
+    """The published (table, row) for ``model`` (a model config name, or "input") trained and tested on the
+    data config ``data``; None when the paper has no counterpart (e.g. the synthetic smoke data)."""
+    model = model.lower()
+    for table in _TABLES_BY_DATA.get(data, ()):
+        key = _ALIASES.get(data, {}).get(model, model)
+        if key in table.rows:
+            return table, table.rows[key]
+    return None

@@ -1,0 +1,277 @@
+/*
+ * Body of the IRNN scan for one element type; included by irnn_scan.c with
+ *   T          the element type (float or double)
+ *   SFX        suffix of the exported names (f32, f64)
+ *   IT         the signed integer type of the same size (int32_t, int64_t)
+ *   T_IS_FLOAT 1 for float (enables the AVX transpose)
+ * Exported: irnn_forward_<SFX>, irnn_backward_<SFX> (see the end of this file).
+ *
+ * Recurrence along a sweep t = 0..n-1 (t = 0 is the border the sweep starts from):
+ *   h_0 = relu(x_0),   h_t = relu(w * h_{t-1} + b + x_t)
+ * Backward, with G_t = dL/dh_t and g_t = dL/d(pre-activation at t):
+ *   g_t = [h_t > 0] * (G_t + w * g_{t+1}),   dx_t += g_t,
+ *   dw += sum_{t>0} g_t * h_{t-1},            db += sum_{t>0} g_t.
+ */
+#ifndef IRNN_CAT
+#define IRNN_CAT_(a, b) a##_##b
+#define IRNN_CAT(a, b) IRNN_CAT_(a, b)
+#endif
+#define FN(name) IRNN_CAT(name, SFX)
+
+static inline T FN(relu)(T z) { return z > (T)0 ? z : (T)0; }
+
+/* ---------- moving 8 rows in and out of the lane layout buf[j * LANES + k] ---------- */
+
+/* buf[j*LANES + k] = src[k*W + j] for rows k < R; lanes R..LANES-1 are zero. */
+static void FN(rows_to_lanes)(const T *restrict src, int64_t W, int R, T *restrict buf) {
+    int64_t j = 0;
+#if T_IS_FLOAT && defined(__AVX__)
+    if (R == LANES)
+        for (; j + 8 <= W; j += 8) transpose8x8_f32(src + j, W, buf + j * LANES, LANES);
+#endif
+    for (; j < W; ++j)
+        for (int k = 0; k < LANES; ++k) buf[j * LANES + k] = k < R ? src[k * W + j] : (T)0;
+}
+
+/* dst[k*W + j] = buf[j*LANES + k] for rows k < R. */
+static void FN(lanes_to_rows)(const T *restrict buf, int64_t W, int R, T *restrict dst) {
+    int64_t j = 0;
+#if T_IS_FLOAT && defined(__AVX__)
+    if (R == LANES)
+        for (; j + 8 <= W; j += 8) transpose8x8_f32(buf + j * LANES, LANES, dst + j, W);
+#endif
+    for (; j < W; ++j)
+        for (int k = 0; k < R; ++k) dst[k * W + j] = buf[j * LANES + k];
+}
+
+/* ---------- horizontal sweeps on 8 rows at once (lane layout) ---------- */
+
+/* One vector = the LANES rows of a block at one column (GCC vector extension; the
+ * compiler maps it to AVX / SSE / NEON registers). */
+typedef T FN(vec) __attribute__((vector_size(LANES * sizeof(T)), may_alias));
+typedef IT FN(ivec) __attribute__((vector_size(LANES * sizeof(T)), may_alias));
+#define VEC FN(vec)
+#define IVEC FN(ivec)
+#define AT(buf, j) (*(VEC *)((buf) + (j) * LANES)) /* lane vector at column j */
+
+/* relu of a lane vector: keep the lanes where z > 0 (z must be a plain variable) */
+#define RELU_V(z) ((VEC)((IVEC)(z) & ((z) > (T)0)))
+
+/* right: j = 0 -> W-1 into rt; left: j = W-1 -> 0 into lt. Both chains in one loop so
+ * their latencies overlap. Buffers are 64-byte aligned. */
+static void FN(lanes_forward)(const T *restrict xt, T *restrict rt, T *restrict lt, int64_t W,
+                              T wr, T br, T wl, T bl) {
+    VEC hr = AT(xt, 0), hl = AT(xt, W - 1);
+    AT(rt, 0) = hr = RELU_V(hr);
+    AT(lt, W - 1) = hl = RELU_V(hl);
+    for (int64_t n = 1; n < W; ++n) {
+        const int64_t jr = n, jl = W - 1 - n;
+        hr = wr * hr + (br + AT(xt, jr));
+        hl = wl * hl + (bl + AT(xt, jl));
+        AT(rt, jr) = hr = RELU_V(hr);
+        AT(lt, jl) = hl = RELU_V(hl);
+    }
+}
+
+/* Backward of lanes_forward. The right sweep's backward runs j = W-1 -> 0 and the left
+ * one's j = 0 -> W-1, again in one loop. Writes g_right into gr_t and g_left into gl_t;
+ * adds dw, db per lane into acc[0..3] = (dw_right, db_right, dw_left, db_left). */
+static void FN(lanes_backward)(const T *restrict hr_t, const T *restrict Gr_t,
+                               const T *restrict hl_t, const T *restrict Gl_t,
+                               T *restrict gr_t, T *restrict gl_t, int64_t W, T wr, T wl,
+                               VEC acc[4]) {
+    VEC gr = {0}, gl = {0};
+    for (int64_t n = 0; n < W; ++n) {
+        const int64_t jr = W - 1 - n, jl = n;
+        gr = AT(gr_t, jr) = (VEC)((IVEC)(AT(Gr_t, jr) + wr * gr) & (AT(hr_t, jr) > (T)0));
+        gl = AT(gl_t, jl) = (VEC)((IVEC)(AT(Gl_t, jl) + wl * gl) & (AT(hl_t, jl) > (T)0));
+        if (n < W - 1) { /* position 0 of either sweep has no predecessor */
+            acc[0] += gr * AT(hr_t, jr - 1);
+            acc[1] += gr;
+            acc[2] += gl * AT(hl_t, jl + 1);
+            acc[3] += gl;
+        }
+    }
+}
+
+/* ---------- vertical sweeps, one row at a time, vectorised across the row ---------- */
+
+static void FN(row_first)(const T *restrict x, T *restrict h, int64_t W) {
+#pragma omp simd
+    for (int64_t j = 0; j < W; ++j) h[j] = FN(relu)(x[j]);
+}
+
+static void FN(row_step)(const T *restrict x, const T *restrict hprev, T *restrict h, T w, T b,
+                         int64_t W) {
+#pragma omp simd
+    for (int64_t j = 0; j < W; ++j) h[j] = FN(relu)(w * hprev[j] + b + x[j]);
+}
+
+/* One backward step of a vertical sweep: g holds g_{t+1} on entry and g_t on exit;
+ * dx += g_t; if hprev (h_{t-1}) is given, accw += g_t * h_{t-1} and accb += g_t. */
+static void FN(row_backward)(const T *restrict h, const T *restrict G, const T *restrict hprev,
+                             T *restrict g, T w, T *restrict dx, T *restrict accw,
+                             T *restrict accb, int64_t W) {
+#pragma omp simd
+    for (int64_t j = 0; j < W; ++j) {
+        const T v = G[j] + w * g[j]; /* computed unconditionally so the loop vectorises */
+        g[j] = h[j] > (T)0 ? v : (T)0;
+        dx[j] += g[j];
+    }
+    if (hprev)
+#pragma omp simd
+        for (int64_t j = 0; j < W; ++j) {
+            accw[j] += g[j] * hprev[j];
+            accb[j] += g[j];
+        }
+}
+
+static double FN(sum)(const T *v, int64_t n) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; ++i) s += v[i];
+    return s;
+}
+
+/* ---------- one (b, c) plane ---------- */
+
+/* Scratch: 3 * W * LANES elements. */
+static void FN(forward_plane)(const T *restrict x, T *restrict up, T *restrict right,
+                              T *restrict down, T *restrict left, int64_t H, int64_t W,
+                              const T w[4], const T b[4], T *restrict scratch) {
+    T *xt = scratch, *rt = xt + W * LANES, *lt = rt + W * LANES;
+    /* pass 1, top to bottom, 8 rows at a time: right, left, down */
+    for (int64_t r0 = 0; r0 < H; r0 += LANES) {
+        const int R = H - r0 < LANES ? (int)(H - r0) : LANES;
+        FN(rows_to_lanes)(x + r0 * W, W, R, xt);
+        FN(lanes_forward)(xt, rt, lt, W, w[1], b[1], w[3], b[3]);
+        FN(lanes_to_rows)(rt, W, R, right + r0 * W);
+        FN(lanes_to_rows)(lt, W, R, left + r0 * W);
+        for (int64_t i = r0; i < r0 + R; ++i) {
+            if (i == 0)
+                FN(row_first)(x, down, W);
+            else
+                FN(row_step)(x + i * W, down + (i - 1) * W, down + i * W, w[2], b[2], W);
+        }
+    }
+    /* pass 2, bottom to top: up (x's bottom rows are still in cache) */
+    FN(row_first)(x + (H - 1) * W, up + (H - 1) * W, W);
+    for (int64_t i = H - 2; i >= 0; --i)
+        FN(row_step)(x + i * W, up + (i + 1) * W, up + i * W, w[0], b[0], W);
+}
+
+/* Scratch: 6 * W * LANES + 3 * W elements. dw and db receive this plane's sums. */
+static void FN(backward_plane)(const T *const h[4], const T *const G[4], T *restrict dx,
+                               int64_t H, int64_t W, const T w[4], double dw[4], double db[4],
+                               T *restrict scratch) {
+    const int64_t WL = W * LANES;
+    T *hr_t = scratch, *Gr_t = hr_t + WL, *hl_t = Gr_t + WL, *Gl_t = hl_t + WL;
+    T *gr_t = Gl_t + WL, *gl_t = gr_t + WL;
+    T *g = gl_t + WL, *accw = g + W, *accb = accw + W;
+    VEC acc[4] = {{0}};
+
+    /* pass A, bottom to top, 8 rows at a time: right and left, then down */
+    memset(g, 0, 3 * (size_t)W * sizeof(T));
+    for (int64_t r1 = H; r1 > 0; r1 -= LANES) {
+        const int64_t r0 = r1 > LANES ? r1 - LANES : 0;
+        const int R = (int)(r1 - r0);
+        FN(rows_to_lanes)(h[1] + r0 * W, W, R, hr_t);
+        FN(rows_to_lanes)(G[1] + r0 * W, W, R, Gr_t);
+        FN(rows_to_lanes)(h[3] + r0 * W, W, R, hl_t);
+        FN(rows_to_lanes)(G[3] + r0 * W, W, R, Gl_t);
+        FN(lanes_backward)(hr_t, Gr_t, hl_t, Gl_t, gr_t, gl_t, W, w[1], w[3], acc);
+        for (int64_t i = 0; i < WL; ++i) gr_t[i] += gl_t[i];
+        FN(lanes_to_rows)(gr_t, W, R, dx + r0 * W);
+        for (int64_t i = r1 - 1; i >= r0; --i)
+            FN(row_backward)(h[2] + i * W, G[2] + i * W, i > 0 ? h[2] + (i - 1) * W : NULL, g,
+                             w[2], dx + i * W, accw, accb, W);
+    }
+    dw[2] = FN(sum)(accw, W);
+    db[2] = FN(sum)(accb, W);
+
+    /* pass B, top to bottom: up */
+    memset(g, 0, 3 * (size_t)W * sizeof(T));
+    for (int64_t i = 0; i < H; ++i)
+        FN(row_backward)(h[0] + i * W, G[0] + i * W, i < H - 1 ? h[0] + (i + 1) * W : NULL, g,
+                         w[0], dx + i * W, accw, accb, W);
+    dw[0] = FN(sum)(accw, W);
+    db[0] = FN(sum)(accb, W);
+
+    dw[1] = FN(sum)((const T *)&acc[0], LANES);
+    db[1] = FN(sum)((const T *)&acc[1], LANES);
+    dw[3] = FN(sum)((const T *)&acc[2], LANES);
+    db[3] = FN(sum)((const T *)&acc[3], LANES);
+}
+
+/* ---------- exported entry points ---------- */
+
+/* out: (B, 4, C, H, W). Returns 0, or -1 if scratch memory could not be allocated. */
+int FN(irnn_forward)(const T *x, const T *weight, const T *bias, T *out, int64_t B, int64_t C,
+                     int64_t H, int64_t W, int nthreads) {
+    const int64_t HW = H * W;
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        T *scratch = alloc_scratch(3 * (size_t)W * LANES * sizeof(T));
+        if (!scratch) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t p = 0; p < B * C; ++p) {
+            if (!scratch) continue;
+            const int64_t bi = p / C, c = p % C;
+            T w[4], b[4];
+            for (int d = 0; d < 4; ++d) {
+                w[d] = weight[d * C + c];
+                b[d] = bias[d * C + c];
+            }
+            T *o = out + (bi * 4 * C + c) * HW; /* direction d at o + d * C * HW */
+            FN(forward_plane)(x + p * HW, o, o + C * HW, o + 2 * C * HW, o + 3 * C * HW, H, W,
+                              w, b, scratch);
+        }
+        free(scratch);
+    }
+    return failed ? -1 : 0;
+}
+
+/* h, grad_h: (B, 4, C, H, W); dx: (B, C, H, W); dw_part, db_part: (B, 4, C) per-sample
+ * sums (the caller sums over B). Returns 0, or -1 if scratch could not be allocated. */
+int FN(irnn_backward)(const T *h, const T *grad_h, const T *weight, T *dx, T *dw_part,
+                      T *db_part, int64_t B, int64_t C, int64_t H, int64_t W, int nthreads) {
+    const int64_t HW = H * W;
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        T *scratch = alloc_scratch((6 * (size_t)W * LANES + 3 * (size_t)W) * sizeof(T));
+        if (!scratch) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t p = 0; p < B * C; ++p) {
+            if (!scratch) continue;
+            const int64_t bi = p / C, c = p % C;
+            T w[4];
+            const T *hp[4], *Gp[4];
+            double dw[4], db[4];
+            for (int d = 0; d < 4; ++d) {
+                w[d] = weight[d * C + c];
+                hp[d] = h + ((bi * 4 + d) * C + c) * HW;
+                Gp[d] = grad_h + ((bi * 4 + d) * C + c) * HW;
+            }
+            FN(backward_plane)(hp, Gp, dx + p * HW, H, W, w, dw, db, scratch);
+            for (int d = 0; d < 4; ++d) {
+                dw_part[(bi * 4 + d) * C + c] = (T)dw[d];
+                db_part[(bi * 4 + d) * C + c] = (T)db[d];
+            }
+        }
+        free(scratch);
+    }
+    return failed ? -1 : 0;
+}
+
+#undef FN
+#undef VEC
+#undef IVEC
+#undef AT
+#undef RELU_V

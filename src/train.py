@@ -1,0 +1,66 @@
+"""python -m src.train [overrides]: build data, model, trainer from config; fit; test the best checkpoint.
+
+Writes into the run dir (logs/<task>/runs/<timestamp>/): .hydra/ (resolved config), checkpoints/ (best by
+val/psnr_spanet, last), metrics.json (final validation and test reports of the best checkpoint), logger files.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.utils.ddp import ddp_job
+from src.utils.report import print_report
+from src.utils.run import finish_wandb, instantiate_group, setup_environment, write_json
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict:
+    setup_environment(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    model.suite_config = OmegaConf.to_container(cfg, resolve=True)
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(model.suite_config)
+
+    try:
+        with ddp_job(trainer):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            if not best and not trainer.fast_dev_run:
+                log.warning("no best checkpoint was saved; final metrics use the last weights")
+            ckpt = best or None
+            trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+            if cfg.get("test"):
+                trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        result = {
+            "task": cfg.task, "experiment": cfg.get("experiment_name"), **cfg.run_info, "seed": cfg.seed,
+            "ckpt_path": ckpt, "global_step": trainer.global_step,
+            "val": model.reports.get("val"), "val_input": model.reports.get("val_input"),
+            "test": model.reports.get("test"), "test_input": model.reports.get("test_input"),
+        }
+        if trainer.is_global_zero:
+            write_json(result, f"{cfg.paths.output_dir}/metrics.json")
+            print_report(result, title=f"{cfg.run_info.model} on {cfg.run_info.data}")
+        return result
+    finally:
+        finish_wandb()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    result = train(cfg)
+    test = result.get("test") or result.get("val") or {}
+    return test.get("mean", {}).get("spanet", {}).get("psnr")  # the value a sweeper would optimise
+
+
+if __name__ == "__main__":
+    main()

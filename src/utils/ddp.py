@@ -1,0 +1,94 @@
+"""DDP that works under Hydra, including multirun sweeps.
+
+Lightning's script launcher starts ranks 1..N-1 by re-running ``sys.argv``. Under Hydra that argv may be a
+whole sweep (``-m model=b_a,b_b seed=1,2,3``), so every child would start its own sweep, and each child
+computes its own timestamped run dir. :class:`HydraDDPStrategy` instead starts every child with exactly the
+overrides of the CURRENT job (``HydraConfig.overrides.task``), pinned to the current job's output dir, with
+Hydra's own output (config copy, log file) switched off in the children. :func:`ddp_job` cleans up after a job
+(process group, launcher env vars) so the next job of a sweep starts a fresh group with fresh children.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from typing import Iterator
+
+import __main__
+import torch.distributed as dist
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+_LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def child_command(local_rank: int) -> list[str]:
+    """The command line that starts rank ``local_rank`` of the current Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    module = getattr(__main__.__spec__, "name", None)
+    entry = ["-m", module] if module else [os.path.abspath(sys.argv[0])]
+    return [
+        sys.executable, *entry, *hc.overrides.task,
+        f"hydra.run.dir={hc.runtime.output_dir}",
+        "hydra.output_subdir=null",
+        f"hydra.job.name={hc.job.name}_rank{local_rank}",
+        f"hydra.job_logging.handlers.file.filename={hc.runtime.output_dir}/rank{local_rank}.log",
+    ]
+
+
+class _HydraJobLauncher(_SubprocessScriptLauncher):
+    def _call_children_scripts(self) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():  # plain script: Lightning's own way is right
+            return super()._call_children_scripts()
+        self._check_can_spawn_children()
+        self.procs = []
+        env = self.cluster_environment
+        os.environ.update(
+            MASTER_ADDR=env.main_address, MASTER_PORT=str(env.main_port), NODE_RANK=str(env.node_rank()),
+            LOCAL_RANK=str(env.local_rank()), WORLD_SIZE=str(self.num_processes * self.num_nodes),
+        )
+        for local_rank in range(1, self.num_processes):
+            child_env = {**os.environ, "LOCAL_RANK": str(local_rank)}
+            self.procs.append(subprocess.Popen(child_command(local_rank), env=child_env))
+
+
+class HydraDDPStrategy(DDPStrategy):
+    """``DDPStrategy`` whose child processes run the current Hydra job, not the original command line."""
+
+    strategy_name = "hydra_ddp"
+
+    def _configure_launcher(self) -> None:
+        super()._configure_launcher()
+        if isinstance(self._launcher, _SubprocessScriptLauncher):
+            self._launcher = _HydraJobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
+
+    def wait_for_children(self, timeout: float = 600.0) -> None:
+        for proc in getattr(self._launcher, "procs", []):
+            proc.wait(timeout=timeout)
+            if proc.returncode:
+                raise RuntimeError(f"DDP rank process {proc.args} exited with status {proc.returncode}")
+
+
+@contextlib.contextmanager
+def ddp_job(trainer) -> Iterator[None]:
+    """Run one job's fit/test; afterwards tear down DDP state so a sweep's next job starts clean."""
+    before = {k: os.environ.get(k) for k in _LAUNCH_ENV}
+    try:
+        yield
+    finally:
+        strategy = trainer.strategy
+        if isinstance(strategy, HydraDDPStrategy) and trainer.is_global_zero:
+            strategy.wait_for_children()
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

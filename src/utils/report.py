@@ -1,0 +1,44 @@
+"""Console tables of metric reports (the JSON schema of src.metrics: n_images / mean / per_image)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from rich.console import Console
+from rich.table import Table
+
+PROTOCOL_NOTES = {
+    "spanet": "RGB [0,1], PSNR peak 1, SSIM 7x7 uniform, data_range 2, border 3 (paper Tables 2-4)",
+    "y_matlab": "Y of MATLAB rgb2ycbcr, 8-bit, PSNR peak 255, SSIM Gaussian 11x11 'valid'",
+    "rgb_uint8": "RGB 8-bit, PSNR peak 255, SSIM Gaussian 11x11 'valid'",
+}
+
+
+def report_table(rows: dict[str, Optional[dict]], title: str) -> Table:
+    """One table: a row per protocol, PSNR/SSIM columns for each named report (e.g. output and input)."""
+    rows = {k: v for k, v in rows.items() if v}
+    table = Table(title=title)
+    table.add_column("protocol")
+    for name, rep in rows.items():
+        table.add_column(f"{name} PSNR (dB)", justify="right")
+        table.add_column(f"{name} SSIM", justify="right")
+    protocols = next(iter(rows.values()))["mean"] if rows else {}
+    for proto in protocols:
+        cells = []
+        for rep in rows.values():
+            m = rep["mean"].get(proto, {})
+            cells += [f"{m.get('psnr', float('nan')):.2f}", f"{m.get('ssim', float('nan')):.4f}"]
+        table.add_row(proto, *cells)
+    n = {name: rep["n_images"] for name, rep in rows.items()}
+    table.caption = f"images: {n}; per image, then averaged. " + "; ".join(
+        f"{p}: {PROTOCOL_NOTES.get(p, '')}" for p in protocols
+    )
+    return table
+
+
+def print_report(result: dict, title: str) -> None:
+    console = Console()
+    for split in ("val", "test"):
+        if result.get(split):
+            console.print(report_table({"output": result[split], "rain input": result.get(f"{split}_input")},
+                                       title=f"{title}: {split}"))

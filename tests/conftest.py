@@ -1,0 +1,55 @@
+"""Shared fixtures: compose the real configs with tiny overrides (no network, CPU, seconds per run)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("WANDB_SILENT", "true")
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# a synthetic run that takes seconds: 32x32 patches, 2 small test images, a few steps
+TINY = [
+    "data.train_length=16",
+    "data.patch_size=32",
+    "data.eval_long_side=40",
+    "data.test_photos=[chelsea]",
+    "schedule.batch_size=2",
+    "schedule.max_steps=4",
+    "schedule.val_every=2",
+    "trainer.enable_model_summary=false",
+    "~callbacks.progress_bar",
+    "~callbacks.model_summary",
+]
+
+
+def compose_cfg(name: str, overrides: list[str], output_dir: Path):
+    """Compose conf/<name>.yaml as the entry point would, with HydraConfig set and outputs in output_dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir / "logs")
+    return cfg
+
+
+@pytest.fixture
+def train_cfg(tmp_path):
+    """Factory: train_cfg(*overrides) -> composed tiny training config writing into tmp_path."""
+
+    def make(*overrides: str, out: Path | None = None):
+        return compose_cfg("train", TINY + list(overrides), out or tmp_path)
+
+    yield make
+    GlobalHydra.instance().clear()
