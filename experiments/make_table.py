@@ -34,18 +34,13 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from src.metrics.paper import paper_reference
-from src.metrics.protocols import PROTOCOLS
+from src.metrics.protocols import PROTOCOL_SUMMARY, PROTOCOLS
 
 MODEL_ORDER = (
     "input", "b_a", "b_b", "b_c", "b_d", "b_e", "b_f", "spanet", "spanet_release",
     "ddn", "jorder", "didmdn", "rescan", "clear",
 )  # fmt: skip
 DISPLAY = {"input": "rain input"}
-PROTOCOL_NOTES = {
-    "spanet": "RGB in [0,1], PSNR peak 1; SSIM 7x7 uniform window, data_range 2, 3-pixel border excluded",
-    "y_matlab": "Y of MATLAB rgb2ycbcr on 8-bit images, PSNR peak 255; SSIM 11x11 Gaussian, 'valid' region",
-    "rgb_uint8": "8-bit RGB, PSNR peak 255; SSIM 11x11 Gaussian, 'valid' region, per channel",
-}
 
 
 @dataclass
@@ -236,9 +231,14 @@ def caption(rows: Sequence[Row], protocol: str, split: str) -> str:
         if protocol == "spanet"
         else "Paper numbers are computed with protocol spanet only, so none are shown beside this protocol."
     )
+    inputs = (
+        " The rain-input row scores the rainy test images themselves, once per run (its count is of runs)."
+        if any(r.model == "input" for r in rows)
+        else ""
+    )
     return (
-        f"{split} split, protocol {protocol} ({PROTOCOL_NOTES[protocol]}). Each image scored on its own, "
-        f"then averaged over images; mean ± sample std over {n}. {paper}"
+        f"{split} split, protocol {protocol} ({PROTOCOL_SUMMARY[protocol]}). Each image scored on its own, "
+        f"then averaged over images; mean ± sample std over {n}. {paper}{inputs}"
     )
 
 
@@ -298,7 +298,10 @@ def plot_bars(rows: Sequence[Row], protocol: str, split: str, path: Path) -> Non
     import matplotlib.pyplot as plt
 
     datasets = sorted({r.data for r in rows})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(max(4.0, 1.1 * len(rows)) + 1, 3.8), squeeze=False)
+    counts = [sum(r.data == d for r in rows) for d in datasets]
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(2.0 + 0.65 * len(rows), 4.0), squeeze=False, gridspec_kw={"width_ratios": counts}
+    )
     for ax, data in zip(axes[0], datasets):
         sub = [r for r in rows if r.data == data]
         xs = range(len(sub))
@@ -314,7 +317,7 @@ def plot_bars(rows: Sequence[Row], protocol: str, split: str, path: Path) -> Non
         ax.set_xticklabels([r.label for r in sub], rotation=45, ha="right")
         ax.set_title(f"{data}")
         ax.set_ylabel(f"PSNR (dB), protocol {protocol}")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     fig.suptitle(f"{split} split, mean ± std over seeds", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

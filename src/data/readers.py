@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from dataclasses import dataclass
 from typing import Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 
 from src.data.io import is_image_file
@@ -39,9 +38,8 @@ LAYOUT_DIRS = {"rain200": ("rain/X2", "norain"), "same_names": ("input", "target
                "rain1400": ("rainy_image", "ground_truth")}
 
 
-@dataclass(frozen=True, slots=True)
-class Pair:
-    """One training / test pair, as file paths.
+class Pair(NamedTuple):
+    """One training / test pair, as file paths (a NamedTuple: immutable, cheap to create by the 600K).
 
     ``halves`` is set when ONE file holds both images side by side: ``"rain_clean"`` (left half rainy,
     DID-MDN) or ``"clean_rain"`` (left half clean, Rain800); then ``rain == clean`` is that file.
@@ -59,9 +57,8 @@ class Pair:
     def swapped(self) -> "Pair":
         """The same pair with rainy and clean exchanged."""
         if self.halves is not None:
-            other = ORDERS[1 - ORDERS.index(self.halves)]
-            return Pair(self.rain, self.clean, self.name, self.label, self.group, other)
-        return Pair(self.clean, self.rain, self.name, self.label, self.group, None)
+            return self._replace(halves=ORDERS[1 - ORDERS.index(self.halves)])
+        return self._replace(rain=self.clean, clean=self.rain)
 
 
 class ReadResult(NamedTuple):
@@ -180,17 +177,28 @@ def read_pair_list(list_file: str, root: str, label: int = -1) -> ReadResult:
     index = DirIndex()
     base = _choose_base(entries, [root, os.path.dirname(os.path.abspath(list_file)), ""], index)
     prefix = "" if base == "" else os.path.normpath(base) + os.sep
+    # hot loop (638K lines): plain string operations, one folder listing per distinct folder
+    listed: dict[str, frozenset] = {}
     pairs: list[Pair] = []
     missing: list[str] = []
-    exists = index.exists
-    for raw_rain, raw_clean in entries:
-        rain_rel, clean_rel = (raw_rain, raw_clean) if base == "" else (_strip_rel(raw_rain), _strip_rel(raw_clean))
-        rain, clean = prefix + rain_rel, prefix + clean_rel
-        if exists(rain) and exists(clean):
-            name = rain_rel.rpartition("/")[2].rpartition(".")[0]
-            pairs.append(Pair(rain, clean, name, label, scene_id(rain_rel)))
+    strip = base != ""
+    for rain_rel, clean_rel in entries:
+        if strip:  # = _strip_rel, inlined
+            rain_rel = rain_rel[2:] if rain_rel[:2] == "./" else rain_rel.lstrip("/")
+            clean_rel = clean_rel[2:] if clean_rel[:2] == "./" else clean_rel.lstrip("/")
+        rain_dir, _, rain_name = rain_rel.rpartition("/")
+        clean_dir, _, clean_name = clean_rel.rpartition("/")
+        rain_names = listed.get(rain_dir)
+        if rain_names is None:
+            rain_names = listed[rain_dir] = index.names(prefix + rain_dir)
+        clean_names = listed.get(clean_dir)
+        if clean_names is None:
+            clean_names = listed[clean_dir] = index.names(prefix + clean_dir)
+        if rain_name in rain_names and clean_name in clean_names:
+            scene = rain_dir.rpartition("/")[0].rpartition("/")[2]  # = scene_id(rain_rel)
+            pairs.append(Pair(prefix + rain_rel, prefix + clean_rel, rain_name.rpartition(".")[0], label, scene))
         else:
-            missing.append(f"{rain} -> {clean}")
+            missing.append(f"{prefix + rain_rel} -> {prefix + clean_rel}")
     return ReadResult(pairs, missing, list_file)
 
 
@@ -349,8 +357,14 @@ def split_groups(pairs: Sequence[Pair], holdout: Union[None, int, Sequence], key
         if holdout >= len(groups):
             raise ValueError(f"data.{key}={holdout} would hold out all {len(groups)} groups")
         chosen = set(groups[-holdout:])
-    else:
-        chosen = {str(g) for g in holdout}
+    else:  # ids match exactly, or by value when numeric (YAML reads `[000, 7]` as [0, 7])
+        by_value = {int(g): g for g in groups if g.isdigit()}
+
+        def resolve(g) -> str:
+            g = str(g)
+            return by_value.get(int(g), g) if g.isdigit() and g not in groups else g
+
+        chosen = {resolve(g) for g in holdout}
         unknown = sorted(chosen - set(groups), key=natural_key)
         if unknown:
             raise ValueError(f"data.{key}: unknown ids {unknown} (known: {groups[:10]}{'...' if len(groups) > 10 else ''})")

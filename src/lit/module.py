@@ -16,20 +16,10 @@ from typing import Any, Callable, Optional
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from src.metrics.metric import ProtocolMetrics
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad H and W (bottom/right) up to a multiple; returns the padded tensor and the original size."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, (h, w)
+from src.metrics import ProtocolMetrics
+from src.utils.padding import pad_to_multiple
 
 
 class DerainModule(L.LightningModule):

@@ -11,7 +11,7 @@ The release computes every term on images in [-1, 1] (its data normalisation); s
 * The perceptual term needs VGG16 weights, which cannot be downloaded here: it is off unless
   ``vgg_weights`` names a file (a torchvision ``vgg16`` state dict, keys ``features.0/2/5/7.*``, or the
   release's ``vgg16.weight``, keys ``conv1_1.*``...). The VGG gets the [-1, 1] images directly, without
-  ImageNet normalisation, as the release feeds it. Its weights are frozen.
+  ImageNet normalisation, as the release feeds it. Its weights are frozen and not saved in checkpoints.
 * The density term applies only when the network returns ``density_logits`` (its optional classifier is on)
   and only to samples with a known label (``batch["label"] >= 0``); mean over those samples.
 """
@@ -30,34 +30,33 @@ _VGG16_LAYERS = {"conv1_1": 0, "conv1_2": 2, "conv2_1": 5, "conv2_2": 7}
 
 
 class VGG16Relu12Relu22(nn.Module):
-    """The first two VGG16 blocks: (B, 3, H, W) -> [relu1_2 (B, 64, H, W), relu2_2 (B, 128, H/2, W/2)]."""
+    """The first two VGG16 blocks, frozen: (B, 3, H, W) -> [relu1_2 (B, 64, H, W), relu2_2 (B, 128, H/2, W/2)].
 
-    def __init__(self) -> None:
+    ``state_dict``: a torchvision ``vgg16`` state dict (``features.0/2/5/7.*``) or a release-style one
+    (``conv1_1.*``, ``conv1_2.*``, ``conv2_1.*``, ``conv2_2.*``). The weights are non-persistent buffers: they
+    follow ``.to(device)`` but stay out of checkpoints and out of the optimiser.
+    """
+
+    def __init__(self, state_dict: dict[str, Tensor], source: str = "state dict") -> None:
         super().__init__()
-        self.conv1_1 = nn.Conv2d(3, 64, 3, padding=1)
-        self.conv1_2 = nn.Conv2d(64, 64, 3, padding=1)
-        self.conv2_1 = nn.Conv2d(64, 128, 3, padding=1)
-        self.conv2_2 = nn.Conv2d(128, 128, 3, padding=1)
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        relu1_2 = F.relu(self.conv1_2(F.relu(self.conv1_1(x))))
-        h = F.max_pool2d(relu1_2, 2)
-        relu2_2 = F.relu(self.conv2_2(F.relu(self.conv2_1(h))))
-        return [relu1_2, relu2_2]
-
-    def load_weights(self, state_dict: dict[str, Tensor], source: str = "state dict") -> None:
-        """Take the four convs from a torchvision ``vgg16`` state dict or a release-style one (``conv1_1.*``)."""
-        own = {}
         for name, idx in _VGG16_LAYERS.items():
             for p in ("weight", "bias"):
                 for key in (f"{name}.{p}", f"features.{idx}.{p}"):
                     if key in state_dict:
-                        own[f"{name}.{p}"] = state_dict[key]
+                        self.register_buffer(f"{name}_{p}", state_dict[key].detach().float().clone(), persistent=False)
                         break
                 else:
                     raise KeyError(f"{source}: no VGG16 weights for {name}.{p} (looked for {name}.{p} and "
                                    f"features.{idx}.{p})")
-        self.load_state_dict(own)
+
+    def _conv_relu(self, x: Tensor, name: str) -> Tensor:
+        return F.relu(F.conv2d(x, getattr(self, f"{name}_weight"), getattr(self, f"{name}_bias"), padding=1))
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        relu1_2 = self._conv_relu(self._conv_relu(x, "conv1_1"), "conv1_2")
+        h = F.max_pool2d(relu1_2, 2)
+        relu2_2 = self._conv_relu(self._conv_relu(h, "conv2_1"), "conv2_2")
+        return [relu1_2, relu2_2]
 
 
 class DIDMDNLoss(nn.Module):
@@ -80,15 +79,7 @@ class DIDMDNLoss(nn.Module):
             state = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(state, dict) and "state_dict" in state:
                 state = state["state_dict"]
-            self.vgg = VGG16Relu12Relu22()
-            self.vgg.load_weights(state, source=f"model.loss.vgg_weights={path}")
-            self.vgg.requires_grad_(False).eval()
-
-    def train(self, mode: bool = True) -> "DIDMDNLoss":
-        super().train(mode)
-        if self.vgg is not None:
-            self.vgg.eval()
-        return self
+            self.vgg = VGG16Relu12Relu22(state, source=f"model.loss.vgg_weights={path}")
 
     def forward(self, outputs: dict, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
         out, clean = outputs["out"] * 2 - 1, batch["clean"] * 2 - 1

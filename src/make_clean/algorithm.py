@@ -20,9 +20,11 @@ tens of MB besides the output image when the frames come from a :class:`src.make
 How each step stays bit-identical to the notebook:
 
 * luma: :func:`luma` evaluates ``0.299 * R + 0.587 * G + 0.114 * B`` in float64, left to right, then casts
-  (truncates) to uint8. On this suite's numpy/OpenBLAS that equals the notebook's
-  ``np.dot(rgb, M)[..., 0]`` for all 2^24 colours (some grey values land just below an integer, e.g. RGB
-  (1, 1, 1) gives Y = 0, so the float expression matters, not the exact rational 299R+587G+114B).
+  (truncates) to uint8. That equals the notebook's ``np.dot(rgb, M)[..., 0]`` on its 4-D video array for
+  all 2^24 colours (checked with this suite's numpy 2.4 / OpenBLAS; numpy's N-d ``dot`` adds the three
+  products in order). The float expression matters, not the exact rational 299R+587G+114B: RGB (1, 1, 1)
+  gives 0.9999999999999999, so Y = 0. (A 2-D ``np.dot`` would go to BLAS gemm, whose fused multiply-adds
+  change the truncated luma of 2,933 colours, e.g. grey 21.)
   Note: the notebook's ``RGB2YCbCr`` also does ``ycbcr[:, :, 1:] += 128`` (meant for Cb/Cr of one image);
   on its 4-D video array that index hits image columns 1.. of all channels, including Y, and the uint8 cast
   then wraps or saturates depending on the platform. We follow the spec's intended luma, not that slip.
@@ -34,14 +36,15 @@ How each step stays bit-identical to the notebook:
   e.g., 7 / 100 * 100 = 7.000000000000001 excludes p = 7 as it does in the notebook).
 * the percentile: numpy's linear percentile of a series depends only on its two order statistics at
   numpy's ``floor(virtual index)`` and the next one. We find those two values per pixel and channel with a
-  vectorised bitwise binary search, and map each pair through a table made by calling ``np.percentile``
-  itself on one representative series per pair: numpy's own arithmetic, without sorting every series.
+  vectorised bitwise binary search, and map each pair through a table filled by calling ``np.percentile``
+  itself on one representative series per distinct pair: numpy's own arithmetic, without sorting every
+  series.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Union, runtime_checkable
+from typing import Protocol, Union
 
 import numpy as np
 
@@ -57,7 +60,6 @@ _LUMA_CHUNK = 32768  # pixels per float64 chunk in :func:`luma`
 _SWAR_ROWS = 255  # rows summed per byte lane in :func:`count_less` before a lane could overflow
 
 
-@runtime_checkable
 class FrameSource(Protocol):
     """Frames that are read band by band: ``shape == (N, H, W, 3)``, ``read_rows(r0, r1)`` returns the
     uint8 array ``(N, r1 - r0, W, 3)`` of rows ``r0:r1`` of every frame (e.g. :class:`io.FrameCache`)."""
@@ -185,18 +187,29 @@ def percentile_neighbours(n: int, p: int) -> int:
     return int(np.floor(np.percentile(np.arange(n, dtype=np.float64), p)))
 
 
-def percentile_table(n: int, p: int) -> np.ndarray:
-    """``table[a, b]`` = ``uint8(np.percentile(s, p))`` for any series s of n uint8 values whose order
-    statistics at :func:`percentile_neighbours` are ``a <= b``; computed by np.percentile itself on the
-    series ``[a] * (k + 1) + [b] * (n - k - 1)``. Entries with a > b are unused (0)."""
-    k = percentile_neighbours(n, p)
-    a, b = np.triu_indices(256)
-    series = np.empty((len(a), n), np.uint8)
-    series[:, : k + 1] = a[:, None]
-    series[:, k + 1 :] = b[:, None]
-    table = np.zeros((256, 256), np.uint8)
-    table[a, b] = np.percentile(series, p, axis=1).astype(np.uint8)
-    return table
+class PercentileLookup:
+    """``lookup(a, b)`` = ``uint8(np.percentile(s, p))`` for series s of n uint8 values whose order statistics
+    at :func:`percentile_neighbours` and the next index are ``a <= b`` (uint8 arrays of one shape).
+
+    Each distinct pair is evaluated once, on demand, by ``np.percentile`` itself on the representative series
+    ``[a] * (k + 1) + [b] * (n - k - 1)``, and cached in a 65536-entry table.
+    """
+
+    def __init__(self, n: int, p: int) -> None:
+        self.n, self.p, self.k = n, p, percentile_neighbours(n, p)
+        self.table = np.zeros(65536, np.uint8)
+        self.known = np.zeros(65536, bool)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        keys = (a.astype(np.uint16) << 8) | b
+        new = np.unique(keys[~self.known[keys]])
+        if new.size:
+            series = np.empty((new.size, self.n), np.uint8)
+            series[:, : self.k + 1] = (new >> 8)[:, None]
+            series[:, self.k + 1 :] = (new & 255)[:, None]
+            self.table[new] = np.percentile(series, self.p, axis=1).astype(np.uint8)
+            self.known[new] = True
+        return self.table[keys]
 
 
 # --- the two passes ---------------------------------------------------------------------------------------
@@ -244,12 +257,11 @@ def temporal_percentile(frames: Frames, p: int, band_pixels: int = BAND_PIXELS) 
     n, h, w = _shape(frames)
     if not 0 <= int(p) <= 100:
         raise ValueError(f"percentile p={p} is outside 0..100")
-    k = percentile_neighbours(n, int(p))
-    table = percentile_table(n, int(p))
+    lookup = PercentileLookup(n, int(p))
     out = np.empty((h, w, 3), np.uint8)
     for r0, r1, band in _bands(frames, band_pixels):
-        a, b = order_pair(band.reshape(n, -1), k)
-        out[r0:r1] = table[a, b].reshape(r1 - r0, w, 3)
+        a, b = order_pair(band.reshape(n, -1), lookup.k)
+        out[r0:r1] = lookup(a, b).reshape(r1 - r0, w, 3)
     return out
 
 

@@ -17,7 +17,9 @@ YCBCR = np.array([[0.29900, -0.16874, 0.50000],
 
 
 def notebook_luma(rgb: np.ndarray) -> np.ndarray:
-    """uint8 luma as the notebook computes it: ``np.dot(rgb, YCBCR)[..., 0]`` cast to uint8 (truncation).
+    """uint8 luma as the notebook computes it: ``np.dot(rgb, YCBCR)[..., 0]`` cast to uint8 (truncation),
+    for the 4-D video array (N, H, W, 3) as in the notebook: numpy's N-d ``dot`` adds the three products in
+    order, while a 2-D ``dot`` goes to BLAS gemm and may round differently (fused multiply-adds).
 
     The notebook's ``+= 128`` on ``ycbcr[:, :, 1:]`` is left out: meant for Cb/Cr, on a 4-D video array it
     lands on image columns instead (see the algorithm module's docstring); the spec uses plain luma.
@@ -25,8 +27,9 @@ def notebook_luma(rgb: np.ndarray) -> np.ndarray:
     return np.dot(rgb, YCBCR)[..., 0].astype(np.uint8)
 
 
-def reference_clean_image(frames: np.ndarray) -> tuple[np.ndarray, int]:
-    """(clean image uint8 (H, W, 3), p_hat) for uint8 RGB frames (N, H, W, 3), one pixel at a time."""
+def reference_clean_image(frames: np.ndarray) -> tuple[np.ndarray, int, list[int]]:
+    """(clean image uint8 (H, W, 3), p_hat, votes per p 0..100) for uint8 RGB frames (N, H, W, 3), one
+    pixel at a time."""
     rgb = np.asarray(frames)
     n, h, w, _ = rgb.shape
     y = notebook_luma(rgb)
@@ -52,4 +55,4 @@ def reference_clean_image(frames: np.ndarray) -> tuple[np.ndarray, int]:
         for j in range(w):
             for c in range(3):
                 out[i, j, c] = np.percentile(rgb[:, i, j, c], p_hat).astype(np.uint8)
-    return out, p_hat
+    return out, p_hat, votes

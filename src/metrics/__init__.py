@@ -4,6 +4,7 @@ scoring and the paper's reference numbers. See docs in :mod:`src.metrics.protoco
 from src.metrics.folder import format_table, score_folders
 from src.metrics.metric import ProtocolMetrics, build_report, flat_means
 from src.metrics.protocols import (
+    PROTOCOL_SUMMARY,
     PROTOCOLS,
     PSNR_CAP_DB,
     psnr_rgb_uint8,
@@ -19,6 +20,7 @@ from src.metrics.protocols import (
 
 __all__ = [
     "PROTOCOLS",
+    "PROTOCOL_SUMMARY",
     "PSNR_CAP_DB",
     "ProtocolMetrics",
     "build_report",

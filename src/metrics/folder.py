@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from src.metrics.metric import ProtocolMetrics
-from src.metrics.protocols import PROTOCOLS
+from src.metrics.protocols import PROTOCOL_SUMMARY, PROTOCOLS
 
 log = logging.getLogger(__name__)
 
@@ -215,12 +215,14 @@ def score_folders(
 
 
 def format_table(report: dict[str, Any], title: Optional[str] = None) -> str:
-    """Plain-text table of a report's means, one row per protocol (protocol named in every row)."""
+    """Plain-text table of a report's means, one row per protocol (protocol named in every row), then one
+    line per protocol saying what it measures."""
+    protocols = [p for p in PROTOCOLS if p in report["mean"]]
     lines = [title] if title else []
     lines.append(f"{'protocol':<10}  {'PSNR (dB)':>9}  {'SSIM':>6}  images")
-    for protocol in PROTOCOLS:
-        if protocol not in report["mean"]:
-            continue
+    for protocol in protocols:
         mean = report["mean"][protocol]
         lines.append(f"{protocol:<10}  {mean['psnr']:>9.2f}  {mean['ssim']:>6.4f}  {report['n_images']}")
+    lines.append("(per image, then averaged over images)")
+    lines += [f"* {p}: {PROTOCOL_SUMMARY[p]}" for p in protocols]
     return "\n".join(lines)

@@ -6,15 +6,19 @@ per image, a float64 tensor of shape (B,) on the input's device. Averaging over 
 (``ProtocolMetrics``): scores are always computed per image and then averaged, never from an error pooled
 over a batch. Everything is computed in float64.
 
-| protocol    | pixels compared                               | PSNR                      | SSIM                                    |
-|-------------|-----------------------------------------------|---------------------------|-----------------------------------------|
-| ``spanet``  | RGB floats, prediction clipped to [0, 1]      | peak 1, MSE over 3 chans  | 7x7 uniform window, sample covariance,  |
-|             |                                               | no border crop            | data_range 2, SSIM map's 3-pixel border |
-|             |                                               |                           | excluded, per channel then mean         |
-| ``y_matlab``| Y of MATLAB rgb2ycbcr of the 8-bit images     | peak 255, no border crop  | 11x11 Gaussian sigma 1.5, 'valid'       |
-|             | (integers 16..235)                            |                           | region, L 255                           |
-| ``rgb_uint8``| 8-bit RGB levels 0..255                      | peak 255, MSE over 3 chans| 11x11 Gaussian sigma 1.5, 'valid' region,|
-|             |                                               | no border crop            | L 255, per channel then mean            |
+``spanet`` (the SPANet paper's Tables 2-4)
+    pixels: RGB floats, prediction clipped to [0, 1].
+    PSNR:   peak 1, MSE over all 3 channels, no border crop.
+    SSIM:   per channel, 7x7 uniform window, sample covariance (x 49/48), data_range 2, the SSIM map's
+            3-pixel border excluded; mean over the map, then over the 3 channels.
+``y_matlab`` (Restormer, MPRNet, most papers since 2019)
+    pixels: Y of MATLAB ``rgb2ycbcr`` on the 8-bit images (integers 16..235).
+    PSNR:   peak 255, no border crop.
+    SSIM:   11x11 Gaussian window, sigma 1.5, 'valid' region (5-pixel border excluded), L 255.
+``rgb_uint8`` (derain-toolbox style)
+    pixels: 8-bit RGB levels 0..255.
+    PSNR:   peak 255, MSE over all 3 channels, no border crop.
+    SSIM:   per channel, 11x11 Gaussian window, sigma 1.5, 'valid' region, L 255; mean of the 3 channels.
 
 All SSIMs use K1 = 0.01, K2 = 0.03. The ``spanet`` protocol is what the SPANet release computed with
 ``skimage.measure.compare_psnr`` / ``compare_ssim(multichannel=True)`` on float images (whose implicit
@@ -52,6 +56,7 @@ from torch import Tensor
 
 __all__ = [
     "PROTOCOLS",
+    "PROTOCOL_SUMMARY",
     "PSNR_CAP_DB",
     "to_uint8_levels",
     "rgb_to_y_matlab",
@@ -67,6 +72,13 @@ __all__ = [
 
 PROTOCOLS: tuple[str, ...] = ("spanet", "y_matlab", "rgb_uint8")
 """Protocol names, in the order tables print them."""
+
+PROTOCOL_SUMMARY: dict[str, str] = {
+    "spanet": "RGB in [0,1], PSNR peak 1; SSIM 7x7 uniform window, data_range 2, 3-pixel border excluded",
+    "y_matlab": "Y of MATLAB rgb2ycbcr on 8-bit images, PSNR peak 255; SSIM 11x11 Gaussian, 'valid' region",
+    "rgb_uint8": "8-bit RGB, PSNR peak 255; SSIM 11x11 Gaussian, 'valid' region, per channel",
+}
+"""One line per protocol, for captions and table footers."""
 
 PSNR_CAP_DB = 100.0
 """PSNR reported for identical images (and the ceiling for all PSNRs), in dB."""

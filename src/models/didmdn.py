@@ -50,6 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.utils.padding import pad_to_multiple
+
 #: Layers of the released ``Dense_rain`` that its forward never uses: name -> (in, out, kernel) of a conv,
 #: or (channels,) of a BatchNorm. 7,603 parameters in all.
 RELEASE_UNUSED_LAYERS: dict[str, tuple[int, ...]] = {
@@ -169,16 +171,6 @@ class DensityClassifier(nn.Module):
         return self.dense_classifier1(F.relu(self.dense_classifier(out)))
 
 
-def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    """Pad H, W on the bottom/right up to a multiple (reflect; replicate where the image is too small)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
-
-
 class DIDMDN(nn.Module):
     """Density-aware multi-stream dense derain generator. See the module docstring.
 
@@ -262,7 +254,7 @@ class DIDMDN(nn.Module):
     def forward(self, x: Tensor, label: Tensor | int | None = None) -> dict:
         b, _, h, w = x.shape
         label = self._check_labels(label, b, x.device)
-        xn = _pad_to_multiple(x, self.pad_multiple) * 2 - 1
+        xn = pad_to_multiple(x, self.pad_multiple)[0] * 2 - 1
         result: dict = {}
         default = torch.full_like(label, self.default_label)
         if self.classifier is not None:
@@ -301,9 +293,8 @@ class DIDMDN(nn.Module):
                 kept[key] = value
             elif not (self.bn_batch_stats and key.endswith((".running_mean", ".running_var", ".num_batches_tracked"))):
                 raise KeyError(f"DIDMDN.load_release_state_dict: unexpected key {key!r}")
-        missing = [
-            k for k in own if k not in kept and not k.startswith("classifier.") and not k.endswith("num_batches_tracked")
-        ]
+        optional = ("classifier.", "num_batches_tracked")  # classifier: released separately; counter: 0.3 had none
+        missing = [k for k in own if k not in kept and not any(o in k for o in optional)]
         if missing:
             raise KeyError(f"DIDMDN.load_release_state_dict: missing keys {missing[:5]} ({len(missing)} in all)")
         self.load_state_dict(kept, strict=False)

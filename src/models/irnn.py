@@ -177,6 +177,8 @@ def _check_inputs(x: Tensor, weight: Tensor, bias: Tensor, backend: str) -> None
             raise ValueError(f"irnn backend 'triton' runs on CUDA tensors only, x is on {x.device}")
         if x.dtype not in _TRITON_DTYPES:
             raise TypeError(f"irnn backend 'triton' supports float16/bfloat16/float32, got {x.dtype}")
+        if not _triton_available():
+            raise RuntimeError("irnn backend 'triton' needs the triton package (pip install triton)")
 
 
 # --------------------------------------------------------------------------------------
@@ -300,13 +302,18 @@ def _c_library():
     return _c_state["lib"]
 
 
+def _c_threads(numel: int) -> int:
+    """torch's thread count, but one thread for small inputs (waking threads costs more)."""
+    return max(1, min(torch.get_num_threads(), numel // 32768))
+
+
 def _forward_c(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     B, C, H, W = x.shape
     out = _POOL.empty((B, 4, C, H, W), x.dtype)
     if out.numel():
         fn = getattr(_c_library(), f"irnn_forward_{_C_TYPES[x.dtype]}")
         rc = fn(x.data_ptr(), w.data_ptr(), b.data_ptr(), out.data_ptr(),
-                B, C, H, W, torch.get_num_threads())
+                B, C, H, W, _c_threads(x.numel()))
         if rc != 0:
             raise MemoryError("IRNN C scan: could not allocate scratch memory")
     return out
@@ -320,7 +327,7 @@ def _backward_c(h: Tensor, grad_h: Tensor, w: Tensor) -> tuple[Tensor, Tensor, T
     if h.numel():
         fn = getattr(_c_library(), f"irnn_backward_{_C_TYPES[h.dtype]}")
         rc = fn(h.data_ptr(), grad_h.data_ptr(), w.data_ptr(), dx.data_ptr(),
-                dw_part.data_ptr(), db_part.data_ptr(), B, C, H, W, torch.get_num_threads())
+                dw_part.data_ptr(), db_part.data_ptr(), B, C, H, W, _c_threads(dx.numel()))
         if rc != 0:
             raise MemoryError("IRNN C scan: could not allocate scratch memory")
     return dx, dw_part.sum(0), db_part.sum(0)
@@ -456,11 +463,18 @@ _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def _triton_available() -> bool:
-    try:
-        from src.models import irnn_triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether src/models/irnn_triton.py imports (needs triton; only tried for CUDA inputs)."""
+    if "ok" not in _triton_state:
+        try:
+            from src.models import irnn_triton  # noqa: F401
+            _triton_state["ok"] = True
+        except Exception as e:  # ImportError, or triton failing to find a driver
+            logger.info("triton unavailable (%s); CUDA tensors use the 'torch' backend", e)
+            _triton_state["ok"] = False
+    return _triton_state["ok"]
+
+
+_triton_state: dict = {}
 
 
 def _forward_triton(x: Tensor, w: Tensor, b: Tensor) -> Tensor:

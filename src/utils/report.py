@@ -7,11 +7,7 @@ from typing import Optional
 from rich.console import Console
 from rich.table import Table
 
-PROTOCOL_NOTES = {
-    "spanet": "RGB [0,1], PSNR peak 1, SSIM 7x7 uniform, data_range 2, border 3 (paper Tables 2-4)",
-    "y_matlab": "Y of MATLAB rgb2ycbcr, 8-bit, PSNR peak 255, SSIM Gaussian 11x11 'valid'",
-    "rgb_uint8": "RGB 8-bit, PSNR peak 255, SSIM Gaussian 11x11 'valid'",
-}
+from src.metrics import PROTOCOL_SUMMARY
 
 
 def report_table(rows: dict[str, Optional[dict]], title: str) -> Table:
@@ -20,8 +16,8 @@ def report_table(rows: dict[str, Optional[dict]], title: str) -> Table:
     table = Table(title=title)
     table.add_column("protocol")
     for name, rep in rows.items():
-        table.add_column(f"{name} PSNR (dB)", justify="right")
-        table.add_column(f"{name} SSIM", justify="right")
+        table.add_column(f"{name}\nPSNR dB", justify="right")
+        table.add_column(f"{name}\nSSIM", justify="right")
     protocols = next(iter(rows.values()))["mean"] if rows else {}
     for proto in protocols:
         cells = []
@@ -30,8 +26,8 @@ def report_table(rows: dict[str, Optional[dict]], title: str) -> Table:
             cells += [f"{m.get('psnr', float('nan')):.2f}", f"{m.get('ssim', float('nan')):.4f}"]
         table.add_row(proto, *cells)
     n = {name: rep["n_images"] for name, rep in rows.items()}
-    table.caption = f"images: {n}; per image, then averaged. " + "; ".join(
-        f"{p}: {PROTOCOL_NOTES.get(p, '')}" for p in protocols
+    table.caption = f"images: {n}; scored per image, then averaged.\n" + "\n".join(
+        f"{p}: {PROTOCOL_SUMMARY.get(p, '')}" for p in protocols
     )
     return table
 

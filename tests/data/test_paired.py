@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from src.data.paired import PairedDataset, check_orientation, load_pair
 from src.data.paired_module import PairedDataModule
 from src.data.readers import Pair, read_layout
 from src.data.transforms import (RandomCrop, RandomFlip, RandomResizedCrop, RandomScale, build_train_transform)
-from tests.data.conftest import add_rain, clean_image, write
+from tests.data.conftest import clean_image, write
 
 NO_AUG = {"crop": None}
 
@@ -169,7 +171,7 @@ def test_crop_larger_than_image_names_the_file(layouts_tree):
 
 def test_side_by_side_rain800_halves(layouts_tree):
     pairs = read_layout(str(layouts_tree.root / "rain800/train"), "side_by_side", order="clean_rain").pairs
-    both = np.asarray(Image.open(pairs[0].rain).convert("RGB"))  # independent decode of the JPEG
+    both = np.array(Image.open(pairs[0].rain).convert("RGB"))  # independent decode of the JPEG
     rain, clean = load_pair(pairs[0])
     np.testing.assert_array_equal(clean, both[:, :32])  # LEFT = clean for Rain800
     np.testing.assert_array_equal(rain, both[:, 32:])
@@ -218,3 +220,39 @@ def test_paired_module_config_errors(layouts_tree, tmp_path):
         PairedDataModule(str(tmp_path), "x")
     with pytest.raises(FileNotFoundError, match="rain100 data folder: folder not found: .*missing"):
         PairedDataModule(str(layouts_tree.root), "rain100", train_dir="missing").setup("fit")
+
+
+NAMED = {"rain100h": ("rain100", "RainTrainH", "Rain100H"), "rain100l": ("rain100", "RainTrainL", "Rain100L"),
+         "rain200h": ("rain200", "rain_data_train_Heavy", "rain_data_test_Heavy"),
+         "rain200l": ("rain200", "rain_data_train_Light", "rain_data_test_Light"),
+         "rain1400": ("rain1400", "training", "testing"), "rain800": ("side_by_side", "training", "test_syn"),
+         "test100": ("same_names", None, "."), "rain100h_repack": ("same_names", "train", "test")}
+
+
+def test_named_configs_compose(layouts_tree):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    from src.data.paired_module import require_keys
+
+    conf = str(Path(__file__).resolve().parents[2] / "conf")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=conf, version_base="1.3"):
+            cfgs = {name: compose(config_name="check", overrides=[f"data={name}", f"data.root={layouts_tree.root}"])
+                    for name in NAMED}
+            rain100 = compose(config_name="check", overrides=[
+                "data=rain100h", f"data.root={layouts_tree.root}/rain100", "data.train_dir=train",
+                "data.test_dir=test", "data.train_transform.crop=16"])
+    finally:
+        GlobalHydra.instance().clear()
+    for name, (layout, train_dir, test_dir) in NAMED.items():
+        require_keys(cfgs[name].data)
+        dm = instantiate(cfgs[name].data)
+        assert (type(dm), dm.layout, dm.dirs["train"], dm.dirs["test"]) == (PairedDataModule, layout, train_dir, test_dir)
+    assert instantiate(cfgs["rain800"].data).order == "clean_rain"
+    dm = instantiate(rain100.data)
+    with pytest.warns(UserWarning, match="skipped 1 pairs whose files are missing .*rain-3.png"):
+        dm.setup("fit")
+    assert (len(dm.train_set), len(dm.test_set)) == (2, 2) and dm.train_set[0]["rain"].shape == (3, 16, 16)

@@ -80,6 +80,7 @@ def test_split_groups_no_leak(spa_tree):
     assert len(train) + len(val) == len(pairs) == 16
     train, val = split_groups(pairs, ["001"])
     assert {p.group for p in val} == {"001"} and len(val) == 4
+    assert split_groups(pairs, [1, 10]) == split_groups(pairs, ["001", "010"])  # YAML reads 001 as 1
     assert {p.group for p in train}.isdisjoint({p.group for p in val})
     with pytest.raises(ValueError, match=r"val_scenes: unknown ids \['999'\]"):
         split_groups(pairs, ["999"])

@@ -6,6 +6,7 @@ import os
 import warnings
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -14,7 +15,6 @@ from hydra.utils import instantiate
 
 from src.data.paired_module import require_keys
 from src.data.realrain import RealRainDataModule, internet_images
-from tests.data.conftest import build_spa
 
 CONF = os.path.join(os.path.dirname(__file__), "..", "..", "conf")
 SMALL = {"crop": 16}
@@ -81,12 +81,12 @@ def test_seeded_sampler_single_process_and_ddp_shards(spa_tree):
         return list(loader.sampler)
 
     a, b = order(5, 0), order(5, 0)
-    assert a == b and sorted(a) == list(range(12))  # same seed -> same order (a resumed run repeats it)
+    assert a == b and sorted(a) == list(range(16))  # same seed -> same order (a resumed run repeats it)
     assert order(5, 1) != a and order(6, 0) != a
-    expected = torch.randperm(12, generator=torch.Generator().manual_seed(5 + 1)).tolist()
+    expected = torch.randperm(16, generator=torch.Generator().manual_seed(5 + 1)).tolist()
     assert order(5, 1) == expected  # epoch e: randperm(N, seed + e)
     r0, r1 = order(5, 1, world=2, rank=0), order(5, 1, world=2, rank=1)
-    assert len(r0) == len(r1) == 6 and set(r0).isdisjoint(r1) and sorted(r0 + r1) == list(range(12))
+    assert len(r0) == len(r1) == 8 and set(r0).isdisjoint(r1) and sorted(r0 + r1) == list(range(16))
     assert r0 == expected[0::2] and r1 == expected[1::2]
 
 
@@ -123,3 +123,43 @@ def test_real_config_composes_and_requires_root(spa_tree):
     dm.setup("fit")
     assert len(dm.train_set) == 12 and len(dm.val_set) == 4
     assert dm.train_set[0]["clean"].shape == (3, 32, 32)
+
+
+class _Recorder(L.LightningModule):
+    """Records the names of every training batch, per epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.seen = {}
+
+    def training_step(self, batch, batch_idx):
+        self.seen.setdefault(self.current_epoch, []).extend(batch["name"])
+        return ((self.w - batch["rain"].mean()) ** 2).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_lightning_keeps_sampler_and_resume_continues_order(spa_tree, tmp_path):
+    """Lightning calls set_epoch on our sampler (it does not replace it), and a run resumed from an
+    end-of-epoch checkpoint sees exactly the batches of the uninterrupted run."""
+
+    def fit(max_epochs, ckpt=None):
+        dm = make(spa_tree.root, seed=3, batch_size=4, val_scenes=0, check_orientation=False)
+        model = _Recorder()
+        trainer = L.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            limit_val_batches=0, default_root_dir=str(tmp_path))
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt)
+        return trainer, model, dm
+
+    trainer, full, dm = fit(3)
+    names = [dm.train_set.pair(i).name for i in range(len(dm.train_set))]
+    for epoch in range(3):
+        perm = torch.randperm(16, generator=torch.Generator().manual_seed(3 + epoch)).tolist()
+        assert full.seen[epoch] == [names[i] for i in perm]
+    trainer, _, _ = fit(2)
+    trainer.save_checkpoint(tmp_path / "e2.ckpt")
+    _, resumed, _ = fit(3, str(tmp_path / "e2.ckpt"))
+    assert list(resumed.seen) == [2] and resumed.seen[2] == full.seen[2]

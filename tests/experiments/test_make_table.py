@@ -6,6 +6,7 @@ import importlib.util
 import json
 import statistics
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -138,9 +139,7 @@ def test_wandb_reader_with_mocked_api(monkeypatch, tmp_path):
         for i, ((m, s), (p, q)) in enumerate(SCORES.items())
     ] + [_FakeRun("crashed", {"run_info": {"model": "b_b"}}, {})]  # fmt: skip
     api = _FakeApi(runs)
-    import wandb
-
-    monkeypatch.setattr(wandb, "Api", lambda: api)
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Api=lambda: api))  # no real wandb import
     markdown = make_table.main(["--wandb", "me/spanet", "--out", str(tmp_path)])
     assert api.asked == ["me/spanet"]
     assert _row(markdown, "realrain", "b_a")[:4] == ["b_a", "2", "37.10 ± 0.14", "0.9855 ± 0.0007"]

@@ -23,7 +23,16 @@ from src.models.jorder import JORDERE
 from src.models.rescan import RESCAN
 from tests.conftest import compose_cfg
 
-torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on the 2-core CI machine running 2 pytest workers, more threads only contend."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 
 BUILD = {
     "ddn": (DDN, DDNLoss),
@@ -135,11 +144,11 @@ def test_bad_options_raise():
 
 # --- shapes on odd, non-square inputs ----------------------------------------------------------------------
 @pytest.mark.parametrize("name", list(BUILD))
-@pytest.mark.parametrize("batch", [1, 2])
-def test_output_shapes(name, batch):
+@pytest.mark.parametrize("batch, h, w", [(1, 37, 53), (2, 13, 19)])
+def test_output_shapes(name, batch, h, w):
     torch.manual_seed(0)
     net = BUILD[name][0]()
-    x = torch.rand(batch, 3, 37, 53)
+    x = torch.rand(batch, 3, h, w)
     with torch.no_grad():
         out = net(x, label=torch.zeros(batch, dtype=torch.long)) if net.uses_label else net(x)
     assert out["out"].shape == x.shape and torch.isfinite(out["out"]).all()
@@ -156,12 +165,13 @@ def test_output_shapes(name, batch):
 
 
 # --- one optimisation step lowers the loss on a fixed batch ------------------------------------------------
-@pytest.mark.parametrize("name", list(BUILD))
-def test_one_adam_step_lowers_loss(name):
+# JORDER-E works on 0-255 values, so the same parameter step moves its output far more: a smaller lr.
+@pytest.mark.parametrize("name, lr", [("ddn", 1e-4), ("jorder", 1e-5), ("didmdn", 1e-4), ("rescan", 1e-4)])
+def test_one_adam_step_lowers_loss(name, lr):
     torch.manual_seed(0)
     net_cls, loss_cls = BUILD[name]
     net, loss_fn = net_cls(), loss_cls()
-    clean = torch.rand(2, 3, 24, 28) * 0.8
+    clean = torch.rand(2, 3, 16, 20) * 0.8
     rain = (clean + 0.2 * (torch.rand_like(clean) > 0.8)).clamp(0, 1)
     batch = {"rain": rain, "clean": clean, "label": torch.tensor([0, 2])}
 
@@ -169,7 +179,7 @@ def test_one_adam_step_lowers_loss(name):
         out = net(rain, label=batch["label"]) if net.uses_label else net(rain)
         return loss_fn(out, batch)[0]
 
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     before = loss_value()
     opt.zero_grad()
     before.backward()
@@ -231,7 +241,7 @@ def test_ddn_base_is_guided_filter_and_output_adds_input():
 def test_didmdn_label_map_is_per_sample():
     torch.manual_seed(0)
     net = DIDMDN(bn_batch_stats=False).eval()  # running statistics: samples do not interact
-    a, b = torch.rand(1, 3, 37, 53), torch.rand(1, 3, 37, 53)
+    a, b = torch.rand(1, 3, 20, 27), torch.rand(1, 3, 20, 27)
     x = torch.cat([a, b])
     with torch.no_grad():
         out_02 = net(x, label=torch.tensor([0, 2]))["out"]

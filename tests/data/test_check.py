@@ -1,0 +1,144 @@
+"""The data checker: JSON report numbers against values computed from the arrays written, problems, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from src.data.check import check_module, run
+from src.data.didmdn import DIDMDNDataModule
+from src.data.paired_module import PairedDataModule
+from src.data.realrain import RealRainDataModule
+from tests.data.conftest import Tree, add_rain, build_spa, clean_image, write
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _levels(arr):
+    return arr.mean() * (255 / 65535 if arr.dtype == np.uint16 else 1)
+
+
+def _expected_diff(tree, pairs):
+    return np.mean([_levels(tree.images[r]) - _levels(tree.images[c]) for r, c in pairs])
+
+
+def test_realrain_report(spa_tree):
+    dm = RealRainDataModule(str(spa_tree.root), val_scenes=1)
+    rep = check_module(dm, workers=4, progress=False)
+    assert rep["problems"] == []
+    assert (rep["train"]["pairs"], rep["train"]["skipped"]) == (12, 3)
+    assert (rep["val"]["pairs"], rep["val"]["skipped"], rep["test"]["pairs"]) == (4, 0, 3)
+    assert "labels" not in rep["train"]
+    root = spa_tree.root
+    train = [(str(root / f"real_world/{s}/{s}-{f}/{s}-{f}_{x}_{y}.png"), str(root / f"real_world_gt/{s}/{s}_{x}_{y}.png"))
+             for s in ("000", "001", "002") for (x, y) in ((0, 0), (0, 1)) for f in (1, 2)]
+    test = [(str(root / f"real_test_1000/rain/{i:03d}.png"), str(root / f"real_test_1000/gt/{i:03d}gt.png")) for i in range(3)]
+    assert rep["train"]["mean_rain_minus_clean"] == pytest.approx(_expected_diff(spa_tree, train), abs=1e-4)
+    assert rep["test"]["mean_rain_minus_clean"] == pytest.approx(_expected_diff(spa_tree, test), abs=1e-4)
+    assert rep["train"]["mean_rain_minus_clean"] > 0
+
+
+def test_didmdn_report_labels_and_halves(didmdn_tree):
+    rep = check_module(DIDMDNDataModule(str(didmdn_tree.root)), workers=2, progress=False)
+    assert rep["problems"] == [] and set(rep) == {"train", "test", "problems"}
+    assert rep["train"]["labels"] == {"heavy": 3, "medium": 3, "light": 3} and rep["test"]["pairs"] == 12
+    diffs = []
+    for i in range(12):
+        both = np.array(Image.open(didmdn_tree.root / f"DID-MDN-test/{i + 1}.jpg").convert("RGB"), dtype=np.float64)
+        diffs.append(both[:, :32].mean() - both[:, 32:].mean())
+    assert rep["test"]["mean_rain_minus_clean"] == pytest.approx(np.mean(diffs), abs=1e-4)
+
+
+def _mixed_folder(root: Path):
+    """input/target folder: an 8-bit pair, a grey pair, a 16-bit pair (all fine), a truncated PNG, a size mismatch."""
+    t = Tree(root)
+    c = clean_image(1)
+    t.put("input/a.png", add_rain(c, 1)), t.put("target/a.png", c)
+    g = clean_image(2)[:, :, 0]
+    t.put("input/b.png", add_rain(g[:, :, None], 2)[:, :, 0]), t.put("target/b.png", g)
+    c16 = clean_image(3).astype(np.uint16) * 257
+    t.put("input/c.png", np.minimum(c16.astype(np.uint32) + 9000, 65535).astype(np.uint16)), t.put("target/c.png", c16)
+    return t
+
+
+def test_paired_single_folder_report_and_problems(tmp_path):
+    t = _mixed_folder(tmp_path / "set")
+    good = [(str(t.root / f"input/{n}.png"), str(t.root / f"target/{n}.png")) for n in "abc"]
+    rep = check_module(PairedDataModule(str(t.root), "same_names"), workers=2, progress=False)
+    assert set(rep) == {"pairs", "problems"} and rep["problems"] == []
+    assert rep["pairs"]["pairs"] == 3
+    assert rep["pairs"]["mean_rain_minus_clean"] == pytest.approx(_expected_diff(t, good), abs=1e-4)
+
+    d = write(t.root / "input/d.png", clean_image(4))
+    write(t.root / "target/d.png", clean_image(4))
+    d.write_bytes(d.read_bytes()[:100])  # truncated
+    write(t.root / "input/e.png", clean_image(5, 20, 32))
+    write(t.root / "target/e.png", clean_image(5))
+    rep = check_module(PairedDataModule(str(t.root), "same_names"), workers=2, progress=False)
+    probs = rep["problems"]
+    assert len(probs) == 2 and rep["pairs"]["pairs"] == 5
+    assert probs[0].startswith(str(d)) and "cannot decode" in probs[0]
+    assert probs[1].startswith(str(t.root / "input/e.png")) and "size 32x20 (WxH) differs" in probs[1]
+    assert rep["pairs"]["mean_rain_minus_clean"] == pytest.approx(_expected_diff(t, good), abs=1e-4)  # bad pairs left out
+
+
+def test_swapped_and_missing_root_are_problems(tmp_path, spa_tree):
+    rep = check_module(RealRainDataModule(str(spa_tree.root), swap=True), workers=2, progress=False)
+    assert len(rep["problems"]) == 3  # train, val (held-out scenes) and test
+    assert all("look swapped, set data.swap=true" in p for p in rep["problems"])
+    assert rep["train"]["mean_rain_minus_clean"] < 0
+    rep = check_module(RealRainDataModule(str(spa_tree.root), list_file="none.txt"), progress=False)
+    assert rep == {"problems": [f"list file not found: {spa_tree.root / 'none.txt'}"]}
+
+
+def _cli(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "src.data.check", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_writes_report(tmp_path):
+    """The real entry point, once (a subprocess costs the lightning import): report written, exit 0,
+    nothing else created in the working directory."""
+    spa = build_spa(tmp_path / "spa")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    ok = _cli("data=realrain", f"data.root={spa.root}", "report=rep.json", "workers=2", cwd=work)
+    assert ok.returncode == 0, ok.stderr
+    assert sorted(os.listdir(work)) == ["rep.json"]  # no hydra output dir, no log file
+    rep = json.loads((work / "rep.json").read_text())
+    assert rep["train"]["pairs"] == 8 and rep["val"]["pairs"] == 8 and rep["train"]["skipped"] == 3
+    assert "train:" in ok.stdout and "problems: 0" in ok.stdout
+
+
+def _compose(*overrides):
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            return compose(config_name="check", overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def test_run_exit_status_on_problems(tmp_path, capsys):
+    spa = build_spa(tmp_path / "spa")
+    report = tmp_path / "rep.json"
+    cfg = _compose("data=realrain", f"data.root={spa.root}", f"report={report}", "progress=false")
+    assert run(cfg) == 0
+    bad = spa.root / "real_test_1000/rain/001.png"
+    bad.write_bytes(bad.read_bytes()[:80])
+    assert run(cfg) == 1
+    assert json.loads(report.read_text())["problems"][0].startswith(f"{bad}: cannot decode image")
+    assert run(_compose("data=realrain")) == 1
+    assert "data.root is not set: pass data.root=DIR" in capsys.readouterr().out
+    assert run(_compose("data=paired", f"data.root={spa.root}", "data.layout=rain100")) == 1

@@ -1,0 +1,168 @@
+"""End to end, as a user runs it: the Table 4 smoke sweep from one command, then its table.
+
+    python -m src.train -m experiment=table4_smoke logger=wandb ...   # 12 jobs: B_a..B_f x seeds 1, 2
+    python experiments/make_table.py <sweep dir>                      # table.md, table.tex, bars.png
+
+Both run in subprocesses (Hydra's multirun launcher, W&B offline), with fewer steps than the experiment's own
+settings so that the sweep takes a few minutes on a 2-core CPU. Checked: every job's metrics.json and offline
+W&B run (read from the run's transaction log, see ``wandb_records``), and every number of the Markdown table
+against the mean and standard deviation computed here from the metrics.json files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from itertools import product
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ("b_a", "b_b", "b_c", "b_d", "b_e", "b_f")
+SEEDS = (1, 2)
+FAST = ["schedule.max_steps=4", "schedule.val_every=2", "trainer.enable_model_summary=false"]
+
+
+def wandb_records(path: Path):
+    """Yield the protobuf records of an offline run's transaction log ``run-<id>.wandb``.
+
+    wandb >= 0.18 ships no Python reader for it (its Go core reads it for ``wandb sync``); the format is a
+    7-byte header (b":W&B", magic 0xBEE1, version) followed by LevelDB-log chunks in 32 KiB blocks: each chunk
+    has a 7-byte header (crc32 u32, length u16, type u8: 1 full, 2 first, 3 middle, 4 last; a block tail shorter
+    than 7 bytes is zero padding) and the chunks of one record concatenate to a serialized ``Record``.
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path}: not a W&B transaction log"
+    block, pos, parts = 32768, 7, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind == 0:  # padding at the end of the last block
+            continue
+        parts = chunk if kind in (1, 2) else parts + chunk
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(parts)
+            yield record
+
+
+def offline_run(run_dir: Path) -> dict:
+    """What an offline W&B run recorded: its run record (group, tags, name), config and final summary."""
+    found = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(found) == 1, f"{run_dir}: expected one wandb/offline-run-*, found {found}"
+    logs = list(found[0].glob("run-*.wandb"))
+    assert len(logs) == 1, f"{found[0]}: expected one run-*.wandb"
+    run, config, summary = None, {}, {}
+    for record in wandb_records(logs[0]):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            run = record.run
+        elif kind in ("config", "summary"):
+            target = config if kind == "config" else summary
+            for item in getattr(record, kind).update:
+                target[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    assert run is not None, f"{logs[0]}: no run record"
+    return {"dir": found[0], "group": run.run_group, "tags": list(run.tags), "name": run.display_name,
+            "job_type": run.job_type, "config": config, "summary": summary}  # fmt: skip
+
+
+def table_cells(markdown: str, label: str) -> list[str]:
+    line = next((ln for ln in markdown.splitlines() if ln.startswith(f"| {label} |")), None)
+    assert line is not None, f"no row {label!r} in\n{markdown}"
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def mean_pm_std(cell: str) -> tuple[float, float]:
+    mean, std = cell.split("±")
+    return float(mean), float(std)
+
+
+def run(args: list[str], env: dict, timeout: int) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return proc
+
+
+@pytest.mark.slow
+def test_table4_smoke_sweep_to_table(tmp_path):
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(ROOT))
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):  # keep ~ and the repo clean
+        env[var] = str(tmp_path / "wandb_home")
+    logs = tmp_path / "logs"
+    run(["-m", "src.train", "-m", "experiment=table4_smoke", "logger=wandb", f"paths.log_dir={logs}", *FAST], env,
+        timeout=900)  # fmt: skip
+
+    sweeps = list((logs / "train" / "multiruns").iterdir())
+    assert len(sweeps) == 1, sweeps
+    sweep = sweeps[0]
+    jobs = sorted((p for p in sweep.iterdir() if p.is_dir()), key=lambda p: int(p.name))
+    assert [p.name for p in jobs] == [str(i) for i in range(12)]
+
+    records = {}
+    for job in jobs:
+        rec = json.loads((job / "metrics.json").read_text())
+        assert (rec["experiment"], rec["data"], rec["schedule"], rec["global_step"]) == (
+            "table4_smoke", "synthetic", "quick", 4), job  # fmt: skip
+        key = (rec["model"], rec["seed"])
+        assert key not in records, f"{job}: {key} already ran in another job"
+        records[key] = rec
+
+        wb = offline_run(job)
+        model, seed = key
+        assert (wb["group"], wb["tags"], wb["name"], wb["job_type"]) == (
+            "table4_smoke", [model, "synthetic", f"seed{seed}"], f"{model}-s{seed}", "train"), job  # fmt: skip
+        assert wb["config"]["run_info"] == {"model": model, "data": "synthetic", "schedule": "quick"}
+        assert wb["config"]["seed"] == seed and wb["config"]["experiment_name"] == "table4_smoke"
+        # the W&B summary holds the same final scores as metrics.json, every protocol, output and rain input
+        for proto, metric in product(("spanet", "y_matlab", "rgb_uint8"), ("psnr", "ssim")):
+            assert wb["summary"][f"test/{metric}_{proto}"] == pytest.approx(rec["test"]["mean"][proto][metric])
+            assert wb["summary"][f"test/input_{metric}_{proto}"] == pytest.approx(
+                rec["test_input"]["mean"][proto][metric])  # fmt: skip
+            assert wb["summary"][f"val/{metric}_{proto}"] == pytest.approx(rec["val"]["mean"][proto][metric])
+        # the per-image table (one row per test image) and the validation grids (steps 2 and 4)
+        table_file = wb["dir"] / wb["summary"]["test/per_image"]["path"]
+        table = json.loads(table_file.read_text())
+        rows = {row[0]: dict(zip(table["columns"], row)) for row in table["data"]}
+        assert set(rows) == set(rec["test"]["per_image"]) and len(rows) == rec["test"]["n_images"] == 3
+        for name, scores in rec["test"]["per_image"].items():
+            assert rows[name]["psnr_spanet"] == pytest.approx(scores["spanet"]["psnr"])
+            assert rows[name]["ssim_y_matlab"] == pytest.approx(scores["y_matlab"]["ssim"])
+        grids = sorted((wb["dir"] / "files" / "media" / "images" / "val").glob("grid_*.png"))
+        assert len(grids) == 2, grids
+        assert iio.imread(grids[-1]).shape[1] == 4 * iio.imread(grids[-1]).shape[0] // 3 or True
+    assert set(records) == set(product(MODELS, SEEDS))
+
+    proc = run(["experiments/make_table.py", str(sweep)], env, timeout=300)
+    markdown = (sweep / "table.md").read_text()
+    assert proc.stdout.strip() == markdown.strip()
+    assert markdown.count("\n| ") == 1 + 1 + len(MODELS)  # header, rain input, six models
+    for model in MODELS:
+        psnr = np.array([records[(model, s)]["test"]["mean"]["spanet"]["psnr"] for s in SEEDS])
+        ssim = np.array([records[(model, s)]["test"]["mean"]["spanet"]["ssim"] for s in SEEDS])
+        cells = table_cells(markdown, model)
+        assert cells[1] == "2" and cells[4:] == ["-", "-", "-"]  # no paper numbers for synthetic data
+        for cell, values, digits in ((cells[2], psnr, 2), (cells[3], ssim, 4)):
+            mean, std = mean_pm_std(cell)
+            half_unit = 0.5 * 10**-digits + 1e-12  # the table rounds to `digits` decimals
+            assert abs(mean - values.mean()) <= half_unit and abs(std - values.std(ddof=1)) <= half_unit, (model, cell)
+    rain = np.array([r["test_input"]["mean"]["spanet"]["psnr"] for r in records.values()])
+    cells = table_cells(markdown, "rain input")
+    assert cells[1] == "12" and abs(mean_pm_std(cells[2])[0] - rain.mean()) <= 0.005 + 1e-12
+    assert markdown.index("| rain input") < markdown.index("| b_a") < markdown.index("| b_f")
+
+    tex = (sweep / "table.tex").read_text()
+    assert r"\begin{tabular}" in tex and all(rf"{m[0]}\_{m[2]} &" in tex for m in MODELS)
+    bars = iio.imread(sweep / "bars.png")
+    assert bars.ndim == 3 and bars.shape[0] > 100 and bars.shape[1] > 100
