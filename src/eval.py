@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.utils.report import report_table
-from src.utils.run import setup_environment, user_overrode, write_json
+from src.utils.run import require_set, setup_environment, user_overrode, write_json
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
             cfg[group] = OmegaConf.create(stored[group])
     if stored.get("schedule") and "batch_size" in cfg.data:
         cfg.data.batch_size = stored["schedule"].get("batch_size", 1)
+    require_set(cfg, "data")
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, optimizer=None, scheduler=None)
     load_net_weights(model.net, cfg.ckpt_path)
@@ -58,13 +59,15 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
 def evaluate_folder(cfg: DictConfig) -> dict:
     from src.metrics.folder import score_folders
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the protocols' float64 convolutions
     if cfg.gt_dir:
-        return {"output": score_folders(cfg.pred_dir, cfg.gt_dir)}
+        return {"output": score_folders(cfg.pred_dir, cfg.gt_dir, device=device)}
     if not user_overrode("data"):
         raise ValueError("pred_dir= needs gt_dir=DIR or a data config (data=NAME data.root=DIR) for ground truth")
+    require_set(cfg, "data")
     datamodule = instantiate(cfg.data)
     pairs = datamodule.gt_pairs(cfg.split)  # (result name, ground-truth path) of the split, in order
-    return {"output": score_folders(cfg.pred_dir, None, gt_pairs=pairs)}
+    return {"output": score_folders(cfg.pred_dir, None, gt_pairs=pairs, device=device)}
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

@@ -15,13 +15,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.utils.ddp import ddp_job
 from src.utils.report import print_report
-from src.utils.run import finish_wandb, instantiate_group, setup_environment, write_json
+from src.utils.run import finish_wandb, instantiate_group, require_set, setup_environment, write_json
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict:
     setup_environment(cfg)
+    require_set(cfg, "data")
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)

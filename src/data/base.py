@@ -10,6 +10,12 @@ Sample convention (every Dataset in ``src.data`` returns this dict):
 Batch sizes: ``batch_size`` is the GLOBAL batch as papers count it (SPANet: 32 on 8 GPUs). Each process
 loads ``batch_size // world_size`` samples; a batch that does not divide evenly is a config error.
 Validation and test run on full images, one image per batch (sizes differ between images).
+
+Shuffling is seeded and the same in one process and under DDP: the training loader uses a
+``DistributedSampler`` built here (num_replicas = world size, rank = global rank, ``seed``). Lightning keeps it
+(it already is one) and calls ``set_epoch(epoch)`` at every epoch start, also after a resume, so epoch ``e`` has
+the permutation ``randperm(N, seed + e)`` split into disjoint per-rank shards whatever the run's history. A run
+resumed from a mid-epoch checkpoint starts that epoch's order again from its beginning (Lightning warns).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Optional
 import lightning as L
 import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
 class DerainDataModule(L.LightningDataModule):
@@ -32,8 +38,10 @@ class DerainDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         eval_batch_size: int = 1,
+        seed: int = 0,
     ) -> None:
         super().__init__()
+        self.seed = int(seed)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory)
@@ -47,6 +55,16 @@ class DerainDataModule(L.LightningDataModule):
     # --- to implement -------------------------------------------------------------------------
     def build(self) -> tuple[Optional[Dataset], Optional[Dataset], Optional[Dataset]]:
         raise NotImplementedError
+
+    def gt_pairs(self, split: str = "test") -> list[tuple[str, str]]:
+        """(result name, ground-truth file path) for every pair of ``split``, in order.
+
+        This is how ``python -m src.eval pred_dir=DIR data=NAME`` finds the ground truth of a folder of results:
+        a result file named ``<result name>.<any image extension>`` is scored against that ground-truth file.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} keeps no ground-truth files on disk; score folders with gt_dir=DIR instead"
+        )
 
     # --- Lightning hooks ----------------------------------------------------------------------
     def setup(self, stage: Optional[str] = None) -> None:
@@ -63,15 +81,19 @@ class DerainDataModule(L.LightningDataModule):
     def _loader(self, ds: Optional[Dataset], batch_size: int, shuffle: bool, what: str) -> DataLoader:
         if ds is None:
             raise RuntimeError(f"{type(self).__name__} has no {what} split")
-        sampler = None
-        if not shuffle and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if shuffle:
+            world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+            sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed,
+                                         drop_last=True)
+        elif dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             # evaluation: every image exactly once over all ranks (Lightning's default sampler would pad
             # the last ranks with repeated images, which would be scored twice)
             sampler = UnrepeatedDistributedSampler(ds, shuffle=False)
+        else:
+            sampler = None
         return DataLoader(
             ds,
             batch_size=batch_size,
-            shuffle=shuffle,
             sampler=sampler,
             drop_last=shuffle,
             num_workers=self.num_workers,

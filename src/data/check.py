@@ -142,10 +142,10 @@ def run(cfg: Any) -> int:
     """Build the data module of ``cfg.data``, check it, print / write the report; returns the exit status."""
     import hydra
 
-    from src.data.paired_module import require_keys
+    from src.utils.run import require_set
 
     try:
-        require_keys(cfg.data)
+        require_set(cfg, "data")
         module = hydra.utils.instantiate(cfg.data)
         report = check_module(module, int(cfg.workers), progress=bool(cfg.progress))
     except Exception as exc:  # a bad root / config key: report it like any other problem

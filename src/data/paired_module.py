@@ -10,12 +10,7 @@
   brighter on average (rain brightens pixels), otherwise an error suggests the swap setting
   (``check_orientation: false`` turns it off),
 * ``val_max``: validation on at most that many pairs, evenly spaced (full-image validation is slow),
-* seeded shuffling that is the same in one process and in DDP: a ``DistributedSampler`` built here with
-  ``num_replicas`` = world size, ``rank`` = global rank and ``seed``; Lightning calls its ``set_epoch(epoch)``
-  at every epoch start (also after a resume, with the restored epoch), so epoch ``e`` has the permutation
-  ``randperm(N, seed + e)`` split into disjoint per-rank shards whatever the run's history. Because it is
-  already a ``DistributedSampler``, Lightning does not replace it. A run resumed from a mid-epoch checkpoint
-  starts that epoch's order again from its beginning (Lightning warns about this).
+* seeded shuffling, the same in one process and in DDP (see :mod:`src.data.base`).
 
 Subclasses implement :meth:`FileDataModule.read_splits`.
 """
@@ -25,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from src.data.base import DerainDataModule
 from src.data.paired import PairedDataset, check_orientation
@@ -47,19 +42,6 @@ def require_root(root: Any) -> str:
     return root
 
 
-def require_keys(data_cfg: Any) -> None:
-    """Call before ``hydra.utils.instantiate(cfg.data)``: a data config key left at ``???`` raises an error
-    saying which override to pass (``data.root is not set: pass data.root=DIR``)."""
-    from omegaconf import OmegaConf
-
-    missing = [k for k in data_cfg.keys() if OmegaConf.is_missing(data_cfg, k)]
-    if "root" in missing:
-        require_root(None)
-    if missing:
-        raise ValueError(f"data.{missing[0]} is not set: pass data.{missing[0]}=VALUE (see the comments in the "
-                         f"data config)")
-
-
 class FileDataModule(DerainDataModule):
     """Base of the file-based data modules (see the module docstring)."""
 
@@ -74,14 +56,13 @@ class FileDataModule(DerainDataModule):
         seed: int = 0,
         **loader_kwargs: Any,
     ) -> None:
-        super().__init__(**loader_kwargs)
+        super().__init__(seed=seed, **loader_kwargs)
         self.root = require_root(root)
         self.train_transform = build_train_transform(**dict(train_transform or {}))
         self.val_max = None if val_max is None else int(val_max)
         self.swap = bool(swap)
         self.check_orientation = bool(check_orientation)
         self.orientation_samples = int(orientation_samples)
-        self.seed = int(seed)
         self._stage: Optional[str] = None
 
     # --- to implement ---------------------------------------------------------------------------------
@@ -119,10 +100,9 @@ class FileDataModule(DerainDataModule):
             warn_missing(result, f"{split} ({result.source})")
             pairs[split] = require_pairs(result, f"{split} ({result.source})")
         if self.check_orientation:
-            for split in ("train", "test", "pairs"):  # val comes from train or test (or its own folder)
-                if split in pairs:
-                    check_orientation(pairs[split], self.orientation_samples,
-                                      f"{split} ({results[split].source})", self.swap_hint())
+            for split, split_pairs in pairs.items():
+                check_orientation(split_pairs, self.orientation_samples, f"{split} ({results[split].source})",
+                                  self.swap_hint())
         if "pairs" in pairs:  # one folder: every split reads it
             pairs = {"train": pairs["pairs"], "test": pairs["pairs"]}
         train = PairedDataset(pairs["train"], self.train_transform) if "train" in pairs else None
@@ -131,21 +111,22 @@ class FileDataModule(DerainDataModule):
         val = PairedDataset(evenly_spaced(val_pairs, self.val_max)) if val_pairs else None
         return train, val, test
 
-    def train_dataloader(self) -> DataLoader:
-        if self.train_set is None:
-            raise RuntimeError(f"{type(self).__name__} has no training split (data.root={self.root})")
-        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
-        sampler = DistributedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True,
-                                     seed=self.seed, drop_last=True)
-        return DataLoader(
-            self.train_set,
-            batch_size=self.batch_size_per_device,
-            sampler=sampler,
-            drop_last=True,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-        )
+    def gt_pairs(self, split: str = "test") -> list[tuple[str, str]]:
+        """(name, clean file) of every pair of ``split`` ("test" | "val" | "train"), in loader order, for
+        scoring a folder of results (``src.eval pred_dir=...``). Reads the splits if not done yet.
+        Side-by-side sets have no ground-truth FILE (it is half of an image): an error says so."""
+        if split not in ("test", "val", "train"):
+            raise ValueError(f"split={split!r}: expected 'test', 'val' or 'train'")
+        if self.train_set is None and self.val_set is None and self.test_set is None:
+            self.setup({"test": "test", "val": "validate", "train": "fit"}[split])
+        ds = {"test": self.test_set or self.val_set, "val": self.val_set, "train": self.train_set}[split]
+        if ds is None:
+            raise RuntimeError(f"{type(self).__name__} has no {split} split (data.root={self.root})")
+        pairs = [ds.pair(i) for i in range(len(ds))]
+        if pairs and pairs[0].halves is not None:
+            raise ValueError(f"{pairs[0].rain}: the {split} pairs are side-by-side images, so their ground truth is "
+                             f"half of a file, not a file; evaluate a checkpoint instead (src.eval ckpt_path=...)")
+        return [(p.name, p.clean) for p in pairs]
 
 
 class PairedDataModule(FileDataModule):

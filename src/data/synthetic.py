@@ -259,7 +259,7 @@ class SyntheticRainDataModule(DerainDataModule):
         seed: int = 0,
         **loader_kwargs,
     ) -> None:
-        super().__init__(**loader_kwargs)
+        super().__init__(seed=seed, **loader_kwargs)
         overlap = set(train_photos) & (set(val_photos) | set(test_photos))
         if overlap:
             raise ValueError(f"data.train_photos and the val/test photos overlap: {sorted(overlap)}")

@@ -1,7 +1,7 @@
 """Clean image from a rain clip (paper section 3).
 
     python -m src.make_clean input=VIDEO_OR_FRAME_DIR output=FILE.png [frames=N] [start=K]
-                             [density=sparse|normal|dense] [cache_dir=DIR] [band_pixels=8192]
+                             [density=sparse|normal|dense] [cache_dir=DIR] [band_pixels=4096]
 
 Writes FILE.png (uint8 RGB) and FILE.json ({"p_hat", "frames", "size": [H, W], "start", "input"}).
 ``frames`` defaults to the paper's count for ``density`` (sparse 20, normal 100, dense 200; default normal).

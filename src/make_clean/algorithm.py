@@ -54,7 +54,7 @@ DENSITY_STEP = {"sparse": 10, "normal": 20, "dense": 50}
 
 #: Default band size in pixels per frame (rows x width). Small enough for the working set of one band of
 #: 100-300 frames to stay in the CPU caches, large enough to keep numpy's per-call overhead small.
-BAND_PIXELS = 8192
+BAND_PIXELS = 4096
 
 _LUMA_CHUNK = 32768  # pixels per float64 chunk in :func:`luma`
 _SWAR_ROWS = 255  # rows summed per byte lane in :func:`count_less` before a lane could overflow
@@ -159,7 +159,8 @@ def mode_positions(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each column of ``y`` (n, m) uint8 (a pixel's luma over time): the first and last index of its mode
     (ties: smallest value) in the column's sorted values. Returns two intp arrays (m,)."""
     n, m = y.shape
-    counts = np.zeros((m, 256), np.uint16 if n < 65536 else np.uint32)  # per-pixel histograms
+    # per-pixel histograms, in the narrowest type that cannot overflow (a count is at most n)
+    counts = np.zeros((m, 256), np.uint8 if n < 256 else np.uint16 if n < 65536 else np.uint32)
     flat, base, idx = counts.reshape(-1), np.arange(m) * 256, np.empty(m, np.intp)
     for row in y:  # one scatter per frame: each pixel's histogram gets exactly one increment
         np.add(base, row, out=idx)

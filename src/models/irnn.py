@@ -251,13 +251,14 @@ def build_c_library() -> Path:
     once: each compiles into its own temporary file, then atomically renames it.
     """
     compiler = os.environ.get("CC", "gcc")
+    for flags in _C_FLAG_SETS:
+        if (path := _library_path(compiler, flags)).exists():
+            return path
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"C compiler {compiler!r} (env CC) not found on PATH")
     errors = []
     for flags in _C_FLAG_SETS:
         path = _library_path(compiler, flags)
-        if path.exists():
-            return path
-        if shutil.which(compiler) is None:
-            raise RuntimeError(f"C compiler {compiler!r} (env CC) not found on PATH")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
         os.close(fd)

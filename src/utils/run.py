@@ -35,6 +35,18 @@ def setup_environment(cfg: DictConfig) -> None:
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 
 
+def require_set(cfg: DictConfig, group: str) -> None:
+    """Fail with the override to pass when a key of ``cfg[group]`` is still ``???`` (e.g. ``data.root``)."""
+    from omegaconf import OmegaConf
+
+    node = cfg.get(group)
+    missing = sorted(OmegaConf.missing_keys(node)) if node is not None else []
+    if missing:
+        key = missing[0]  # a full key such as "data.root"
+        what = "DIR (the folder that holds the data set)" if key.endswith(".root") else "VALUE"
+        raise ValueError(f"{key} is not set: pass {key}={what}")
+
+
 def instantiate_group(group: Optional[DictConfig]) -> list[Any]:
     """Instantiate every entry of a config group like ``callbacks`` or ``logger``; ``null`` entries are off."""
     if not group:

@@ -73,3 +73,8 @@ def test_config_keys(didmdn_tree, tmp_path):
     dm.setup("fit")
     assert len(dm.train_set) == 3 and {dm.train_set[i]["label"].item() for i in range(3)} == {7}
     assert dm.test_set is None and dm.val_set is None
+
+
+def test_gt_pairs_side_by_side_is_an_error(didmdn_tree):
+    with pytest.raises(ValueError, match=r"DID-MDN-test/1\.jpg: the test pairs are side-by-side images"):
+        DIDMDNDataModule(str(didmdn_tree.root)).gt_pairs("test")

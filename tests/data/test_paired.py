@@ -234,7 +234,7 @@ def test_named_configs_compose(layouts_tree):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
-    from src.data.paired_module import require_keys
+    from src.utils.run import require_set
 
     conf = str(Path(__file__).resolve().parents[2] / "conf")
     GlobalHydra.instance().clear()
@@ -248,7 +248,7 @@ def test_named_configs_compose(layouts_tree):
     finally:
         GlobalHydra.instance().clear()
     for name, (layout, train_dir, test_dir) in NAMED.items():
-        require_keys(cfgs[name].data)
+        require_set(cfgs[name], "data")
         dm = instantiate(cfgs[name].data)
         assert (type(dm), dm.layout, dm.dirs["train"], dm.dirs["test"]) == (PairedDataModule, layout, train_dir, test_dir)
     assert instantiate(cfgs["rain800"].data).order == "clean_rain"

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-from src.data.paired_module import require_keys
+from src.utils.run import require_set
 from src.data.realrain import RealRainDataModule, internet_images
 
 CONF = os.path.join(os.path.dirname(__file__), "..", "..", "conf")
@@ -112,12 +112,12 @@ def test_real_config_composes_and_requires_root(spa_tree):
         with initialize_config_dir(config_dir=os.path.abspath(CONF), version_base="1.3"):
             cfg = compose(config_name="check", overrides=["data=realrain"])
             with pytest.raises(ValueError, match="data.root is not set: pass data.root=DIR"):
-                require_keys(cfg.data)
+                require_set(cfg, "data")
             cfg = compose(config_name="check", overrides=["data=realrain", f"data.root={spa_tree.root}",
                                                           "data.val_scenes=[000]", "data.train_transform.resized_crop.size=32"])
     finally:
         GlobalHydra.instance().clear()
-    require_keys(cfg.data)
+    require_set(cfg, "data")
     dm = instantiate(cfg.data)
     assert isinstance(dm, RealRainDataModule) and dm.batch_size == 1
     dm.setup("fit")
@@ -163,3 +163,12 @@ def test_lightning_keeps_sampler_and_resume_continues_order(spa_tree, tmp_path):
     trainer.save_checkpoint(tmp_path / "e2.ckpt")
     _, resumed, _ = fit(3, str(tmp_path / "e2.ckpt"))
     assert list(resumed.seen) == [2] and resumed.seen[2] == full.seen[2]
+
+
+def test_gt_pairs_for_folder_scoring(spa_tree):
+    dm = make(spa_tree.root)
+    assert dm.gt_pairs("test") == [(f"{i:03d}", str(spa_tree.root / f"real_test_1000/gt/{i:03d}gt.png")) for i in range(3)]
+    assert dm.train_set is None  # only the test split was read
+    val = make(spa_tree.root, val_scenes=["001"]).gt_pairs("val")
+    assert [n for n, _ in val] == ["001-1_0_0", "001-2_0_0", "001-1_0_1", "001-2_0_1"]
+    assert all(gt.endswith(f"real_world_gt/001/001_0_{n[-1]}.png") for n, gt in val)

@@ -11,6 +11,7 @@ against the mean and standard deviation computed here from the metrics.json file
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import struct
@@ -26,7 +27,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("b_a", "b_b", "b_c", "b_d", "b_e", "b_f")
 SEEDS = (1, 2)
-FAST = ["schedule.max_steps=4", "schedule.val_every=2", "trainer.enable_model_summary=false"]
+FAST = ["schedule.max_steps=4", "schedule.val_every=2", "trainer.log_every_n_steps=2",
+        "trainer.enable_model_summary=false"]  # fmt: skip
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def wandb_records(path: Path):
@@ -69,9 +79,12 @@ def offline_run(run_dir: Path) -> dict:
         if kind == "run":
             run = record.run
         elif kind in ("config", "summary"):
-            target = config if kind == "config" else summary
-            for item in getattr(record, kind).update:
-                target[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+            for item in getattr(record, kind).update:  # a key, or a path of keys into nested dicts
+                *parents, last = [item.key] if item.key else list(item.nested_key)
+                node = config if kind == "config" else summary
+                for key in parents:
+                    node = node.setdefault(key, {})
+                node[last] = json.loads(item.value_json)
     assert run is not None, f"{logs[0]}: no run record"
     return {"dir": found[0], "group": run.run_group, "tags": list(run.tags), "name": run.display_name,
             "job_type": run.job_type, "config": config, "summary": summary}  # fmt: skip
@@ -98,6 +111,7 @@ def run(args: list[str], env: dict, timeout: int) -> subprocess.CompletedProcess
 @pytest.mark.slow
 def test_table4_smoke_sweep_to_table(tmp_path):
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(ROOT))
+    (tmp_path / "wandb_home").mkdir()
     for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):  # keep ~ and the repo clean
         env[var] = str(tmp_path / "wandb_home")
     logs = tmp_path / "logs"
@@ -110,7 +124,7 @@ def test_table4_smoke_sweep_to_table(tmp_path):
     jobs = sorted((p for p in sweep.iterdir() if p.is_dir()), key=lambda p: int(p.name))
     assert [p.name for p in jobs] == [str(i) for i in range(12)]
 
-    records = {}
+    records, runs = {}, []
     for job in jobs:
         rec = json.loads((job / "metrics.json").read_text())
         assert (rec["experiment"], rec["data"], rec["schedule"], rec["global_step"]) == (
@@ -140,9 +154,24 @@ def test_table4_smoke_sweep_to_table(tmp_path):
             assert rows[name]["psnr_spanet"] == pytest.approx(scores["spanet"]["psnr"])
             assert rows[name]["ssim_y_matlab"] == pytest.approx(scores["y_matlab"]["ssim"])
         grids = sorted((wb["dir"] / "files" / "media" / "images" / "val").glob("grid_*.png"))
-        assert len(grids) == 2, grids
-        assert iio.imread(grids[-1]).shape[1] == 4 * iio.imread(grids[-1]).shape[0] // 3 or True
+        assert len(grids) == 3, grids  # validations at steps 2 and 4, then of the best checkpoint
+        columns = "rain | output | clean" + ("" if model == "b_a" else " | attention")  # b_a has no SAM
+        assert wb["summary"]["val/grid"]["captions"] == [
+            f"rows: coffee_heavy, coffee_medium, coffee_light; columns: {columns}"]  # fmt: skip
+        runs.append(wb)
     assert set(records) == set(product(MODELS, SEEDS))
+
+    # the saved W&B view of experiments/wandb_dashboard.py: this group, and only keys that every run logged
+    dashboard = load_script("wandb_dashboard")
+    for wb in runs:
+        for key in dashboard.KEYS["summary"] + dashboard.KEYS["history"]:
+            assert isinstance(wb["summary"].get(key), float), (wb["name"], key)
+        assert [wb["summary"][k]["_type"] for k in dashboard.KEYS["media"]] == ["images/separated"]
+        assert [wb["summary"][k]["_type"] for k in dashboard.KEYS["table"]] == ["table-file"]
+    view = dashboard.build_workspace("ENTITY", "spanet-suite", "table4_smoke")._to_model().model_dump_json()
+    assert '"name":"group"},"op":"=","value":"table4_smoke"' in view
+    for key in sum(dashboard.KEYS.values(), []):
+        assert f'"{key}"' in view or f'"summary:{key}"' in view, key
 
     proc = run(["experiments/make_table.py", str(sweep)], env, timeout=300)
     markdown = (sweep / "table.md").read_text()

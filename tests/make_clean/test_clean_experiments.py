@@ -39,7 +39,7 @@ def test_table1_tiny(tmp_path, capsys):
 
 def test_bench_tiny(capsys):
     bench = load("bench_clean")
-    assert bench.main(["--frames", "12", "--height", "24", "--width", "40"]) == 0
+    assert bench.main(["--frames", "12", "--height", "24", "--width", "40", "--crop", "8"]) == 0
     out = capsys.readouterr().out
-    assert out.count("| yes |") == 2  # both small clips identical to the per-pixel reference
-    assert "| 12 | 24x40 |" in out and "tracemalloc" in out
+    assert out.count("| yes |") == 3  # two small clips and the crop: identical to the per-pixel reference
+    assert "| 1080p crop | 12 | 8x8 |" in out and "| 12 | 24x40 |" in out and "tracemalloc" in out
