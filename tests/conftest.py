@@ -20,12 +20,15 @@ os.environ.setdefault("WANDB_SILENT", "true")
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
-# a synthetic run that takes seconds: 32x32 patches, 2 small test images, a few steps
-TINY = [
+# the built-in synthetic data, tiny: 32x32 patches, small validation and test images
+TINY_SYNTHETIC = [
     "data.train_length=16",
     "data.patch_size=32",
     "data.eval_long_side=40",
     "data.test_photos=[chelsea]",
+]
+# a run that takes seconds: a few steps of batch 2
+TINY = [
     "schedule.batch_size=2",
     "schedule.max_steps=4",
     "schedule.val_every=2",
@@ -53,8 +56,8 @@ def compose_cfg(name: str, overrides: list[str], output_dir: Path):
 def train_cfg(tmp_path):
     """Factory: train_cfg(*overrides) -> composed tiny training config writing into tmp_path."""
 
-    def make(*overrides: str, out: Path | None = None):
-        return compose_cfg("train", TINY + list(overrides), out or tmp_path)
+    def make(*overrides: str, out: Path | None = None, synthetic: bool = True):
+        return compose_cfg("train", (TINY_SYNTHETIC if synthetic else []) + TINY + list(overrides), out or tmp_path)
 
     yield make
     GlobalHydra.instance().clear()

@@ -80,3 +80,37 @@ def test_every_experiment_composes(experiment):
         for choice in str(value).split(","):  # every swept choice names an existing config
             assert (CONF / key / f"{choice.strip()}.yaml").is_file() or key == "seed", (key, choice)
     GlobalHydra.instance().clear()
+
+
+# data config -> (fixture tree, sub-root under it, extra overrides) for a fast dev run on look-alike trees
+FILE_DATA = {
+    "realrain": ("spa", "", ["data.val_scenes=1", "data.train_transform.resized_crop.size=16"]),
+    "didmdn": ("didmdn", "", ["data.train_transform.crop=16"]),
+    "paired": ("layouts", "same/train", ["data.layout=same_names", "data.rain_dir=small/rain",
+                                         "data.clean_dir=small/norain"]),
+    "rain100h": ("layouts", "rain100", ["data.train_dir=train", "data.test_dir=test"]),
+    "rain100l": ("layouts", "rain100", ["data.train_dir=train", "data.test_dir=test"]),
+    "rain200h": ("layouts", "rain200", ["data.train_dir=train", "data.test_dir=train"]),
+    "rain200l": ("layouts", "rain200", ["data.train_dir=train", "data.test_dir=train"]),
+    "rain1400": ("layouts", "rain1400", ["data.train_dir=train", "data.test_dir=train"]),
+    "rain800": ("layouts", "rain800", ["data.train_dir=train", "data.test_dir=train"]),
+    "test100": ("layouts", "same/train/small", ["data.rain_dir=rain", "data.clean_dir=norain", "data.train_dir=."]),
+    "rain100h_repack": ("layouts", "same", ["data.test_dir=train"]),
+}
+
+
+def test_every_data_config_is_covered():
+    assert set(FILE_DATA) | {"synthetic"} == {p.stem for p in (CONF / "data").glob("*.yaml")}
+
+
+@pytest.mark.parametrize("data", sorted(FILE_DATA))
+def test_fast_dev_run_every_data_config(train_cfg, tmp_path, data):
+    from tests.data.conftest import build_didmdn, build_layouts, build_spa
+
+    kind, sub, extra = FILE_DATA[data]
+    tree = {"spa": build_spa, "didmdn": build_didmdn, "layouts": build_layouts}[kind](tmp_path / kind)
+    transform = [] if data in ("realrain", "didmdn") else ["data.train_transform.crop=16"]
+    cfg = train_cfg(f"data={data}", f"data.root={tree.root / sub}", "data.num_workers=0", "model=b_a",
+                    "debug=fdr", *transform, *extra, out=tmp_path / "run", synthetic=False)
+    result = train(cfg)
+    assert result["test"]["n_images"] == 1 and math.isfinite(result["test"]["mean"]["spanet"]["psnr"])
