@@ -55,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="timed runs of the naive IRNN at 512x512, no warm-up (default 1)")
     p.add_argument("--skip-naive-large", action="store_true",
                    help="do not run the naive IRNN at 512x512 (it takes minutes per SPANet step)")
+    p.add_argument("--irnn-only", action="store_true",
+                   help="time only the IRNN rows (no SPANet train steps, no inference): a quick check")
     p.add_argument("--thp", action="store_true", help="set THP_MEM_ALLOC_ENABLE=1 before importing torch")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = p.parse_args(argv)
@@ -138,11 +140,19 @@ def main(argv=None) -> dict:
         if auto != "torch":
             r["irnn_torch_ms"] = median_ms(lambda: irnn_step("torch"), repeats, args.warmup)
         runs = naive_runs()
-        if runs:
+        if not runs:
+            notes.append(f"{label}: naive IRNN skipped (--skip-naive-large).")
+        else:
             r["irnn_naive_ms"] = median_ms(lambda: irnn_step("naive"), **runs)
+            if large:
+                notes.append(f"{label}: naive IRNN rows are {runs['repeats']} run(s) without warm-up.")
         r["irnn_floor_ms"] = 14 * x.numel() * x.element_size() / bandwidth * 1e3
         r["irnn_over_floor"] = r[f"irnn_{auto}_ms"] / r["irnn_floor_ms"]
         del x, w, b, grad
+
+        results[label] = r
+        if args.irnn_only:
+            continue
 
         # --- train steps ---
         def train_ms(runs, **net_kwargs):
@@ -167,22 +177,19 @@ def main(argv=None) -> dict:
             r["train_spanet_naive_ms"] = train_ms(runs, variant="b_f", irnn_backend="naive")
         r["train_spanet_identity_ms"] = train_ms(std, variant="b_f", irnn_backend="identity")
         r["spanet_over_identity"] = r[f"train_spanet_{auto}_ms"] / r["train_spanet_identity_ms"]
-        if runs and large:
-            notes.append(f"{label}: naive IRNN rows are {runs['repeats']} run(s) without warm-up.")
-        if not runs:
-            notes.append(f"{label}: naive IRNN skipped (--skip-naive-large).")
-        results[label] = r
 
     # --- inference on one 512x512 image ---
-    torch.manual_seed(0)
-    net = SPANet(variant="b_f", irnn_backend=auto).to(device).eval()
-    image = torch.rand(1, 3, 512, 512, device=device)
+    inference_ms = None
+    if not args.irnn_only:
+        torch.manual_seed(0)
+        net = SPANet(variant="b_f", irnn_backend=auto).to(device).eval()
+        image = torch.rand(1, 3, 512, 512, device=device)
 
-    def infer():
-        with torch.inference_mode():
-            net(image)
+        def infer():
+            with torch.inference_mode():
+                net(image)
 
-    inference_ms = median_ms(infer, args.repeats_large, args.warmup)
+        inference_ms = median_ms(infer, args.repeats_large, args.warmup)
 
     info = {
         "device": _device_name(torch, device),
@@ -241,7 +248,8 @@ def render_markdown(report: dict) -> str:
         cells = [_fmt(results[c].get(key), ratio="over" in key) for c in labels]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"inference, SPANet '{auto}', one 512x512 image: {report['inference_512_ms']:.0f} ms")
+    if report["inference_512_ms"] is not None:
+        lines.append(f"inference, SPANet '{auto}', one 512x512 image: {report['inference_512_ms']:.0f} ms")
     lines.extend(f"note: {n}" for n in report["notes"])
     return "\n".join(lines)
 

@@ -33,7 +33,9 @@ dw = sum_{t>0} g_t * h_{t-1}, db = sum_{t>0} g_t. It only needs the saved output
 
 The compiled C library lives in ``$SPANET_CACHE_DIR`` (default ``~/.cache/spanet-suite``);
 its file name hashes the source, the flags and the CPU, so a ``-march=native`` build is
-never loaded on another CPU. The compiler is ``$CC`` (default ``gcc``).
+never loaded on another CPU. The compiler is ``$CC`` (default ``gcc``). Its outputs of
+32 MB or more are recycled through a small pool (``_BufferPool``): a fresh 134 MB tensor
+page-faults for longer than the scan takes.
 """
 
 from __future__ import annotations
@@ -54,7 +56,6 @@ import weakref
 from pathlib import Path
 
 import numpy as np
-
 import torch
 from torch import Tensor, nn
 
@@ -413,7 +414,7 @@ def _scan_torch_backward(h: Tensor, G: Tensor, w: Tensor, reverse: bool):
     L = h.shape[2]
     order = range(L) if reverse else range(L - 1, -1, -1)  # reverse of the sweep
     wv = w.view(1, -1, 1)
-    mask = h > 0
+    mask = (h > 0).to(h.dtype)  # float once, so the loop multiplies without type promotion
     g = torch.empty_like(h)
     nxt = None
     for t in order:

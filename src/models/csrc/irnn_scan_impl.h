@@ -126,10 +126,12 @@ static void FN(row_backward)(const T *restrict h, const T *restrict G, const T *
         }
 }
 
-/* Ask for a row before it is needed: the vertical backward sweeps walk rows upwards,
- * which the hardware prefetcher follows poorly (measured ~10 % faster backward). */
-static inline void FN(prefetch_row)(const T *p, int64_t W) {
-    for (int64_t j = 0; j < W; j += 64 / (int64_t)sizeof(T)) __builtin_prefetch(p + j);
+/* Software prefetch of n contiguous elements (a block of whole rows). The passes ask for
+ * the next block of rows of every plane they read while working on the current block, so
+ * the planes stream in together; the vertical backward walks rows upwards, which the
+ * hardware prefetcher follows poorly (a 10-15 % gain on the backward, noisy to measure). */
+static inline void FN(prefetch)(const T *p, int64_t n) {
+    for (int64_t j = 0; j < n; j += 64 / (int64_t)sizeof(T)) __builtin_prefetch(p + j, 0);
 }
 
 static double FN(sum)(const T *v, int64_t n) {
@@ -148,6 +150,10 @@ static void FN(forward_plane)(const T *restrict x, T *restrict up, T *restrict r
     /* pass 1, top to bottom, 8 rows at a time: right, left, down */
     for (int64_t r0 = 0; r0 < H; r0 += LANES) {
         const int R = H - r0 < LANES ? (int)(H - r0) : LANES;
+        if (r0 + LANES < H) { /* the next block down */
+            const int64_t p0 = r0 + LANES, n = (H - p0 < LANES ? H - p0 : LANES) * W;
+            FN(prefetch)(x + p0 * W, n);
+        }
         FN(rows_to_lanes)(x + r0 * W, W, R, xt);
         FN(lanes_forward)(xt, rt, lt, W, w[1], b[1], w[3], b[3]);
         FN(lanes_to_rows)(rt, W, R, right + r0 * W);
@@ -180,6 +186,13 @@ static void FN(backward_plane)(const T *const h[4], const T *const G[4], T *rest
     for (int64_t r1 = H; r1 > 0; r1 -= LANES) {
         const int64_t r0 = r1 > LANES ? r1 - LANES : 0;
         const int R = (int)(r1 - r0);
+        if (r0 > 0) { /* the next block up: rows [p0, r0) */
+            const int64_t p0 = r0 > LANES ? r0 - LANES : 0, n = (r0 - p0) * W;
+            for (int d = 1; d < 4; ++d) {
+                FN(prefetch)(h[d] + p0 * W, n);
+                FN(prefetch)(G[d] + p0 * W, n);
+            }
+        }
         FN(rows_to_lanes)(h[1] + r0 * W, W, R, hr_t);
         FN(rows_to_lanes)(G[1] + r0 * W, W, R, Gr_t);
         FN(rows_to_lanes)(h[3] + r0 * W, W, R, hl_t);
@@ -188,10 +201,6 @@ static void FN(backward_plane)(const T *const h[4], const T *const G[4], T *rest
         for (int64_t i = 0; i < WL; ++i) gr_t[i] += gl_t[i];
         FN(lanes_to_rows)(gr_t, W, R, dx + r0 * W);
         for (int64_t i = r1 - 1; i >= r0; --i) {
-            if (i >= 2) {
-                FN(prefetch_row)(h[2] + (i - 2) * W, W);
-                FN(prefetch_row)(G[2] + (i - 1) * W, W);
-            }
             FN(row_backward)(h[2] + i * W, G[2] + i * W, i > 0 ? h[2] + (i - 1) * W : NULL, g,
                              w[2], dx + i * W, accw, accb, W);
         }
@@ -202,9 +211,10 @@ static void FN(backward_plane)(const T *const h[4], const T *const G[4], T *rest
     /* pass B, top to bottom: up */
     memset(g, 0, 3 * (size_t)W * sizeof(T));
     for (int64_t i = 0; i < H; ++i) {
-        if (i + 2 < H) {
-            FN(prefetch_row)(h[0] + (i + 2) * W, W);
-            FN(prefetch_row)(G[0] + (i + 1) * W, W);
+        if (i % LANES == 0 && i + LANES < H) { /* rows [i + LANES, i + 2 LANES) */
+            const int64_t n = (i + 2 * LANES <= H ? LANES : H - i - LANES) * W;
+            FN(prefetch)(h[0] + (i + LANES) * W, n);
+            FN(prefetch)(G[0] + (i + LANES) * W, n);
         }
         FN(row_backward)(h[0] + i * W, G[0] + i * W, i < H - 1 ? h[0] + (i + 1) * W : NULL, g,
                          w[0], dx + i * W, accw, accb, W);
