@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from protocol_reference import image_pairs, reference_scores, to_tensor
+from tests.metrics.protocol_reference import image_pairs, reference_scores, to_tensor
 
 from src.metrics.metric import ProtocolMetrics, flat_means
 from src.metrics.protocols import PROTOCOLS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from protocol_reference import image_pairs, reference_scores, to_tensor
+from tests.metrics.protocol_reference import image_pairs, reference_scores, to_tensor
 from skimage import data
 
 from src.metrics.protocols import (
