@@ -106,7 +106,7 @@ def main(argv: Optional[Iterable[str]] = None) -> None:
     parser.add_argument("--project", default="spanet-suite", help="W&B project (default: spanet-suite)")
     parser.add_argument("--entity", help="W&B user or team (default: your default entity; ENTITY with --dry-run)")
     parser.add_argument("--report", action="store_true", help="also create a report with the same panels")
-    parser.add_argument("--dry-run", action="store_true", help="print the specs as JSON instead of saving them")
+    parser.add_argument("--dry-run", action="store_true", help="print the view's spec as JSON (no login, no network)")
     args = parser.parse_args(None if argv is None else list(argv))
 
     entity = args.entity
@@ -116,12 +116,15 @@ def main(argv: Optional[Iterable[str]] = None) -> None:
         else:
             import wandb
 
-            entity = wandb.Api().default_entity
+            try:
+                entity = wandb.Api().default_entity
+            except Exception as err:  # not logged in, no network, ...
+                parser.error(f"cannot reach W&B to find your entity ({err}); log in (wandb login) or use --dry-run")
             if not entity:
-                parser.error("no default W&B entity: log in (wandb login) or pass --entity")
+                parser.error("no default W&B entity: pass --entity")
     workspace = build_workspace(entity, args.project, args.group)
     report = build_report(entity, args.project, args.group) if args.report else None
-    if args.dry_run:  # the view's payload as save() would send it
+    if args.dry_run:  # the view's payload as save() would send it (_to_model: the library's own serialiser)
         print(workspace._to_model().model_dump_json(indent=1))
         if report is not None:  # its runsets look the project up through the API when serialised
             headings = [b.text for b in report.blocks if type(b).__name__ in ("H1", "H2")]

@@ -114,3 +114,12 @@ def test_fast_dev_run_every_data_config(train_cfg, tmp_path, data):
                     "debug=fdr", *transform, *extra, out=tmp_path / "run", synthetic=False)
     result = train(cfg)
     assert result["test"]["n_images"] == 1 and math.isfinite(result["test"]["mean"]["spanet"]["psnr"])
+
+
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in (CONF / "recipe").glob("*.yaml")))
+def test_fast_dev_run_every_recipe(train_cfg, recipe):
+    """Each model with its authors' own optimiser and scheduler (conf/recipe -> conf/schedule/<model>.yaml)."""
+    cfg = train_cfg(f"recipe={recipe}", "debug=fdr")
+    assert cfg.model.net._target_.split(".")[2] == recipe
+    result = train(cfg)
+    assert math.isfinite(result["test"]["mean"]["spanet"]["psnr"])
