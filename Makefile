@@ -25,7 +25,7 @@ train: install
 	$(PY) -m src.train experiment=quickstart
 
 test: install
-	WANDB_MODE=offline $(PY) -m pytest -q -n 2 --dist loadfile
+	WANDB_MODE=offline OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: install
 	$(PY) experiments/bench_spanet.py

@@ -257,6 +257,7 @@ class SyntheticRainDataModule(DerainDataModule):
         eval_long_side: Optional[int] = 128,
         haze_prob: float = 0.0,
         seed: int = 0,
+        eval_seed: int = 42,
         **loader_kwargs,
     ) -> None:
         super().__init__(seed=seed, **loader_kwargs)
@@ -266,16 +267,16 @@ class SyntheticRainDataModule(DerainDataModule):
         self.kw = dict(
             train_photos=list(train_photos), val_photos=list(val_photos), test_photos=list(test_photos),
             train_length=train_length, patch_size=patch_size, eval_long_side=eval_long_side,
-            haze_prob=haze_prob, seed=seed,
+            haze_prob=haze_prob, seed=seed, eval_seed=eval_seed,
         )
 
     def build(self):
         k = self.kw
         train = SyntheticRainDataset(k["train_photos"], k["seed"], k["train_length"], k["patch_size"],
                                      haze_prob=k["haze_prob"])
-        # distinct seeds per split so val and test rain never repeat the training rain
-        val = SyntheticRainDataset(k["val_photos"], k["seed"] + 1, long_side=k["eval_long_side"],
+        # val/test rain depends on eval_seed only, so runs with different training seeds score the same images
+        val = SyntheticRainDataset(k["val_photos"], k["eval_seed"] + 1, long_side=k["eval_long_side"],
                                    haze_prob=k["haze_prob"])
-        test = SyntheticRainDataset(k["test_photos"], k["seed"] + 2, long_side=k["eval_long_side"],
+        test = SyntheticRainDataset(k["test_photos"], k["eval_seed"] + 2, long_side=k["eval_long_side"],
                                     haze_prob=k["haze_prob"])
         return train, val, test

@@ -4,11 +4,11 @@
     python experiments/make_table.py <sweep dir>                      # table.md, table.tex, bars.png
 
 Both run in subprocesses (Hydra's multirun launcher, W&B offline), with fewer steps than the experiment's own
-settings (4 iterations instead of 20) and one thread per process: about 100 s of CPU time in all, most of it
-the 12 jobs. Checked: every job's metrics.json and offline W&B run (read from the run's transaction log, see
-``wandb_records``: group, tags, config, final scores, per-image table, image grids), the keys the W&B view of
-experiments/wandb_dashboard.py plots, and every number of the Markdown table against the mean and standard
-deviation computed here from the metrics.json files.
+settings (4 iterations instead of 20) and one thread per process: about 75 s of CPU time in all, 70 s of wall
+time on a lightly loaded 2-core machine. Checked: every job's metrics.json and offline W&B run (read from the
+run's transaction log, see ``wandb_records``: group, tags, config, final scores, per-image table, image grids),
+the keys that the W&B view of experiments/wandb_dashboard.py plots, and every number of the Markdown table
+against the mean and standard deviation computed here from the metrics.json files.
 """
 
 from __future__ import annotations
