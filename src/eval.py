@@ -21,21 +21,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.utils.report import report_table
-from src.utils.run import require_set, setup_environment, user_overrode, write_json
+from src.utils.run import require_set, setup_environment, stored_run_config, user_overrode, write_json
 
 log = logging.getLogger(__name__)
-
-
-def _stored_config(ckpt_path: str) -> dict:
-    """The run config that src.train stored in a Lightning checkpoint ({} for other files)."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    return ckpt.get("suite_config", {}) if isinstance(ckpt, dict) else {}
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
     from src.utils.release import load_net_weights
 
-    stored = _stored_config(cfg.ckpt_path)
+    stored = stored_run_config(cfg.ckpt_path)
     for group in ("model", "data"):
         if stored.get(group) and not user_overrode(group):
             log.info("using the %s config stored in %s", group, cfg.ckpt_path)

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from src.data.io import ImageReadError, is_image_file, read_image
-from src.utils.run import user_overrode
+from src.utils.run import stored_run_config, user_overrode
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,7 @@ def list_inputs(path: str) -> list[Path]:
 def build_model(cfg: DictConfig, device: torch.device):
     from src.utils.release import load_net_weights
 
-    ckpt = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
-    stored = ckpt.get("suite_config", {}).get("model") if isinstance(ckpt, dict) else None
+    stored = stored_run_config(cfg.ckpt_path).get("model")
     if stored and not user_overrode("model"):
         cfg.model = OmegaConf.create(stored)
     model = instantiate(cfg.model, optimizer=None, scheduler=None)

@@ -70,6 +70,12 @@ def user_overrode(group: str) -> bool:
     return any(o.lstrip("+~").split("=", 1)[0] == group for o in HydraConfig.get().overrides.task)
 
 
+def stored_run_config(ckpt_path: str) -> dict:
+    """The run config that src.train stored in a Lightning checkpoint ({} for other files, e.g. the release's)."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    return ckpt.get("suite_config", {}) if isinstance(ckpt, dict) else {}
+
+
 def write_json(data: dict, *paths: Optional[str]) -> None:
     for p in paths:
         if not p:
