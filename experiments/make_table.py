@@ -1,7 +1,8 @@
 """Collect a sweep's results into a table: mean +- std over seeds, paper numbers beside ours.
 
     python experiments/make_table.py SWEEP_DIR [--out DIR] [--protocol spanet] [--split test]
-    python experiments/make_table.py --wandb ENTITY/PROJECT --out DIR [--protocol ...]
+    python experiments/make_table.py --wandb ENTITY/PROJECT [--wandb-group table2] --out DIR [--protocol ...]
+    python experiments/make_table.py SWEEP_DIR --extra DSC=dsc/metrics.json --extra JBO@realrain=jbo.json
 
 Sources. SWEEP_DIR: every ``metrics.json`` below it (recursively) written by ``src.train``:
 ``{"task", "experiment", "model", "data", "schedule", "seed", "ckpt_path", "val": REPORT, "test": REPORT,
@@ -9,7 +10,12 @@ Sources. SWEEP_DIR: every ``metrics.json`` below it (recursively) written by ``s
 per_image). Files without a ``model`` key (e.g. those of ``src.eval``) are skipped with a note.
 ``--wandb``: the runs of a W&B project via ``wandb.Api()``: summary keys ``<split>/psnr_<protocol>``,
 ``<split>/ssim_<protocol>`` (and ``<split>/input_psnr_<protocol>`` for the rainy input); config keys
-``run_info.model``, ``run_info.data``, ``run_info.schedule`` (or a string ``model``/``data``) and ``seed``.
+``run_info.model``, ``run_info.data``, ``run_info.schedule`` (or a string ``model``/``data``) and ``seed``;
+``--wandb-group NAME`` keeps the runs of one W&B group (a sweep's ``experiment_name``, e.g. table2).
+``--extra LABEL[@DATA]=FILE`` (repeatable): one more row from a ``src.eval pred_dir=...`` metrics.json (a
+method scored from a folder of its outputs, e.g. the Matlab-only DSC, LP, SILS, JBO), shown with the runs of
+data set DATA (default: the one data set the other runs have). Its paper number is looked up by
+lower-case LABEL.
 
 Rows: one per (data set, model) -- split by schedule when a model was trained under several -- in the order
 rain input, b_a..b_f, spanet, the baselines, then the rest alphabetically. Values are the mean and sample
@@ -122,14 +128,16 @@ def _config_value(config: dict, *keys: str) -> Any:
     return node
 
 
-def runs_from_wandb(project: str, split: str, protocol: str, api: Any = None) -> list[Run]:
-    """Runs of a W&B project (``entity/project``) read through ``wandb.Api()``."""
+def runs_from_wandb(project: str, split: str, protocol: str, api: Any = None,
+                    group: Optional[str] = None) -> list[Run]:
+    """Runs of a W&B project (``entity/project``) read through ``wandb.Api()``, of one group if given."""
     if api is None:
         import wandb
 
         api = wandb.Api()
     runs, skipped, problems = [], 0, []
-    for run in api.runs(project):
+    listed = api.runs(project) if group is None else api.runs(project, filters={"group": group})
+    for run in listed:
         summary, config = run.summary, dict(run.config)
         psnr, ssim = summary.get(f"{split}/psnr_{protocol}"), summary.get(f"{split}/ssim_{protocol}")
         if psnr is None or ssim is None:
@@ -155,8 +163,44 @@ def runs_from_wandb(project: str, split: str, protocol: str, api: Any = None) ->
     if problems:
         raise SystemExit("cannot build the table:\n  " + "\n  ".join(problems))
     if not runs:
-        raise SystemExit(f"no runs with {split}/psnr_{protocol} in W&B project {project}")
+        where = f"W&B project {project}" + (f", group {group}" if group else "")
+        raise SystemExit(f"no runs with {split}/psnr_{protocol} in {where}")
     return runs
+
+
+def runs_from_extras(specs: Sequence[str], runs: Sequence[Run], protocol: str) -> list[Run]:
+    """``--extra LABEL[@DATA]=FILE`` rows: FILE is a src.eval metrics.json (n_images / mean / per_image)."""
+    data_sets = sorted({r.data for r in runs})
+    extras, problems = [], []
+    for spec in specs:
+        label, sep, file = spec.partition("=")
+        label, _, data = label.partition("@")
+        if not sep or not label or not file:
+            problems.append(f"--extra {spec!r}: expected LABEL=FILE or LABEL@DATA=FILE")
+            continue
+        if not data:
+            if len(data_sets) != 1:
+                problems.append(f"--extra {spec!r}: say which data set it belongs to, LABEL@DATA=FILE "
+                                f"(the runs have {data_sets or 'none'})")
+                continue
+            data = data_sets[0]
+        try:
+            report = json.loads(Path(file).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            problems.append(f"--extra {spec!r}: cannot read {file} ({err})")
+            continue
+        if isinstance(report, dict) and "model" in report:
+            problems.append(f"--extra {spec!r}: {file} is a training run's metrics.json; put it under SWEEP_DIR")
+            continue
+        mean = report.get("mean", {}).get(protocol) if isinstance(report, dict) else None
+        if not isinstance(mean, dict) or "psnr" not in mean or "ssim" not in mean:
+            problems.append(f"--extra {spec!r}: {file} has no mean.{protocol}.psnr/ssim (a src.eval metrics.json?)")
+            continue
+        extras.append(Run(source=file, model=label, data=data, schedule="-", seed=None,
+                          psnr=float(mean["psnr"]), ssim=float(mean["ssim"])))
+    if problems:
+        raise SystemExit("cannot build the table:\n  " + "\n  ".join(problems))
+    return extras
 
 
 # --- aggregation --------------------------------------------------------------------------------------
@@ -331,22 +375,28 @@ def main(argv: Optional[Iterable[str]] = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", nargs="?", type=Path, help="folder searched recursively for metrics.json")
     parser.add_argument("--wandb", metavar="PROJECT", help="read the runs of this W&B project instead")
+    parser.add_argument("--wandb-group", metavar="NAME", help="only the W&B runs of this group (e.g. table2)")
+    parser.add_argument("--extra", metavar="LABEL[@DATA]=FILE", action="append", default=[],
+                        help="add a src.eval metrics.json as the row LABEL (repeatable)")
     parser.add_argument("--out", type=Path, help="output folder (default: SWEEP_DIR)")
     parser.add_argument("--protocol", default="spanet", choices=PROTOCOLS)
     parser.add_argument("--split", default="test", choices=("test", "val"))
     args = parser.parse_args(None if argv is None else list(argv))
     if args.wandb is None and args.sweep_dir is None:
         parser.error("give SWEEP_DIR or --wandb PROJECT")
+    if args.wandb_group and not args.wandb:
+        parser.error("--wandb-group needs --wandb PROJECT")
     out = args.out or args.sweep_dir
     if out is None:
         parser.error("--out DIR is needed with --wandb when no SWEEP_DIR is given")
 
     if args.wandb:
-        runs = runs_from_wandb(args.wandb, args.split, args.protocol)
+        runs = runs_from_wandb(args.wandb, args.split, args.protocol, group=args.wandb_group)
     else:
         if not args.sweep_dir.is_dir():
             parser.error(f"SWEEP_DIR {args.sweep_dir} is not a folder")
         runs = runs_from_dir(args.sweep_dir, args.split, args.protocol)
+    runs += runs_from_extras(args.extra, runs, args.protocol)
     rows = summarize(runs, args.protocol)
 
     out.mkdir(parents=True, exist_ok=True)

@@ -27,9 +27,10 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
-    from src.utils.release import load_net_weights
+    from src.utils.release import load_checkpoint, load_net_weights
 
-    stored = stored_run_config(cfg.ckpt_path)
+    ckpt = load_checkpoint(cfg.ckpt_path)  # read once: run config and weights
+    stored = stored_run_config(ckpt)
     for group in ("model", "data"):
         if stored.get(group) and not user_overrode(group):
             log.info("using the %s config stored in %s", group, cfg.ckpt_path)
@@ -39,7 +40,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     require_set(cfg, "data")
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, optimizer=None, scheduler=None)
-    load_net_weights(model.net, cfg.ckpt_path)
+    load_net_weights(model.net, cfg.ckpt_path, ckpt)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
     if cfg.split == "val":
         trainer.validate(model, datamodule=datamodule, verbose=False)

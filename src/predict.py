@@ -42,13 +42,14 @@ def list_inputs(path: str) -> list[Path]:
 
 
 def build_model(cfg: DictConfig, device: torch.device):
-    from src.utils.release import load_net_weights
+    from src.utils.release import load_checkpoint, load_net_weights
 
-    stored = stored_run_config(cfg.ckpt_path).get("model")
+    ckpt = load_checkpoint(cfg.ckpt_path)  # read once: run config and weights
+    stored = stored_run_config(ckpt).get("model")
     if stored and not user_overrode("model"):
         cfg.model = OmegaConf.create(stored)
     model = instantiate(cfg.model, optimizer=None, scheduler=None)
-    load_net_weights(model.net, cfg.ckpt_path)
+    load_net_weights(model.net, cfg.ckpt_path, ckpt)
     return model.eval().to(device)
 
 

@@ -3,7 +3,8 @@
 :class:`FileDataModule` is what ``realrain``, ``didmdn`` and ``paired`` have in common:
 
 * ``root`` (required; a config with ``root: ???`` fails with "set data.root=DIR"),
-* the training augmentation from the ``train_transform`` block (see :func:`src.data.transforms.build_train_transform`);
+* the training augmentation from the ``train_transform`` block (see :func:`src.data.transforms.build_train_transform`),
+  its cropping replaced by plain ``train_patch`` crops when a recipe sets ``schedule.train_patch``;
   validation and test use full images, untouched (the Lightning module pads for the network),
 * missing pairs skipped with ONE warning that counts them; an empty split is an error naming its source,
 * the orientation guard: on ``orientation_samples`` evenly spaced pairs of each source the rainy image must be
@@ -17,6 +18,7 @@ Subclasses implement :meth:`FileDataModule.read_splits`.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -26,7 +28,9 @@ from src.data.base import DerainDataModule
 from src.data.paired import PairedDataset, check_orientation
 from src.data.readers import (LAYOUTS, ORDERS, ReadResult, evenly_spaced, read_layout, require_pairs, split_groups,
                               warn_missing)
-from src.data.transforms import build_train_transform
+from src.data.transforms import build_train_transform, with_train_patch
+
+logger = logging.getLogger(__name__)
 
 #: Splits a module may read; "pairs" is the single folder of ``data=paired`` without sub-folders.
 SPLITS = ("train", "val", "test", "pairs")
@@ -49,6 +53,7 @@ class FileDataModule(DerainDataModule):
         self,
         root: str,
         train_transform: Optional[Mapping[str, Any]] = None,
+        train_patch: Optional[int] = None,
         val_max: Optional[int] = None,
         swap: bool = False,
         check_orientation: bool = True,
@@ -58,6 +63,10 @@ class FileDataModule(DerainDataModule):
     ) -> None:
         super().__init__(seed=seed, **loader_kwargs)
         self.root = require_root(root)
+        if train_patch is not None:  # a recipe's patch size (schedule.train_patch) wins over the data config's crop
+            train_transform = with_train_patch(train_transform, train_patch)
+            logger.info("schedule.train_patch=%s: training on random %sx%s crops (data.train_transform's "
+                        "scale / resized_crop / crop replaced)", train_patch, train_patch, train_patch)
         self.train_transform = build_train_transform(**dict(train_transform or {}))
         self.val_max = None if val_max is None else int(val_max)
         self.swap = bool(swap)

@@ -32,6 +32,7 @@ from skimage.transform import resize
 from torch.utils.data import Dataset
 
 from src.data.base import DerainDataModule
+from src.data.transforms import with_train_patch
 
 LEVELS = ("heavy", "medium", "light")  # index = DID-MDN density label
 
@@ -258,9 +259,13 @@ class SyntheticRainDataModule(DerainDataModule):
         haze_prob: float = 0.0,
         seed: int = 0,
         eval_seed: int = 42,
+        train_patch: Optional[int] = None,
         **loader_kwargs,
     ) -> None:
+        """``train_patch`` (``schedule.train_patch``, set by the baselines' recipes) replaces ``patch_size``."""
         super().__init__(seed=seed, **loader_kwargs)
+        if train_patch is not None:
+            patch_size = with_train_patch(None, train_patch)["crop"]
         overlap = set(train_photos) & (set(val_photos) | set(test_photos))
         if overlap:
             raise ValueError(f"data.train_photos and the val/test photos overlap: {sorted(overlap)}")

@@ -29,13 +29,15 @@ Backends (``backend=``):
 
 Backward (shared by c / triton / torch), per direction with G_t = dL/dh_t:
 g_t = [h_t > 0] * (G_t + w * g_{t+1}), dx = sum over directions of g,
-dw = sum_{t>0} g_t * h_{t-1}, db = sum_{t>0} g_t. It only needs the saved outputs h.
+dw = sum_{t>0} g_t * h_{t-1}, db = sum_{t>0} g_t. It needs h only: the torch and triton
+backends read the saved outputs; the C backend saves x and recomputes h plane by plane
+in cache (reading 1 plane per (b, c) instead of 4: memory, not arithmetic, bounds the scan).
 
 The compiled C library lives in ``$SPANET_CACHE_DIR`` (default ``~/.cache/spanet-suite``);
 its file name hashes the source, the flags and the CPU, so a ``-march=native`` build is
 never loaded on another CPU. The compiler is ``$CC`` (default ``gcc``). Its outputs of
-32 MB or more are recycled through a small pool (``_BufferPool``): a fresh 134 MB tensor
-page-faults for longer than the scan takes.
+1 MB or more are recycled through a small pool (``_BufferPool``): writing a fresh tensor
+page-faults, which can take longer than the scan itself.
 """
 
 from __future__ import annotations
@@ -199,16 +201,21 @@ class _IRNNFunction(torch.autograd.Function):
             backend = "torch"  # explicit "c" without a compiler: warned once in _c_library
         out = _FORWARD[backend](x, w, b)
         ctx.backend = backend
-        ctx.save_for_backward(out, w)
+        # the C backward recomputes the forward from x (1 plane of memory traffic per (b, c)
+        # instead of 4); the others read the saved outputs
+        ctx.save_for_backward(x if backend == "c" else out, w, b)
         ctx.weight_dtype = weight.dtype
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor):
-        h, w = ctx.saved_tensors
-        grad_out = grad_out.to(h.dtype).contiguous()
-        dx, dw, db = _BACKWARD[ctx.backend](h, grad_out, w)
+        saved, w, b = ctx.saved_tensors
+        grad_out = grad_out.to(saved.dtype).contiguous()
+        if ctx.backend == "c":
+            dx, dw, db = _backward_c(saved, grad_out, w, b)
+        else:
+            dx, dw, db = _BACKWARD[ctx.backend](saved, grad_out, w)
         return dx, dw.to(ctx.weight_dtype), db.to(ctx.weight_dtype), None
 
 
@@ -293,7 +300,7 @@ def _c_library():
                     f.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, cint]
                     f.restype = cint
                     f = getattr(lib, f"irnn_backward_{sfx}")
-                    f.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, i64, i64, cint]
+                    f.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, i64, i64, cint]
                     f.restype = cint
                 _c_state["lib"] = lib
             except (RuntimeError, OSError) as e:
@@ -321,14 +328,15 @@ def _forward_c(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return out
 
 
-def _backward_c(h: Tensor, grad_h: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    B, _, C, H, W = h.shape
-    dx = _POOL.empty((B, C, H, W), h.dtype)
-    dw_part = torch.zeros((B, 4, C), dtype=h.dtype)
-    db_part = torch.zeros((B, 4, C), dtype=h.dtype)
-    if h.numel():
-        fn = getattr(_c_library(), f"irnn_backward_{_C_TYPES[h.dtype]}")
-        rc = fn(h.data_ptr(), grad_h.data_ptr(), w.data_ptr(), dx.data_ptr(),
+def _backward_c(x: Tensor, grad_h: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients from the forward's INPUT x: the C scan recomputes h plane by plane."""
+    B, C, H, W = x.shape
+    dx = _POOL.empty((B, C, H, W), x.dtype)
+    dw_part = torch.zeros((B, 4, C), dtype=x.dtype)
+    db_part = torch.zeros((B, 4, C), dtype=x.dtype)
+    if x.numel():
+        fn = getattr(_c_library(), f"irnn_backward_{_C_TYPES[x.dtype]}")
+        rc = fn(x.data_ptr(), grad_h.data_ptr(), w.data_ptr(), b.data_ptr(), dx.data_ptr(),
                 dw_part.data_ptr(), db_part.data_ptr(), B, C, H, W, _c_threads(dx.numel()))
         if rc != 0:
             raise MemoryError("IRNN C scan: could not allocate scratch memory")
@@ -338,16 +346,19 @@ def _backward_c(h: Tensor, grad_h: Tensor, w: Tensor) -> tuple[Tensor, Tensor, T
 class _BufferPool:
     """Reuses the memory of large CPU outputs once every tensor using it has died.
 
-    A fresh tensor of 32 MB or more comes from mmap, and its first write page-faults every
-    4 kB page, which the kernel zero-fills: for a (1, 4, 32, 512, 512) float32 output that
-    costs several times the scan itself. Smaller tensors are recycled by malloc already.
+    A fresh large tensor comes from mmap (or from a heap that malloc grows and trims again),
+    and its first write page-faults every 4 kB page, which the kernel zero-fills. On the
+    project's VM a fault costs ~2.7 us: a fresh (8, 4, 32, 64, 64) float32 output (16 MB)
+    then takes ~11 ms to fault in against ~3 ms for the whole forward scan, and malloc does
+    not reliably keep such sizes (measured: 20-23 ms vs 8.5-10.7 ms per IRNN forward+backward
+    in short benchmark runs, before vs after pooling from 1 MB instead of 32 MB).
     The buffer is a numpy array wrapped by torch.from_numpy; a weakref finalizer on the
     wrapped array object (kept alive by the tensor's storage) hands the memory back here.
     Holds at most ``max_bytes`` of free buffers (env SPANET_IRNN_POOL_MB, default 4096; 0
     turns pooling off); buffers of other sizes are dropped first when it is full.
     """
 
-    min_bytes = 32 << 20
+    min_bytes = 1 << 20
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
@@ -492,7 +503,7 @@ def _backward_triton(h: Tensor, grad_h: Tensor, w: Tensor):
 
 
 _FORWARD = {"c": _forward_c, "torch": _forward_torch, "triton": _forward_triton}
-_BACKWARD = {"c": _backward_c, "torch": _backward_torch, "triton": _backward_triton}
+_BACKWARD = {"torch": _backward_torch, "triton": _backward_triton}  # "c": from x, see above
 
 
 # --------------------------------------------------------------------------------------

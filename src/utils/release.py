@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import pickle
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -38,7 +38,7 @@ _SAM_CONVS = ("conv_in", "conv2", "conv3", "conv_out")
 _RELEASE_ATTENTION_PREFIX = "SAM1.attention_layer."
 
 
-def _load(path: str | Path) -> dict:
+def load_checkpoint(path: str | Path) -> dict:
     """torch.load on CPU with ``weights_only=True``; clear errors for a missing or unreadable file."""
     path = Path(path)
     if not path.is_file():
@@ -135,8 +135,11 @@ def convert_release_state_dict(
     return {k: v.contiguous() for k, v in out.items()}
 
 
-def load_net_weights(net: nn.Module, path: str | Path) -> nn.Module:
+def load_net_weights(net: nn.Module, path: str | Path, ckpt: Optional[Mapping] = None) -> nn.Module:
     """Load weights into ``net`` (in place, strictly) from a release file or one of our Lightning checkpoints.
+
+    ``ckpt``: the file's contents when the caller already read them with :func:`load_checkpoint` (``path``
+    then only names the file in messages), so a large checkpoint is read once.
 
     * release: dict with ``'net'`` in the release's naming (``module.`` prefixes of their multi-GPU runs are
       stripped) -> :func:`convert_release_state_dict`;
@@ -144,7 +147,8 @@ def load_net_weights(net: nn.Module, path: str | Path) -> nn.Module:
     * a dict with ``'net'`` already in our naming (e.g. saved with ``{'net': net.state_dict()}``).
     Returns ``net``.
     """
-    ckpt = _load(path)
+    if ckpt is None:
+        ckpt = load_checkpoint(path)
     if "state_dict" in ckpt:
         state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
         if not state:

@@ -172,3 +172,31 @@ def test_gt_pairs_for_folder_scoring(spa_tree):
     val = make(spa_tree.root, val_scenes=["001"]).gt_pairs("val")
     assert [n for n, _ in val] == ["001-1_0_0", "001-2_0_0", "001-1_0_1", "001-2_0_1"]
     assert all(gt.endswith(f"real_world_gt/001/001_0_{n[-1]}.png") for n, gt in val)
+
+
+def test_recipe_patch_size_replaces_the_data_crop(spa_tree, tmp_path):
+    """recipe=ddn/jorder/rescan carry their authors' 64x64 crops (schedule.train_patch) into any data config;
+    SPANet's recipe keeps the data config's own augmentation (the release's random-resized crop)."""
+    from tests.conftest import compose_cfg
+
+    root = f"data.root={spa_tree.root}"
+    try:
+        for recipe, patch in [("ddn", 64), ("jorder", 64), ("rescan", 64), ("didmdn", None), ("spanet", None)]:
+            for data in ("realrain", "synthetic"):
+                cfg = compose_cfg("train", [f"recipe={recipe}", f"data={data}"] + ([root] if data != "synthetic" else []),
+                                  tmp_path)
+                assert cfg.data.train_patch == patch, (recipe, data)
+        cfg = compose_cfg("train", ["recipe=ddn", "data=realrain", root, "schedule.train_patch=16"], tmp_path)
+        dm = instantiate(cfg.data)
+        dm.setup("fit")
+        assert dm.train_set[0]["rain"].shape == (3, 16, 16)  # SPA tree images are 24x32: plain crop, no resize
+        assert "RandomResizedCrop" not in repr(dm.train_transform) and "RandomCrop" in repr(dm.train_transform)
+        cfg = compose_cfg("train", ["recipe=rescan", "data=synthetic", "schedule.train_patch=40"], tmp_path)
+        dm = instantiate(cfg.data)
+        dm.setup("fit")
+        assert dm.train_set[0]["rain"].shape == (3, 40, 40)
+        for bad in (0, 2.5, "64"):
+            with pytest.raises(ValueError, match=r"schedule.train_patch must be a positive int"):
+                make(spa_tree.root, train_patch=bad)
+    finally:
+        GlobalHydra.instance().clear()

@@ -125,9 +125,11 @@ class _FakeApi:
         self._runs = runs
         self.asked = []
 
-    def runs(self, project):
-        self.asked.append(project)
-        return self._runs
+    def runs(self, project, filters=None):
+        self.asked.append(project if filters is None else (project, filters))
+        if filters is None:
+            return self._runs
+        return [r for r in self._runs if getattr(r, "group", None) == filters["group"]]
 
 
 def test_wandb_reader_with_mocked_api(monkeypatch, tmp_path):
@@ -150,3 +152,39 @@ def test_wandb_reader_with_mocked_api(monkeypatch, tmp_path):
                      {"test/psnr_spanet": 29.0, "test/ssim_spanet": 0.93})]  # fmt: skip
     rows = make_table.summarize(make_table.runs_from_wandb("p", "test", "spanet", api=_FakeApi(flat)), "spanet")
     assert [(r.data, r.model, r.paper_psnr) for r in rows] == [("didmdn", "b_c", None)]
+
+
+def test_extra_rows_from_folder_scoring(sweep, tmp_path):
+    """--extra adds methods scored by src.eval pred_dir=... (e.g. the Matlab-only DSC) beside trained models,
+    with their paper numbers (Table 2: DSC 32.33 / 0.9335 on SPA-Data)."""
+    dsc, other = tmp_path / "dsc.json", tmp_path / "other.json"
+    dsc.write_text(json.dumps(_report(32.10, 0.9301)))
+    other.write_text(json.dumps(_report(25.00, 0.8000)))
+    markdown = make_table.main([str(sweep), "--out", str(tmp_path / "t"), "--extra", f"DSC@realrain={dsc}",
+                                "--extra", f"MyMethod@synthetic={other}"])
+    assert _row(markdown, "realrain", "DSC")[:6] == ["DSC", "1", "32.10", "0.9301", "32.33", "0.9335"]
+    assert _row(markdown, "synthetic", "MyMethod")[:4] == ["MyMethod", "1", "25.00", "0.8000"]
+    # without @DATA: the sweep has two data sets, so the user must say which
+    with pytest.raises(SystemExit, match=r"say which data set .* \['realrain', 'synthetic'\]"):
+        make_table.main([str(sweep), "--out", str(tmp_path / "t"), "--extra", f"DSC={dsc}"])
+    train_record = next(sweep.rglob("0/metrics.json"))
+    for spec, message in [(f"DSC@realrain={train_record}", "training run's metrics.json"),
+                          (f"DSC@realrain={tmp_path / 'missing.json'}", "cannot read"), ("DSC", "expected LABEL=FILE")]:
+        with pytest.raises(SystemExit, match=message):
+            make_table.main([str(sweep), "--out", str(tmp_path / "t"), "--extra", spec])
+
+
+def test_wandb_group_filter(monkeypatch, tmp_path):
+    def run(i, model, group):
+        r = _FakeRun(f"r{i}", {"run_info": {"model": model, "data": "realrain"}, "seed": 1},
+                     {"test/psnr_spanet": 30.0 + i, "test/ssim_spanet": 0.9})
+        r.group = group
+        return r
+
+    api = _FakeApi([run(0, "b_a", "table4"), run(1, "ddn", "table2"), run(2, "rescan", "table2")])
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Api=lambda: api))
+    markdown = make_table.main(["--wandb", "me/p", "--wandb-group", "table2", "--out", str(tmp_path)])
+    assert api.asked == [("me/p", {"group": "table2"})]
+    assert "| ddn |" in markdown and "| rescan |" in markdown and "| b_a |" not in markdown
+    with pytest.raises(SystemExit, match="no runs with test/psnr_spanet in W&B project me/p, group nope"):
+        make_table.main(["--wandb", "me/p", "--wandb-group", "nope", "--out", str(tmp_path)])

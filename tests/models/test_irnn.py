@@ -202,6 +202,26 @@ def test_concurrent_builds_rename_atomically(monkeypatch, tmp_path):
     assert ctypes.CDLL(str(results[0])).irnn_forward_f32 is not None
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_c_backend_with_two_threads_matches_torch(monkeypatch, dtype):
+    """OpenMP path: 2 threads, several planes each (the other tests run on one thread), a
+    64x64 plane (whole 8-row blocks, vectorised transposes) and odd sizes."""
+    if not c_backend_available():
+        pytest.skip("no C compiler")
+    monkeypatch.setattr(irnn_mod, "_c_threads", lambda numel: 2)
+    for shape in [(3, 5, 64, 64), (2, 3, 17, 40)]:
+        x, w, b, grad = _random_problem(shape, dtype, seed=3)
+
+        def run(name):
+            xr, wr, br = (t.clone().requires_grad_() for t in (x, w, b))
+            y = irnn(xr, wr, br, name)
+            return (y, *torch.autograd.grad(y, (xr, wr, br), grad))
+
+        tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-11)
+        for got, ref in zip(run("c"), run("torch")):
+            torch.testing.assert_close(got, ref, **tol)
+
+
 def test_buffer_pool_reuses_memory(monkeypatch):
     if not c_backend_available():
         pytest.skip("no C compiler")

@@ -22,9 +22,22 @@ static inline T FN(relu)(T z) { return z > (T)0 ? z : (T)0; }
 
 /* ---------- moving 8 rows in and out of the lane layout buf[j * LANES + k] ---------- */
 
+/* The 8x8 transposes walk 8 rows at once in 32-byte steps, a pattern the hardware
+ * prefetcher does not follow: first load one element per cache line of the block in
+ * address order (independent loads, all in flight together), so the transposes hit L1.
+ * Likewise ask for the destination lines (for writing) before transposing into them.
+ * Measured 5-15 % off the scan at 64x64 (experiments/bench_spanet.py, IRNN rows). */
+static inline void FN(touch)(const T *p, int64_t n) {
+    T s = 0;
+    for (int64_t j = 0; j < n; j += 64 / (int64_t)sizeof(T)) s += p[j];
+    volatile T sink = s;
+    (void)sink;
+}
+
 /* buf[j*LANES + k] = src[k*W + j] for rows k < R; lanes R..LANES-1 are zero. */
 static void FN(rows_to_lanes)(const T *restrict src, int64_t W, int R, T *restrict buf) {
     int64_t j = 0;
+    FN(touch)(src, R * W);
 #if T_IS_FLOAT && defined(__AVX__)
     if (R == LANES)
         for (; j + 8 <= W; j += 8) transpose8x8_f32(src + j, W, buf + j * LANES, LANES);
@@ -36,6 +49,7 @@ static void FN(rows_to_lanes)(const T *restrict src, int64_t W, int R, T *restri
 /* dst[k*W + j] = buf[j*LANES + k] for rows k < R. */
 static void FN(lanes_to_rows)(const T *restrict buf, int64_t W, int R, T *restrict dst) {
     int64_t j = 0;
+    for (int64_t q = 0; q < R * W; q += 64 / (int64_t)sizeof(T)) __builtin_prefetch(dst + q, 1);
 #if T_IS_FLOAT && defined(__AVX__)
     if (R == LANES)
         for (; j + 8 <= W; j += 8) transpose8x8_f32(buf + j * LANES, LANES, dst + j, W);
@@ -126,14 +140,6 @@ static void FN(row_backward)(const T *restrict h, const T *restrict G, const T *
         }
 }
 
-/* Software prefetch of n contiguous elements (a block of whole rows). The passes ask for
- * the next block of rows of every plane they read while working on the current block, so
- * the planes stream in together; the vertical backward walks rows upwards, which the
- * hardware prefetcher follows poorly (a 10-15 % gain on the backward, noisy to measure). */
-static inline void FN(prefetch)(const T *p, int64_t n) {
-    for (int64_t j = 0; j < n; j += 64 / (int64_t)sizeof(T)) __builtin_prefetch(p + j, 0);
-}
-
 static double FN(sum)(const T *v, int64_t n) {
     double s = 0.0;
     for (int64_t i = 0; i < n; ++i) s += v[i];
@@ -142,18 +148,21 @@ static double FN(sum)(const T *v, int64_t n) {
 
 /* ---------- one (b, c) plane ---------- */
 
-/* Scratch: 3 * W * LANES elements. */
+/* Every pass reads and writes the (B, C, H, W) planes top to bottom, in address order:
+ * the hardware prefetcher streams ascending addresses well and descending ones badly (a
+ * plain loop over 6 planes ran at half the speed when it walked the rows upwards, and
+ * software prefetching did not recover it). The sweeps that must run upwards work on
+ * per-thread H x W scratch planes (in L2 at 64x64) that were filled, or are emptied,
+ * in address order. */
+
+/* Scratch: 3 * W * LANES + H * W elements. */
 static void FN(forward_plane)(const T *restrict x, T *restrict up, T *restrict right,
                               T *restrict down, T *restrict left, int64_t H, int64_t W,
                               const T w[4], const T b[4], T *restrict scratch) {
-    T *xt = scratch, *rt = xt + W * LANES, *lt = rt + W * LANES;
+    T *xt = scratch, *rt = xt + W * LANES, *lt = rt + W * LANES, *U = lt + W * LANES;
     /* pass 1, top to bottom, 8 rows at a time: right, left, down */
     for (int64_t r0 = 0; r0 < H; r0 += LANES) {
         const int R = H - r0 < LANES ? (int)(H - r0) : LANES;
-        if (r0 + LANES < H) { /* the next block down */
-            const int64_t p0 = r0 + LANES, n = (H - p0 < LANES ? H - p0 : LANES) * W;
-            FN(prefetch)(x + p0 * W, n);
-        }
         FN(rows_to_lanes)(x + r0 * W, W, R, xt);
         FN(lanes_forward)(xt, rt, lt, W, w[1], b[1], w[3], b[3]);
         FN(lanes_to_rows)(rt, W, R, right + r0 * W);
@@ -165,60 +174,69 @@ static void FN(forward_plane)(const T *restrict x, T *restrict up, T *restrict r
                 FN(row_step)(x + i * W, down + (i - 1) * W, down + i * W, w[2], b[2], W);
         }
     }
-    /* pass 2, bottom to top: up (x's bottom rows are still in cache) */
-    FN(row_first)(x + (H - 1) * W, up + (H - 1) * W, W);
+    /* pass 2, bottom to top: up into U (x is in cache), then U copied out top to bottom */
+    FN(row_first)(x + (H - 1) * W, U + (H - 1) * W, W);
     for (int64_t i = H - 2; i >= 0; --i)
-        FN(row_step)(x + i * W, up + (i + 1) * W, up + i * W, w[0], b[0], W);
+        FN(row_step)(x + i * W, U + (i + 1) * W, U + i * W, w[0], b[0], W);
+    memcpy(up, U, (size_t)(H * W) * sizeof(T));
 }
 
-/* Scratch: 6 * W * LANES + 3 * W elements. dw and db receive this plane's sums. */
-static void FN(backward_plane)(const T *const h[4], const T *const G[4], T *restrict dx,
-                               int64_t H, int64_t W, const T w[4], double dw[4], double db[4],
-                               T *restrict scratch) {
+/* Backward of one plane from x (the forward is recomputed, never read from memory: x is
+ * one plane where the saved outputs would be four). Scratch: 7 * W * LANES + 3 * W + 2 H W
+ * elements. dw and db receive this plane's sums.
+ *   pass 0, top to bottom, 8 rows at a time: recompute right and left in the lane layout,
+ *     run their backward and write dx; recompute down into S; copy down's gradient rows
+ *     into D (they are needed bottom to top);
+ *   pass A, bottom to top: backward of down from S and D (dx += ...), and the recomputation
+ *     of up written over S row by row (down's row i is no longer needed once row i is done:
+ *     the next row up needs rows i-1 and i-2);
+ *   pass B, top to bottom: backward of up from S. */
+static void FN(backward_plane)(const T *restrict x, const T *const G[4], T *restrict dx,
+                               int64_t H, int64_t W, const T w[4], const T b[4], double dw[4],
+                               double db[4], T *restrict scratch) {
     const int64_t WL = W * LANES;
-    T *hr_t = scratch, *Gr_t = hr_t + WL, *hl_t = Gr_t + WL, *Gl_t = hl_t + WL;
+    T *xt = scratch, *hr_t = xt + WL, *Gr_t = hr_t + WL, *hl_t = Gr_t + WL, *Gl_t = hl_t + WL;
     T *gr_t = Gl_t + WL, *gl_t = gr_t + WL;
-    T *g = gl_t + WL, *accw = g + W, *accb = accw + W;
+    T *g = gl_t + WL, *accw = g + W, *accb = accw + W, *S = accb + W, *D = S + H * W;
     VEC acc[4] = {{0}};
 
-    /* pass A, bottom to top, 8 rows at a time: right and left, then down */
-    memset(g, 0, 3 * (size_t)W * sizeof(T));
-    for (int64_t r1 = H; r1 > 0; r1 -= LANES) {
-        const int64_t r0 = r1 > LANES ? r1 - LANES : 0;
-        const int R = (int)(r1 - r0);
-        if (r0 > 0) { /* the next block up: rows [p0, r0) */
-            const int64_t p0 = r0 > LANES ? r0 - LANES : 0, n = (r0 - p0) * W;
-            for (int d = 1; d < 4; ++d) {
-                FN(prefetch)(h[d] + p0 * W, n);
-                FN(prefetch)(G[d] + p0 * W, n);
-            }
-        }
-        FN(rows_to_lanes)(h[1] + r0 * W, W, R, hr_t);
+    /* pass 0 */
+    for (int64_t r0 = 0; r0 < H; r0 += LANES) {
+        const int R = H - r0 < LANES ? (int)(H - r0) : LANES;
+        FN(rows_to_lanes)(x + r0 * W, W, R, xt);
+        FN(lanes_forward)(xt, hr_t, hl_t, W, w[1], b[1], w[3], b[3]);
         FN(rows_to_lanes)(G[1] + r0 * W, W, R, Gr_t);
-        FN(rows_to_lanes)(h[3] + r0 * W, W, R, hl_t);
         FN(rows_to_lanes)(G[3] + r0 * W, W, R, Gl_t);
         FN(lanes_backward)(hr_t, Gr_t, hl_t, Gl_t, gr_t, gl_t, W, w[1], w[3], acc);
         for (int64_t i = 0; i < WL; ++i) gr_t[i] += gl_t[i];
         FN(lanes_to_rows)(gr_t, W, R, dx + r0 * W);
-        for (int64_t i = r1 - 1; i >= r0; --i) {
-            FN(row_backward)(h[2] + i * W, G[2] + i * W, i > 0 ? h[2] + (i - 1) * W : NULL, g,
-                             w[2], dx + i * W, accw, accb, W);
+        for (int64_t i = r0; i < r0 + R; ++i) {
+            if (i == 0)
+                FN(row_first)(x, S, W);
+            else
+                FN(row_step)(x + i * W, S + (i - 1) * W, S + i * W, w[2], b[2], W);
         }
+        memcpy(D + r0 * W, G[2] + r0 * W, (size_t)(R * W) * sizeof(T));
+    }
+
+    /* pass A */
+    memset(g, 0, 3 * (size_t)W * sizeof(T));
+    for (int64_t i = H - 1; i >= 0; --i) {
+        FN(row_backward)(S + i * W, D + i * W, i > 0 ? S + (i - 1) * W : NULL, g, w[2],
+                         dx + i * W, accw, accb, W);
+        if (i == H - 1)
+            FN(row_first)(x + i * W, S + i * W, W);
+        else
+            FN(row_step)(x + i * W, S + (i + 1) * W, S + i * W, w[0], b[0], W);
     }
     dw[2] = FN(sum)(accw, W);
     db[2] = FN(sum)(accb, W);
 
-    /* pass B, top to bottom: up */
+    /* pass B */
     memset(g, 0, 3 * (size_t)W * sizeof(T));
-    for (int64_t i = 0; i < H; ++i) {
-        if (i % LANES == 0 && i + LANES < H) { /* rows [i + LANES, i + 2 LANES) */
-            const int64_t n = (i + 2 * LANES <= H ? LANES : H - i - LANES) * W;
-            FN(prefetch)(h[0] + (i + LANES) * W, n);
-            FN(prefetch)(G[0] + (i + LANES) * W, n);
-        }
-        FN(row_backward)(h[0] + i * W, G[0] + i * W, i < H - 1 ? h[0] + (i + 1) * W : NULL, g,
-                         w[0], dx + i * W, accw, accb, W);
-    }
+    for (int64_t i = 0; i < H; ++i)
+        FN(row_backward)(S + i * W, G[0] + i * W, i < H - 1 ? S + (i + 1) * W : NULL, g, w[0],
+                         dx + i * W, accw, accb, W);
     dw[0] = FN(sum)(accw, W);
     db[0] = FN(sum)(accb, W);
 
@@ -237,12 +255,12 @@ int FN(irnn_forward)(const T *x, const T *weight, const T *bias, T *out, int64_t
     int failed = 0;
 #pragma omp parallel num_threads(nthreads)
     {
-        T *scratch = alloc_scratch(3 * (size_t)W * LANES * sizeof(T));
+        T *scratch = alloc_scratch((3 * (size_t)W * LANES + (size_t)HW) * sizeof(T));
         if (!scratch) {
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static)
         for (int64_t p = 0; p < B * C; ++p) {
             if (!scratch) continue;
             const int64_t bi = p / C, c = p % C;
@@ -260,32 +278,33 @@ int FN(irnn_forward)(const T *x, const T *weight, const T *bias, T *out, int64_t
     return failed ? -1 : 0;
 }
 
-/* h, grad_h: (B, 4, C, H, W); dx: (B, C, H, W); dw_part, db_part: (B, 4, C) per-sample
+/* x, dx: (B, C, H, W); grad_h: (B, 4, C, H, W); dw_part, db_part: (B, 4, C) per-sample
  * sums (the caller sums over B). Returns 0, or -1 if scratch could not be allocated. */
-int FN(irnn_backward)(const T *h, const T *grad_h, const T *weight, T *dx, T *dw_part,
-                      T *db_part, int64_t B, int64_t C, int64_t H, int64_t W, int nthreads) {
+int FN(irnn_backward)(const T *x, const T *grad_h, const T *weight, const T *bias, T *dx,
+                      T *dw_part, T *db_part, int64_t B, int64_t C, int64_t H, int64_t W,
+                      int nthreads) {
     const int64_t HW = H * W;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads)
     {
-        T *scratch = alloc_scratch((6 * (size_t)W * LANES + 3 * (size_t)W) * sizeof(T));
+        T *scratch = alloc_scratch((7 * (size_t)W * LANES + 3 * (size_t)W + 2 * (size_t)HW) * sizeof(T));
         if (!scratch) {
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static)
         for (int64_t p = 0; p < B * C; ++p) {
             if (!scratch) continue;
             const int64_t bi = p / C, c = p % C;
-            T w[4];
-            const T *hp[4], *Gp[4];
+            T w[4], b[4];
+            const T *Gp[4];
             double dw[4], db[4];
             for (int d = 0; d < 4; ++d) {
                 w[d] = weight[d * C + c];
-                hp[d] = h + ((bi * 4 + d) * C + c) * HW;
+                b[d] = bias[d * C + c];
                 Gp[d] = grad_h + ((bi * 4 + d) * C + c) * HW;
             }
-            FN(backward_plane)(hp, Gp, dx + p * HW, H, W, w, dw, db, scratch);
+            FN(backward_plane)(x + p * HW, Gp, dx + p * HW, H, W, w, b, dw, db, scratch);
             for (int d = 0; d < 4; ++d) {
                 dw_part[(bi * 4 + d) * C + c] = (T)dw[d];
                 db_part[(bi * 4 + d) * C + c] = (T)db[d];
