@@ -190,7 +190,7 @@ def _check_inputs(x: Tensor, weight: Tensor, bias: Tensor, backend: str) -> None
 
 
 class _IRNNFunction(torch.autograd.Function):
-    """Linear-time forward; backward from the saved outputs h only (see module docstring)."""
+    """Linear-time forward; backward from the saved outputs h (torch, triton) or from x (c; see module docstring)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, backend: str) -> Tensor:

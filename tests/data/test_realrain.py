@@ -183,8 +183,8 @@ def test_recipe_patch_size_replaces_the_data_crop(spa_tree, tmp_path):
     try:
         for recipe, patch in [("ddn", 64), ("jorder", 64), ("rescan", 64), ("didmdn", None), ("spanet", None)]:
             for data in ("realrain", "synthetic"):
-                cfg = compose_cfg("train", [f"recipe={recipe}", f"data={data}"] + ([root] if data != "synthetic" else []),
-                                  tmp_path)
+                overrides = [f"recipe={recipe}", f"data={data}"] + ([root] if data != "synthetic" else [])
+                cfg = compose_cfg("train", overrides, tmp_path)
                 assert cfg.data.train_patch == patch, (recipe, data)
         cfg = compose_cfg("train", ["recipe=ddn", "data=realrain", root, "schedule.train_patch=16"], tmp_path)
         dm = instantiate(cfg.data)
