@@ -17,8 +17,10 @@ from src.losses.ddn import DDNLoss
 from src.losses.didmdn import DIDMDNLoss
 from src.losses.jorder import JORDERLoss
 from src.losses.rescan import RESCANLoss
-from src.models.ddn import DDN, guided_filter
+from src.models.clear import Clear
+from src.models.ddn import DDN
 from src.models.didmdn import RELEASE_UNUSED_LAYERS, DIDMDN, DensityClassifier
+from src.models.guided_filter import guided_filter
 from src.models.jorder import JORDERE
 from src.models.rescan import RESCAN
 from tests.conftest import compose_cfg
@@ -334,3 +336,41 @@ def test_any_baseline_composes_with_spanet_recipe(tmp_path):
     finally:
         GlobalHydra.instance().clear()
     assert cfg.model.net._target_ == "src.models.rescan.RESCAN" and cfg.schedule.batch_size == 32
+
+
+# --- Clear (DerainNet, Fu et al. TIP 2017) ------------------------------------------------------------------
+def test_clear_parameter_count_from_layer_shapes():
+    expected = conv(3, 512, 16) + conv(512, 512, 1) + conv(512, 3, 8)  # the transposed conv has 512*3*8*8 + 3
+    assert expected == 754_691 and n_params(Clear()) == expected
+
+
+@pytest.mark.parametrize("size", [(21, 17), (8, 9), (5, 5), (1, 3)])
+def test_clear_keeps_size_and_adds_its_residual_to_the_guided_filter_base(size):
+    rng = np.random.default_rng(2)
+    img = rng.random((3, *size)).astype(np.float32)
+    x = torch.from_numpy(img)[None]
+    net = Clear(channels=8).eval()
+    with torch.no_grad():
+        out = net(x)
+        assert out["out"].shape == x.shape
+        np.testing.assert_allclose(out["base"][0].numpy(), guided_filter_numpy(img.astype(np.float64), 15, 1.0),
+                                   atol=1e-5)
+        torch.testing.assert_close(out["detail"], x - out["base"])
+        net.body[-1].weight.zero_()
+        net.body[-1].bias.fill_(0.25)  # a constant residual: out = base + 0.25 everywhere, borders included
+        torch.testing.assert_close(net(x)["out"], out["base"] + 0.25)
+
+
+def test_clear_is_centred_and_sees_11_pixels_each_way():
+    """The residual at pixel j depends on the detail layer at j-11..j+11 (16x16 conv then 8x8 transposed conv,
+    4-pixel border): an impulse in the detail layer moves the residual only within that symmetric window."""
+    torch.manual_seed(0)
+    net = Clear(channels=4).eval()
+    detail = torch.zeros(1, 3, 41, 41)
+    bumped = detail.clone()
+    bumped[0, 1, 20, 20] = 1.0
+    with torch.no_grad():
+        body = lambda d: net.body(torch.nn.functional.pad(d, (4,) * 4, mode="reflect"))  # noqa: E731
+        diff = (body(bumped) - body(detail)).abs().sum(1)[0]
+    rows, cols = torch.nonzero(diff > 0, as_tuple=True)
+    assert (rows.min().item(), rows.max().item(), cols.min().item(), cols.max().item()) == (9, 31, 9, 31)
