@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.models.guided_filter import guided_filter
+from src.models.guided_filter import DetailSplit
 
 _PAD = 4  # (16 - 1) - (8 - 1): what the valid 16x16 conv removes beyond what the 8x8 transposed conv adds back
 
@@ -47,11 +47,7 @@ class Clear(nn.Module):
 
     def __init__(self, channels: int = 512, radius: int = 15, eps: float = 1.0) -> None:
         super().__init__()
-        if radius < 1:
-            raise ValueError(f"model.net.radius must be >= 1, got {radius}")
-        if eps <= 0:
-            raise ValueError(f"model.net.eps must be > 0, got {eps}")
-        self.radius, self.eps = int(radius), float(eps)
+        self.split = DetailSplit(radius, eps)
         self.body = nn.Sequential(
             nn.Conv2d(3, channels, 16),
             nn.ReLU(inplace=True),
@@ -61,13 +57,11 @@ class Clear(nn.Module):
         )
 
     def forward(self, x: Tensor) -> dict:
-        base = guided_filter(x, x, self.radius, self.eps)
-        detail = x - base
+        base, detail, vis = self.split(x)
         h, w = x.shape[-2:]
         extra = max(0, 8 - min(h, w))  # below 8 pixels the 16x16 conv needs more border; cropped again below
         pad = _PAD + extra
         mode = "reflect" if min(h, w) > pad else "replicate"
         residual = self.body(F.pad(detail, (pad,) * 4, mode=mode))[..., extra : extra + h, extra : extra + w]
         out = base + residual
-        vis = {"base": base.clamp(0, 1), "detail": (detail + 0.5).clamp(0, 1)}
         return {"out": out, "base": base, "detail": detail, "vis": vis}

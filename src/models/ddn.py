@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from src.models.guided_filter import guided_filter
+from src.models.guided_filter import DetailSplit
 
 
 class _ConvBN(nn.Sequential):
@@ -75,12 +75,7 @@ class DDN(nn.Module):
         bn_momentum: float = 0.01,
     ) -> None:
         super().__init__()
-        if radius < 1:
-            raise ValueError(f"model.net.radius must be >= 1, got {radius}")
-        if eps <= 0:
-            raise ValueError(f"model.net.eps must be > 0, got {eps}")
-        self.radius = int(radius)
-        self.eps = float(eps)
+        self.split = DetailSplit(radius, eps)
         self.head = _ConvBN(3, channels, True, bn_eps, bn_momentum)
         self.units = nn.Sequential(*(_ResidualUnit(channels, bn_eps, bn_momentum) for _ in range(num_units)))
         self.tail = _ConvBN(channels, 3, False, bn_eps, bn_momentum)
@@ -90,8 +85,6 @@ class DDN(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> dict:
-        base = guided_filter(x, x, self.radius, self.eps)
-        detail = x - base
+        base, detail, vis = self.split(x)
         out = x + self.tail(self.units(self.head(detail)))
-        vis = {"base": base.clamp(0, 1), "detail": (detail + 0.5).clamp(0, 1)}
         return {"out": out, "base": base, "detail": detail, "vis": vis}

@@ -7,7 +7,7 @@ Both of Fu et al.'s networks see only the detail layer ``x - guided_filter(x, x)
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def box_filter(x: Tensor, radius: int) -> Tensor:
@@ -34,3 +34,27 @@ def guided_filter(guide: Tensor, src: Tensor, radius: int, eps: float) -> Tensor
     a = cov_ip / (var_i + eps)
     b = mean_p - a * mean_i
     return box_filter(a, radius) * guide + box_filter(b, radius)
+
+
+class DetailSplit(nn.Module):
+    """``x -> (base, detail, vis)`` with ``base = guided_filter(x, x)`` and ``detail = x - base``; no parameters.
+
+    ``vis`` shows the base layer and the detail layer shifted by 0.5, both clamped to [0, 1]. The arguments are
+    the model config's ``model.net.radius`` (box radius, >= 1) and ``model.net.eps`` (regulariser, > 0).
+    """
+
+    def __init__(self, radius: int = 15, eps: float = 1.0) -> None:
+        super().__init__()
+        if radius < 1:
+            raise ValueError(f"model.net.radius must be >= 1, got {radius}")
+        if eps <= 0:
+            raise ValueError(f"model.net.eps must be > 0, got {eps}")
+        self.radius, self.eps = int(radius), float(eps)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, dict]:
+        base = guided_filter(x, x, self.radius, self.eps)
+        detail = x - base
+        return base, detail, {"base": base.clamp(0, 1), "detail": (detail + 0.5).clamp(0, 1)}
+
+    def extra_repr(self) -> str:
+        return f"radius={self.radius}, eps={self.eps}"
