@@ -32,7 +32,7 @@ from skimage.transform import resize
 from torch.utils.data import Dataset
 
 from src.data.base import DerainDataModule
-from src.data.transforms import with_train_patch
+from src.data.transforms import check_train_patch
 
 LEVELS = ("heavy", "medium", "light")  # index = DID-MDN density label
 
@@ -265,7 +265,7 @@ class SyntheticRainDataModule(DerainDataModule):
         """``train_patch`` (``schedule.train_patch``, set by the baselines' recipes) replaces ``patch_size``."""
         super().__init__(seed=seed, **loader_kwargs)
         if train_patch is not None:
-            patch_size = with_train_patch(None, train_patch)["crop"]
+            patch_size = check_train_patch(train_patch)
         overlap = set(train_photos) & (set(val_photos) | set(test_photos))
         if overlap:
             raise ValueError(f"data.train_photos and the val/test photos overlap: {sorted(overlap)}")

@@ -168,16 +168,19 @@ class Compose:
         return f"Compose({self.transforms})"
 
 
-def with_train_patch(train_transform: Optional[Mapping[str, Any]], patch: Any) -> dict:
-    """The ``train_transform`` block with its cropping replaced by plain random ``patch`` x ``patch`` crops.
-
-    ``patch`` is ``schedule.train_patch``, set by the baselines' recipes (their authors trained on 64x64
-    crops): ``scale`` and ``resized_crop`` are dropped, ``crop`` becomes ``patch``, flips stay as configured.
-    """
+def check_train_patch(patch: Any) -> int:
+    """``schedule.train_patch`` (a recipe's training patch side, set by the baselines' recipes: their authors
+    trained on 64x64 crops) as an int; a clear error for anything but a positive int."""
     if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
         raise ValueError(f"schedule.train_patch must be a positive int (pixels) or null, got {patch!r}")
+    return patch
+
+
+def with_train_patch(train_transform: Optional[Mapping[str, Any]], patch: Any) -> dict:
+    """The ``train_transform`` block with its cropping replaced by plain random ``patch`` x ``patch`` crops:
+    ``scale`` and ``resized_crop`` are dropped, ``crop`` becomes ``patch``, flips stay as configured."""
     block = dict(train_transform or {})
-    block.update(scale=None, resized_crop=None, crop=patch)
+    block.update(scale=None, resized_crop=None, crop=check_train_patch(patch))
     return block
 
 
