@@ -201,9 +201,7 @@ class _IRNNFunction(torch.autograd.Function):
             backend = "torch"  # explicit "c" without a compiler: warned once in _c_library
         out = _FORWARD[backend](x, w, b)
         ctx.backend = backend
-        # the C backward recomputes the forward from x (1 plane of memory traffic per (b, c)
-        # instead of 4); the others read the saved outputs
-        ctx.save_for_backward(x if backend == "c" else out, w, b)
+        ctx.save_for_backward(x if backend in _BACKWARD_FROM_X else out, w, b)
         ctx.weight_dtype = weight.dtype
         return out
 
@@ -212,10 +210,7 @@ class _IRNNFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         saved, w, b = ctx.saved_tensors
         grad_out = grad_out.to(saved.dtype).contiguous()
-        if ctx.backend == "c":
-            dx, dw, db = _backward_c(saved, grad_out, w, b)
-        else:
-            dx, dw, db = _BACKWARD[ctx.backend](saved, grad_out, w)
+        dx, dw, db = _BACKWARD[ctx.backend](saved, grad_out, w, b)
         return dx, dw.to(ctx.weight_dtype), db.to(ctx.weight_dtype), None
 
 
@@ -503,7 +498,15 @@ def _backward_triton(h: Tensor, grad_h: Tensor, w: Tensor):
 
 
 _FORWARD = {"c": _forward_c, "torch": _forward_torch, "triton": _forward_triton}
-_BACKWARD = {"torch": _backward_torch, "triton": _backward_triton}  # "c": from x, see above
+# backward(saved, grad_h, w, b) -> (dx, dw, db). "saved" is the forward's input x for the backends in
+# _BACKWARD_FROM_X (the C scan recomputes h from x in cache: 1 plane of memory traffic per (b, c) instead
+# of 4), else its output h.
+_BACKWARD = {
+    "c": _backward_c,
+    "torch": lambda h, grad_h, w, b: _backward_torch(h, grad_h, w),
+    "triton": lambda h, grad_h, w, b: _backward_triton(h, grad_h, w),
+}
+_BACKWARD_FROM_X = frozenset({"c"})
 
 
 # --------------------------------------------------------------------------------------
