@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,17 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+
+
+
+def load_experiment_script(name: str):
+    """Import experiments/<name>.py as the module ``name`` (registered in sys.modules: dataclasses need it)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 # the built-in synthetic data, tiny: 32x32 patches, small validation and test images
 TINY_SYNTHETIC = [

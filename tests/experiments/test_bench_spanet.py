@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_spanet", ROOT / "experiments" / "bench_spanet.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_spanet"] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_experiment_script
 
 
 def test_irnn_rows_and_floor(tmp_path, capsys):
     """The floor is 11 values of x's size moved (read x, write 4 directions; read their gradient and x, write
     dx) over the copy bandwidth measured in the same run, and the ratio is the scan's time over it."""
-    bench = _load_bench()
+    bench = load_experiment_script("bench_spanet")
     out = tmp_path / "bench.json"
     report = bench.main(["--irnn-only", "--sizes", "small", "--repeats", "1", "--irnn-repeats", "2",
                          "--warmup", "0", "--threads", "1", "--json", str(out)])

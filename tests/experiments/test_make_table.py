@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 import sys
@@ -11,18 +10,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import load_experiment_script
 
 
-def _load_make_table():
-    spec = importlib.util.spec_from_file_location("make_table", ROOT / "experiments" / "make_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_table"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-make_table = _load_make_table()
+make_table = load_experiment_script("make_table")
 
 # made-up test PSNR / SSIM (protocol spanet) of 3 models x 2 seeds on SPA-Data, and y_matlab = spanet + 1 dB
 SCORES = {

@@ -13,7 +13,6 @@ against the mean and standard deviation computed here from the metrics.json file
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import struct
@@ -26,19 +25,13 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from tests.conftest import load_experiment_script
+
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("b_a", "b_b", "b_c", "b_d", "b_e", "b_f")
 SEEDS = (1, 2)
 FAST = ["schedule.max_steps=4", "schedule.val_every=2", "trainer.log_every_n_steps=2",
         "trainer.enable_model_summary=false"]  # fmt: skip
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def wandb_records(path: Path):
@@ -170,7 +163,7 @@ def check_sweep(sweep: Path, env: dict) -> None:
     assert set(records) == set(product(MODELS, SEEDS))
 
     # the saved W&B view of experiments/wandb_dashboard.py: this group, and only keys that every run logged
-    dashboard = load_script("wandb_dashboard")
+    dashboard = load_experiment_script("wandb_dashboard")
     for wb in runs:
         for key in dashboard.KEYS["summary"] + dashboard.KEYS["history"]:
             assert isinstance(wb["summary"].get(key), float), (wb["name"], key)

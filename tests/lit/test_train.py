@@ -32,7 +32,7 @@ def test_fast_dev_run_every_model(train_cfg, model):
 
 def test_train_writes_run_dir_and_eval_matches(train_cfg, tmp_path):
     cfg = train_cfg("model=b_a", "logger=many")
-    result = train(cfg)
+    train(cfg)
     out = Path(cfg.paths.output_dir)
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["model"] == "b_a" and saved["data"] == "synthetic" and saved["global_step"] == 4

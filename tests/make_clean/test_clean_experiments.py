@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"experiments_{name}", ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_experiment_script
 
 
 def test_table1_tiny(tmp_path, capsys):
-    table1 = load("table1")
+    table1 = load_experiment_script("table1")
     out = tmp_path / "t1.md"
     assert table1.main(["--videos", "4", "--frames", "10", "--size", "32", "--out", str(out)]) == 0
     text = out.read_text()
@@ -38,7 +29,7 @@ def test_table1_tiny(tmp_path, capsys):
 
 
 def test_bench_tiny(capsys):
-    bench = load("bench_clean")
+    bench = load_experiment_script("bench_clean")
     assert bench.main(["--frames", "12", "--height", "24", "--width", "40", "--crop", "8"]) == 0
     out = capsys.readouterr().out
     assert out.count("| yes |") == 3  # two small clips and the crop: identical to the per-pixel reference
