@@ -448,25 +448,65 @@ def job_report(jobs: Sequence[Job], notes: Sequence[str]) -> list[str]:
 # --- statistics ---------------------------------------------------------------------------------------
 
 
-def bootstrap_ci(values: Sequence[float], n_resamples: int = 10000, seed: int = 0,
-                 level: float = 0.95) -> Optional[tuple[float, float]]:
-    """Percentile bootstrap interval of the mean of ``values``: resample the values with replacement
-    ``n_resamples`` times (numpy ``default_rng(seed)``, one ``integers(0, n, n)`` draw per resample, in order),
-    take each resample's mean, and return the (1 - level)/2 and (1 + level)/2 quantiles (numpy's default linear
-    interpolation). None with fewer than 2 values or no resamples."""
-    x = np.asarray(values, dtype=np.float64)
-    n = x.size
+@dataclass(frozen=True)
+class Bootstrap:
+    """How intervals are computed: ``n_resamples`` resamples (0: none) from numpy ``default_rng(seed)``,
+    confidence ``level``; ``seeds``: also resample each row's seeds (a two-level bootstrap)."""
+
+    n_resamples: int = 10000
+    seed: int = 0
+    level: float = 0.95
+    seeds: bool = False
+
+
+def bootstrap_ci(values: Any, n_resamples: int = 10000, seed: int = 0, level: float = 0.95,
+                 minus: Any = None, resample_seeds: bool = False) -> Optional[tuple[float, float]]:
+    """Percentile bootstrap interval of a mean over images.
+
+    ``values``: per-image scores, (n,), or (k, n) for k seeds (averaged over seeds first). With ``minus``
+    (another (n,) or (k', n), the same images in the same order) the statistic is the mean of the paired
+    per-image difference ``values - minus``. Each resample draws n image indices with replacement from numpy
+    ``default_rng(seed)`` (one ``integers(0, n, n)`` per resample, in order), so rows bootstrapped with one seed
+    share their resamples; with ``resample_seeds`` each resample also draws k seeds with replacement for
+    ``values`` and then k' for ``minus`` (``integers(0, k, k)`` then ``integers(0, k', k')``) from a second
+    generator, ``default_rng([seed, 1])``. Returns the (1 - level)/2 and
+    (1 + level)/2 quantiles of the resampled means (numpy's default linear interpolation); None with fewer
+    than 2 images or no resamples."""
+    x = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    y = None if minus is None else np.atleast_2d(np.asarray(minus, dtype=np.float64))
+    n = x.shape[1]
     if n < 2 or n_resamples < 1:
         return None
+    if y is not None and y.shape[1] != n:
+        raise ValueError(f"paired bootstrap of {n} against {y.shape[1]} images")
     rng = np.random.default_rng(seed)
+    seed_rng = np.random.default_rng([seed, 1]) if resample_seeds else None
     means = np.empty(n_resamples)
     chunk = max(1, 2**22 // n)  # bounded memory: ~32 MB of indices at a time
     for start in range(0, n_resamples, chunk):
-        stop = min(n_resamples, start + chunk)
-        means[start:stop] = x[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+        size = min(n_resamples, start + chunk) - start
+        index = rng.integers(0, n, size=(size, n))
+        drawn = None
+        if seed_rng is not None:  # one row per resample: the draws for x, then those for y
+            highs = np.array([x.shape[0]] * x.shape[0] + ([] if y is None else [y.shape[0]] * y.shape[0]))
+            drawn = seed_rng.integers(0, highs, size=(size, highs.size))
+        per_image = _seed_mix(x, None if drawn is None else drawn[:, : x.shape[0]])
+        if y is not None:
+            per_image = per_image - _seed_mix(y, None if drawn is None else drawn[:, x.shape[0] :])
+        means[start : start + size] = np.take_along_axis(np.broadcast_to(per_image, (size, n)), index, 1).mean(1)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return float(low), float(high)
+
+
+def _seed_mix(x: np.ndarray, drawn: Optional[np.ndarray]) -> np.ndarray:
+    """Per-image scores averaged over seeds: (1, n) over all k seeds, or (size, n) over the seeds ``drawn``
+    (size, k) for each resample."""
+    k = x.shape[0]
+    if drawn is None:
+        return x.mean(axis=0, keepdims=True)
+    weights = (drawn[:, :, None] == np.arange(k)).sum(axis=1) / k  # (size, k): how often each seed was drawn
+    return weights @ x
 
 
 # --- aggregation --------------------------------------------------------------------------------------
@@ -482,17 +522,19 @@ def paper_protocol(table: Any, row: Any) -> Optional[str]:
     return protocol if protocol is None or protocol in PROTOCOLS else table.protocol
 
 
-def _per_image_mean(members: Sequence[Run]) -> Optional[dict[str, np.ndarray]]:
-    """Per-image scores averaged over runs (same image order for every row: sorted names), or None."""
+def _per_image(members: Sequence[Run], unique: bool = False) -> Optional[dict[str, np.ndarray]]:
+    """Per-image scores of a row's runs: {"names": (n,), "psnr": (runs, n), "ssim": (runs, n)} in sorted name
+    order (the same for every row), or None when a run has none. ``unique``: identical runs kept once."""
     if not members or any(r.per_image is None for r in members):
         return None
     names = sorted(members[0].per_image)
     stacked = np.array([[r.per_image[n] for n in names] for r in members], dtype=np.float64)  # runs x images x 2
-    mean = stacked.mean(axis=0)
-    return {"names": np.array(names), "psnr": mean[:, 0], "ssim": mean[:, 1]}
+    if unique:
+        stacked = np.unique(stacked, axis=0)
+    return {"names": np.array(names), "psnr": stacked[:, :, 0], "ssim": stacked[:, :, 1]}
 
 
-def summarize(runs: Sequence[Run], protocol: str, n_resamples: int = 10000, seed: int = 0,
+def summarize(runs: Sequence[Run], protocol: str, boot: Bootstrap = Bootstrap(),
               reference: Optional[str] = None) -> list[Row]:
     """Rows sorted by data set, then model order; duplicate (data, model, schedule, seed) runs are an error.
     Intervals and paired differences need per-image scores (not in W&B summaries)."""
@@ -534,11 +576,10 @@ def summarize(runs: Sequence[Run], protocol: str, n_resamples: int = 10000, seed
             psnr=statistics.fmean(psnrs), psnr_std=_std(psnrs), ssim=statistics.fmean(ssims), ssim_std=_std(ssims),
             seed_psnr=psnrs, seed_ssim=ssims, n_images=members[0].n_images,
             gpu_hours=math.fsum(costs) if costs and model != "input" else None,
-            per_image=_per_image_mean(members),
+            per_image=_per_image(members, unique=model == "input"),
         )  # fmt: skip
         if row.per_image is not None:
-            row.psnr_ci = bootstrap_ci(row.per_image["psnr"], n_resamples, seed)
-            row.ssim_ci = bootstrap_ci(row.per_image["ssim"], n_resamples, seed)
+            row.psnr_ci, row.ssim_ci = (_interval(row.per_image[m], None, boot) for m in MEASURES)
         ref = paper_reference(data, model)
         if ref is not None and paper_protocol(*ref) == protocol:
             table, paper = ref
@@ -546,8 +587,12 @@ def summarize(runs: Sequence[Run], protocol: str, n_resamples: int = 10000, seed
         rows.append(row)
     rows.sort(key=lambda r: (r.data, _model_rank(r.model), r.label))
     for data in sorted({r.data for r in rows}):
-        _paired_differences([r for r in rows if r.data == data], n_resamples, seed, reference)
+        _paired_differences([r for r in rows if r.data == data], boot, reference)
     return rows
+
+
+def _interval(values: np.ndarray, minus: Optional[np.ndarray], boot: Bootstrap) -> Optional[tuple[float, float]]:
+    return bootstrap_ci(values, boot.n_resamples, boot.seed, boot.level, minus, boot.seeds)
 
 
 def _std(values: Sequence[float]) -> Optional[float]:
@@ -572,7 +617,7 @@ def reference_row(rows: Sequence[Row], reference: Optional[str]) -> Optional[Row
     return None
 
 
-def _paired_differences(rows: Sequence[Row], n_resamples: int, seed: int, reference: Optional[str]) -> None:
+def _paired_differences(rows: Sequence[Row], boot: Bootstrap, reference: Optional[str]) -> None:
     ref = reference_row(rows, reference)
     if ref is None:
         return
@@ -585,8 +630,8 @@ def _paired_differences(rows: Sequence[Row], n_resamples: int, seed: int, refere
             pair = _aligned(row.per_image, ref.per_image)
             if pair is not None:
                 a, b = pair
-                diff = float(np.mean(a[measure] - b[measure]))
-                diff_ci = bootstrap_ci(a[measure] - b[measure], n_resamples, seed)
+                diff = float(np.mean(a[measure].mean(axis=0) - b[measure].mean(axis=0)))
+                diff_ci = _interval(a[measure], b[measure], boot)
             else:  # no per-image scores (W&B), or an --extra file naming its images otherwise: means only
                 diff = getattr(row, measure) - getattr(ref, measure)
             setattr(row, f"d_{measure}", diff)
@@ -599,7 +644,7 @@ def _aligned(a: Optional[dict[str, np.ndarray]], b: Optional[dict[str, np.ndarra
         return None
     order = {n: i for i, n in enumerate(b["names"])}
     index = np.array([order[n] for n in a["names"]])
-    return a, {k: v[index] for k, v in b.items()}
+    return a, {k: v[..., index] for k, v in b.items()}
 
 
 # --- output -------------------------------------------------------------------------------------------
@@ -643,7 +688,7 @@ def _cost_label(runs_devices: Sequence[Optional[str]]) -> str:
     return "CPU-h" if names and all("cpu" in d.lower() for d in names) else "GPU-h"
 
 
-def caption(rows: Sequence[Row], protocol: str, split: str, n_resamples: int = 10000, seed: int = 0,
+def caption(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
             devices: Sequence[Optional[str]] = ()) -> str:
     seeds = sorted({r.seeds for r in rows if r.seeds is not None})
     n = "" if not seeds else (f"{seeds[0]} seed{'s' if seeds[0] > 1 else ''}" if len(seeds) == 1
@@ -655,11 +700,20 @@ def caption(rows: Sequence[Row], protocol: str, split: str, n_resamples: int = 1
         f"scores are averaged over {over}; PSNR/SSIM: mean ± sample std over {n or 'runs'}."
     ]
     if any(r.psnr_ci is not None for r in rows):
-        parts.append(
-            f"95% CI: percentile bootstrap interval of the mean over test images ({n_resamples} resamples of the "
-            f"images, seed {seed}; per-image scores averaged over seeds first): how far the mean could move on "
-            f"another test set like this one; it leaves out seed-to-seed spread (the ±)."
-        )
+        level = f"{boot.level * 100:g}%"
+        if boot.seeds:
+            parts.append(
+                f"{level} CI: two-level percentile bootstrap of the mean ({boot.n_resamples} resamples, seed "
+                f"{boot.seed}): each resample draws the test images and, for each row on its own, its seeds, with "
+                f"replacement; it covers both the test set and seed-to-seed spread (coarsely with few seeds)."
+            )
+        else:
+            parts.append(
+                f"{level} CI: percentile bootstrap interval of the mean over test images ({boot.n_resamples} "
+                f"resamples of the images, seed {boot.seed}; per-image scores averaged over seeds first): how far "
+                f"the mean could move on another test set like this one; it leaves out seed-to-seed spread (the ±; "
+                f"--resample-seeds includes it)."
+            )
     ref = sorted({_reference_label([r for r in rows if r.data == d]) or "" for d in {r.data for r in rows}} - {""})
     if ref:
         parts.append(
@@ -683,20 +737,21 @@ def caption(rows: Sequence[Row], protocol: str, split: str, n_resamples: int = 1
     return " ".join(parts)
 
 
-def _columns(rows: Sequence[Row], devices: Sequence[Optional[str]]) -> list[tuple[str, str, Any]]:
+def _columns(rows: Sequence[Row], devices: Sequence[Optional[str]], boot: Bootstrap) -> list[tuple[str, str, Any]]:
     """(header, alignment, cell function) of the table's columns for one data set's rows."""
     ref = _reference_label(rows)
+    ci = f"{boot.level * 100:g}% CI"
     cols: list[tuple[str, str, Any]] = [
         ("model", "l", lambda r: r.label),
         ("seeds", "r", lambda r: "-" if r.seeds is None else str(r.seeds)),
         ("PSNR (dB)", "r", lambda r: _pm(r.psnr, r.psnr_std, 2, " ± ")),
-        ("95% CI", "r", lambda r: _ci(r.psnr_ci, 2)),
+        (ci, "r", lambda r: _ci(r.psnr_ci, 2)),
     ]
     if ref:
         cols.append((f"Δ PSNR vs {ref}", "r", lambda r: _delta(r, "psnr")))
     cols += [
         ("SSIM", "r", lambda r: _pm(r.ssim, r.ssim_std, 4, " ± ")),
-        ("95% CI", "r", lambda r: _ci(r.ssim_ci, 4)),
+        (ci, "r", lambda r: _ci(r.ssim_ci, 4)),
     ]
     if ref:
         cols.append((f"Δ SSIM vs {ref}", "r", lambda r: _delta(r, "ssim")))
@@ -710,12 +765,12 @@ def _columns(rows: Sequence[Row], devices: Sequence[Optional[str]]) -> list[tupl
     return cols
 
 
-def to_markdown(rows: Sequence[Row], protocol: str, split: str, n_resamples: int = 10000, seed: int = 0,
+def to_markdown(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
                 devices: Sequence[Optional[str]] = (), jobs: Sequence[str] = ()) -> str:
     lines = []
     for data in sorted({r.data for r in rows}):
         sub = [r for r in rows if r.data == data]
-        cols = _columns(sub, devices)
+        cols = _columns(sub, devices, boot)
         lines += [
             f"### {data} ({split} split, protocol `{protocol}`)",
             "",
@@ -724,7 +779,7 @@ def to_markdown(rows: Sequence[Row], protocol: str, split: str, n_resamples: int
         ]
         lines += ["| " + " | ".join(c[2](r) for c in cols) + " |" for r in sub]
         lines.append("")
-    lines.append(f"*{caption(rows, protocol, split, n_resamples, seed, devices)}*")
+    lines.append(f"*{caption(rows, protocol, split, boot, devices)}*")
     if jobs:
         lines += ["", *jobs]
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -736,17 +791,17 @@ def _tex(text: str) -> str:
     return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$")
 
 
-def to_latex(rows: Sequence[Row], protocol: str, split: str, n_resamples: int = 10000, seed: int = 0,
+def to_latex(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
              devices: Sequence[Optional[str]] = ()) -> str:
     out = []
     for data in sorted({r.data for r in rows}):
         sub = [r for r in rows if r.data == data]
-        cols = _columns(sub, devices)
+        cols = _columns(sub, devices, boot)
         out += [
             r"\begin{table}[t]",
             r"\centering",
             r"\small",
-            rf"\caption{{{_tex(data)}: {_tex(caption(rows, protocol, split, n_resamples, seed, devices))}}}",
+            rf"\caption{{{_tex(data)}: {_tex(caption(rows, protocol, split, boot, devices))}}}",
             r"\begin{tabular}{" + "".join(c[1] for c in cols) + "}",
             r"\toprule",
             " & ".join(_tex(c[0]) for c in cols) + r" \\",
@@ -757,10 +812,10 @@ def to_latex(rows: Sequence[Row], protocol: str, split: str, n_resamples: int = 
     return "\n".join(out)
 
 
-def plot_chart(rows: Sequence[Row], protocol: str, split: str, path: Path) -> None:
+def plot_chart(rows: Sequence[Row], protocol: str, split: str, path: Path, boot: Bootstrap = Bootstrap()) -> None:
     """Dot-and-whisker chart, PSNR and SSIM side by side, one row of panels per data set: per model the mean
-    (filled dot), its 95% bootstrap interval over test images (line), each seed's score (open circles) and the
-    paper's value under this protocol (red diamond, just below)."""
+    (filled dot), its bootstrap interval (line), each seed's score (open circles) and the paper's value under
+    this protocol (red diamond, just below)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -798,7 +853,8 @@ def plot_chart(rows: Sequence[Row], protocol: str, split: str, path: Path) -> No
         ax_psnr.set_title(f"{data}: PSNR", fontsize=10)
         ax_ssim.set_title(f"{data}: SSIM", fontsize=10)
     handles = [
-        Line2D([], [], marker="o", color="tab:blue", linewidth=2.2, label="mean, 95% bootstrap CI over images"),
+        Line2D([], [], marker="o", color="tab:blue", linewidth=2.2, label=f"mean, {boot.level * 100:g}% bootstrap CI over images"
+               + (" and seeds" if boot.seeds else "")),
         Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor="0.45", label="each seed"),
     ]
     if any(r.paper_psnr is not None for r in rows):
@@ -830,6 +886,9 @@ def main(argv: Optional[Iterable[str]] = None) -> str:
     parser.add_argument("--bootstrap", type=int, default=10000, metavar="N",
                         help="bootstrap resamples of the test images (default 10000; 0: no intervals)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap (default 0)")
+    parser.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
+    parser.add_argument("--resample-seeds", action="store_true",
+                        help="two-level bootstrap: resample each row's seeds too (intervals include seed spread)")
     args = parser.parse_args(None if argv is None else list(argv))
     if args.wandb is None and args.sweep_dir is None:
         parser.error("give SWEEP_DIR or --wandb PROJECT")
@@ -837,6 +896,9 @@ def main(argv: Optional[Iterable[str]] = None) -> str:
         parser.error("--wandb-group needs --wandb PROJECT")
     if args.bootstrap < 0:
         parser.error("--bootstrap must be >= 0")
+    if not 0 < args.level < 1:
+        parser.error("--level must be between 0 and 1")
+    boot = Bootstrap(args.bootstrap, args.seed, args.level, args.resample_seeds)
     out = args.out or args.sweep_dir
     if out is None:
         parser.error("--out DIR is needed with --wandb when no SWEEP_DIR is given")
@@ -850,14 +912,14 @@ def main(argv: Optional[Iterable[str]] = None) -> str:
         runs = runs_from_dir(args.sweep_dir, args.split, args.protocol)
         jobs = job_report(*sweep_jobs(args.sweep_dir))
     runs += runs_from_extras(args.extra, runs, args.protocol)
-    rows = summarize(runs, args.protocol, args.bootstrap, args.seed, args.reference)
+    rows = summarize(runs, args.protocol, boot, args.reference)
     devices = [r.device for r in runs if r.gpu_hours is not None]
 
     out.mkdir(parents=True, exist_ok=True)
-    markdown = to_markdown(rows, args.protocol, args.split, args.bootstrap, args.seed, devices, jobs)
+    markdown = to_markdown(rows, args.protocol, args.split, boot, devices, jobs)
     (out / "table.md").write_text(markdown)
-    (out / "table.tex").write_text(to_latex(rows, args.protocol, args.split, args.bootstrap, args.seed, devices))
-    plot_chart(rows, args.protocol, args.split, out / "chart.png")
+    (out / "table.tex").write_text(to_latex(rows, args.protocol, args.split, boot, devices))
+    plot_chart(rows, args.protocol, args.split, out / "chart.png", boot)
     print(markdown)
     if jobs:
         print("\n".join(ln for ln in jobs if ln), file=sys.stderr)

@@ -153,7 +153,7 @@ def test_paired_difference_by_hand(sweep):
     assert _row(markdown, "realrain", "rain input")[4].startswith(f"{inp.mean():+.2f} [")
 
     # pairing matters: the paired interval is much narrower than the two means' intervals suggest
-    rows = make_table.summarize(make_table.runs_from_dir(sweep, "test", "spanet"), "spanet", 3000, 7)
+    rows = make_table.summarize(make_table.runs_from_dir(sweep, "test", "spanet"), "spanet", make_table.Bootstrap(3000, 7))
     row = next(r for r in rows if r.model == "b_a" and r.data == "realrain")
     ref = next(r for r in rows if r.model == "spanet")
     assert ref.is_reference and row.d_psnr == pytest.approx(-0.9)
@@ -181,6 +181,14 @@ def test_other_protocol_split_and_out(sweep, tmp_path):
     assert "protocol y_matlab" in markdown and "only where they were computed under protocol y_matlab" in markdown
     val = make_table.main([str(sweep), "--split", "val", "--out", str(out)])
     assert _row(val, "realrain", "spanet")[2] == "37.50 ± 0.14"
+    two = make_table.main([str(sweep), "--resample-seeds", "--level", "0.9", "--out", str(out)])
+    assert _header(two, "realrain")[3] == "90% CI" and "two-level percentile bootstrap" in two
+    spanet = 38.00 + np.array(OFFSETS["spanet"])
+    seeds_b_a = [37.00 + np.array(OFFSETS["b_a"]), 37.20 + np.array(OFFSETS["b_a"])]
+    assert _row(two, "realrain", "b_a")[3] != _row(markdown, "realrain", "b_a")[3]
+    low, high = make_table.bootstrap_ci(np.array(seeds_b_a), 10000, 0, 0.9, minus=np.array([spanet + 0.1, spanet - 0.1]),
+                                        resample_seeds=True)  # fmt: skip
+    assert _row(two, "realrain", "b_a")[4] == f"-0.90 [{low:+.2f}, {high:+.2f}]"
     none = make_table.main([str(sweep), "--bootstrap", "0", "--out", str(out)])
     assert _row(none, "realrain", "b_a")[3] == "-" and _row(none, "realrain", "b_a")[4] == "-0.90"
 
@@ -201,6 +209,29 @@ def test_bootstrap_matches_the_loop_written_out():
     big = np.random.default_rng(4).normal(size=200_000)
     assert make_table.bootstrap_ci(big, 25, 5) == pytest.approx(reference_bootstrap(big, 25, 5), abs=1e-12)
     assert make_table.bootstrap_ci([1.0], 100, 0) is None and make_table.bootstrap_ci([1.0, 2.0], 0, 0) is None
+
+
+def test_two_level_bootstrap():
+    """--resample-seeds: each resample draws images, then each row's seeds; checked against the loop written
+    out, and against two cases whose answer is known exactly."""
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(30, 1, size=(3, 9)), rng.normal(29, 1, size=(2, 9))  # 3 and 2 seeds x 9 images
+    images, seeds, stats = np.random.default_rng(4), np.random.default_rng([4, 1]), []
+    for _ in range(700):
+        index = images.integers(0, 9, size=9)
+        mix_a, mix_b = a[seeds.integers(0, 3, size=3)].mean(0), b[seeds.integers(0, 2, size=2)].mean(0)
+        stats.append((mix_a - mix_b)[index].mean())
+    expected = tuple(np.quantile(stats, [0.025, 0.975]))
+    assert make_table.bootstrap_ci(a, 700, 4, minus=b, resample_seeds=True) == pytest.approx(expected, abs=1e-12)
+    # identical seeds: the same as resampling images only
+    same = np.repeat(a[:1], 3, axis=0)
+    assert make_table.bootstrap_ci(same, 500, 1, resample_seeds=True) == pytest.approx(
+        make_table.bootstrap_ci(a[0], 500, 1), abs=1e-12)  # fmt: skip
+    # images all alike within a seed: only the seeds vary; with 2 seeds the resampled mean is the first seed's
+    # (p = 1/4), the average (1/2) or the second's (1/4), so the 95% interval is [low seed, high seed]
+    flat = np.array([[20.0] * 6, [22.0] * 6])
+    assert make_table.bootstrap_ci(flat, 4000, 0, resample_seeds=True) == pytest.approx((20.0, 22.0))
+    assert make_table.bootstrap_ci(flat, 4000, 0) == pytest.approx((21.0, 21.0))  # images only: no spread
 
 
 def test_bootstrap_against_the_exact_distribution_and_scipy():
