@@ -19,8 +19,9 @@ method scored from a folder of its outputs, e.g. the Matlab-only DSC, LP, SILS, 
 data set DATA (default: the one data set the other runs have). Its paper number is looked up by
 lower-case LABEL.
 
-Refused (the table is not built, every offending file is named): a run with ``global_step`` 0 (its scores are
-those of the untrained network), a report whose ``n_images`` disagrees with its per-image scores, runs of one
+Refused (the table is not built, every offending file is named): a run that src.train marked incomplete
+(``"complete": false``, with its reasons), a run with ``global_step`` 0 (its scores are those of the untrained
+network), a report whose ``n_images`` disagrees with its per-image scores, runs of one
 data set scored on different test images (a run cut short, a changed data set), and two runs of the same model,
 schedule and seed. A sweep folder's ``multirun.yaml`` says which jobs the sweep should have run: jobs that never
 started, that failed (their ``error.txt``) or that left no metrics.json are listed under the table and on stderr.
@@ -38,7 +39,8 @@ rain input, b_a..b_f, spanet, the baselines, then the rest alphabetically. Colum
   the same resamples. An interval that excludes 0 is a gap this test set resolves.
 * paper PSNR / SSIM: the published number, only where it was computed under the table's protocol
   (``PaperRow.protocol``, else its table's); "-" otherwise.
-* GPU-h (when runs record their cost): wall time x device count summed over the row's runs.
+* GPU-h (when runs record their cost, metrics.json's ``cost`` block): training wall time x device count,
+  summed over the row's runs (CPU-h when every run ran on CPUs).
 
 Writes table.md, table.tex (booktabs) and chart.png (PSNR and SSIM side by side: mean, 95% interval, each
 seed, the paper's value) into --out (default SWEEP_DIR) and prints the Markdown.
@@ -85,8 +87,7 @@ class Run:
     ssim: float
     per_image: Optional[dict[str, tuple[float, float]]] = None  # image name -> (psnr, ssim); None from W&B
     n_images: Optional[int] = None
-    gpu_hours: Optional[float] = None
-    device: Optional[str] = None
+    cost: Optional[tuple[float, str, str]] = None  # (device-hours, device name, accelerator), see run_cost
     trained: bool = True  # False for --extra rows (scored from a folder of outputs: no seed)
 
 
@@ -110,7 +111,7 @@ class Row:
     d_ssim_ci: Optional[tuple[float, float]] = None
     is_reference: bool = False
     n_images: Optional[int] = None
-    gpu_hours: Optional[float] = None
+    hours: Optional[float] = None  # device-hours of the row's runs (see run_cost)
     paper_psnr: Optional[float] = None
     paper_ssim: Optional[float] = None
     paper_source: str = "-"
@@ -150,36 +151,18 @@ def _scores(report: dict, protocol: str, where: str, problems: list[str]) -> Opt
     return dict(psnr=float(mean["psnr"]), ssim=float(mean["ssim"]), per_image=per_image, n_images=n)
 
 
-def _first(mapping: dict, keys: Sequence[str]) -> Any:
-    for key in keys:
-        if mapping.get(key) is not None:
-            return mapping[key]
-    return None
-
-
-def run_cost(record: dict) -> tuple[Optional[float], Optional[str]]:
-    """(device-hours, device name) of a run's metrics.json, or (None, None) when it records no cost.
-
-    Read from the record itself or its ``cost`` block: wall time in seconds (``wall_time_s``, ``wall_s``,
-    ``wall_time``) and devices (``devices`` / ``device_count`` / ``num_devices``: a count, a list of names or
-    ``{"count", "name"}``; default 1), device name (``device_name``, ``device``, ``devices.name``).
-    """
-    blocks = [b for b in (record.get("cost"), record) if isinstance(b, dict)]
-    wall = next((v for b in blocks if (v := _first(b, ("wall_time_s", "wall_s", "wall_time"))) is not None), None)
-    if not isinstance(wall, (int, float)) or isinstance(wall, bool) or not math.isfinite(wall):
-        return None, None
-    devices = next((v for b in blocks if (v := _first(b, ("devices", "device_count", "num_devices"))) is not None), 1)
-    name = next((v for b in blocks if (v := _first(b, ("device_name", "device"))) is not None), None)
-    if isinstance(devices, dict):
-        name = devices.get("name", name)
-        devices = devices.get("count", 1)
-    elif isinstance(devices, (list, tuple)):
-        name = name or (str(devices[0]) if devices else None)
-        devices = len(devices)
-    if isinstance(name, dict):
-        name = name.get("name")
-    count = devices if isinstance(devices, int) and devices > 0 else 1
-    return wall * count / 3600.0, (str(name) if name is not None else None)
+def run_cost(record: dict) -> Optional[tuple[float, str, str]]:
+    """(device-hours, device name, accelerator) of a run from its metrics.json ``cost`` block (written by
+    src.train: ``device``, ``device_count``, ``accelerator``, ``wall_time_s``): device_count x wall_time_s /
+    3600. None when the run records no cost."""
+    cost = record.get("cost")
+    if not isinstance(cost, dict):
+        return None
+    wall, count = cost.get("wall_time_s"), cost.get("device_count", 1)
+    if not isinstance(wall, (int, float)) or isinstance(wall, bool) or not math.isfinite(wall) or wall < 0:
+        return None
+    count = count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
+    return wall * count / 3600.0, str(cost.get("device") or "?"), str(cost.get("accelerator") or "?").lower()
 
 
 def runs_from_dir(sweep_dir: Path, split: str, protocol: str) -> list[Run]:
@@ -197,6 +180,10 @@ def runs_from_dir(sweep_dir: Path, split: str, protocol: str) -> list[Run]:
         if not isinstance(record, dict) or "model" not in record:
             print(f"note: skipping {path} (not a training run's metrics.json: no 'model' key)", file=sys.stderr)
             continue
+        if record.get("complete") is False:
+            reasons = "; ".join(map(str, record.get("incomplete") or [])) or "no reason recorded"
+            problems.append(f"{path}: the run is marked incomplete ({reasons}); finish it (resume) or remove it")
+            continue
         if record.get("global_step") == 0:
             problems.append(f"{path}: the run trained 0 steps (global_step 0), so its scores are those of the "
                             f"untrained network; rerun it (is the training set smaller than one batch?)")
@@ -205,7 +192,7 @@ def runs_from_dir(sweep_dir: Path, split: str, protocol: str) -> list[Run]:
         if not isinstance(report, dict) or protocol not in report.get("mean", {}):
             problems.append(f"{path}: no '{split}' report with protocol '{protocol}' (try --split val?)")
             continue
-        hours, device = run_cost(record)
+        cost = run_cost(record)
         common = dict(
             source=str(path), data=str(record.get("data")), schedule=str(record.get("schedule") or "-"),
             seed=record.get("seed"),
@@ -213,7 +200,7 @@ def runs_from_dir(sweep_dir: Path, split: str, protocol: str) -> list[Run]:
         scores = _scores(report, protocol, f"{path} ({split})", problems)
         if scores is None:
             continue
-        runs.append(Run(model=str(record["model"]), gpu_hours=hours, device=device, **common, **scores))
+        runs.append(Run(model=str(record["model"]), cost=cost, **common, **scores))
         inp = record.get(f"{split}_input")
         if isinstance(inp, dict) and protocol in inp.get("mean", {}):
             scores = _scores(inp, protocol, f"{path} ({split}_input)", problems)
@@ -369,6 +356,26 @@ def _override_key(parser: Any, text: str) -> str:
     return f"{override.get_key_element()}={override.get_value_element_as_str()}"
 
 
+def _expands_like_basic_sweeper(target: str) -> bool:
+    """True for Hydra's basic sweeper and its subclasses (the suite's listing sweeper), whose jobs are the
+    product of the sweep's parameters."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.utils import get_class
+
+    try:
+        return issubclass(get_class(target), BasicSweeper)
+    except Exception:  # noqa: BLE001 - not importable here: judge by the name
+        return target.rsplit(".", 1)[-1] in ("BasicSweeper", "ListingSweeper")
+
+
+def _error_line(text: str) -> str:
+    """The exception line of an error.txt: its first line ("Type: message"), or a bare traceback's last line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    return lines[-1] if lines[0].startswith("Traceback (most recent call last)") else lines[0]
+
+
 def sweep_jobs(sweep_dir: Path) -> tuple[list[Job], list[str]]:
     """Every job that the sweeps (``multirun.yaml``) below sweep_dir should have run, with its status; and notes
     about sweeps whose jobs cannot be listed (a sweeper other than Hydra's basic one)."""
@@ -389,8 +396,9 @@ def sweep_jobs(sweep_dir: Path) -> tuple[list[Job], list[str]]:
         except Exception as err:  # noqa: BLE001 - a foreign or hand-edited file: say so, list nothing
             notes.append(f"{spec}: cannot read the sweep's jobs ({type(err).__name__}: {err})")
             continue
-        if not target.endswith("BasicSweeper"):
-            notes.append(f"{spec}: sweeper {target or '?'} (not Hydra's basic sweeper): its jobs are not listed")
+        if not _expands_like_basic_sweeper(target):
+            notes.append(f"{spec}: sweeper {target or '?'} does not expand jobs as Hydra's basic sweeper does: "
+                         f"its jobs are not listed")
             continue
         batches = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
         expected = [[_override_key(parser, o) for o in job] for batch in batches for job in batch]
@@ -411,8 +419,7 @@ def sweep_jobs(sweep_dir: Path) -> tuple[list[Job], list[str]]:
             if folder is not None:
                 error = folder / "error.txt"
                 if error.is_file():
-                    lines = [ln.strip() for ln in error.read_text(errors="replace").splitlines() if ln.strip()]
-                    job.status, job.error = "failed", (lines[-1] if lines else "")
+                    job.status, job.error = "failed", _error_line(error.read_text(errors="replace"))
                 elif (folder / "metrics.json").is_file():
                     job.status = "done"
                 else:
@@ -570,12 +577,12 @@ def summarize(runs: Sequence[Run], protocol: str, boot: Bootstrap = Bootstrap(),
         trained = model != "input" and all(r.trained for r in members)
         if model == "input" and len(set(zip(psnrs, ssims))) == 1:  # scored alike in every run: one value
             psnrs, ssims = psnrs[:1], ssims[:1]
-        costs = [r.gpu_hours for r in members if r.gpu_hours is not None]
+        costs = [r.cost[0] for r in members if r.cost is not None]
         row = Row(
             data=data, model=model, label=label, seeds=len(members) if trained else None,
             psnr=statistics.fmean(psnrs), psnr_std=_std(psnrs), ssim=statistics.fmean(ssims), ssim_std=_std(ssims),
             seed_psnr=psnrs, seed_ssim=ssims, n_images=members[0].n_images,
-            gpu_hours=math.fsum(costs) if costs and model != "input" else None,
+            hours=math.fsum(costs) if costs and model != "input" else None,
             per_image=_per_image(members, unique=model == "input"),
         )  # fmt: skip
         if row.per_image is not None:
@@ -683,13 +690,13 @@ def _reference_label(rows: Sequence[Row]) -> Optional[str]:
     return next((r.label for r in rows if r.is_reference), None)
 
 
-def _cost_label(runs_devices: Sequence[Optional[str]]) -> str:
-    names = {d for d in runs_devices if d}
-    return "CPU-h" if names and all("cpu" in d.lower() for d in names) else "GPU-h"
+def _cost_label(costs: Sequence[tuple[float, str, str]]) -> str:
+    kinds = {accelerator for _, _, accelerator in costs}
+    return "CPU-h" if kinds == {"cpu"} else "device-h" if "cpu" in kinds else "GPU-h"
 
 
 def caption(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
-            devices: Sequence[Optional[str]] = ()) -> str:
+            costs: Sequence[tuple[float, str, str]] = ()) -> str:
     seeds = sorted({r.seeds for r in rows if r.seeds is not None})
     n = "" if not seeds else (f"{seeds[0]} seed{'s' if seeds[0] > 1 else ''}" if len(seeds) == 1
                               else f"{seeds[0]}-{seeds[-1]} seeds (column 'seeds')")  # fmt: skip
@@ -728,16 +735,15 @@ def caption(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bo
     )
     if any(r.model == "input" for r in rows):
         parts.append("The rain-input row scores the rainy test images themselves (no training, no seed).")
-    if any(r.gpu_hours is not None for r in rows):
-        label = _cost_label(devices)
-        total = math.fsum(r.gpu_hours for r in rows if r.gpu_hours is not None)
-        names = sorted({d for d in devices if d})
-        parts.append(f"{label}: wall time x devices, summed over the row's runs ({_hours(total)} in all"
-                     + (f"; {', '.join(names)}" if names else "") + ").")
+    if any(r.hours is not None for r in rows):
+        total = math.fsum(r.hours for r in rows if r.hours is not None)
+        names = sorted({f"{name} ({accelerator})" for _, name, accelerator in costs})
+        parts.append(f"{_cost_label(costs)}: training wall time x devices, summed over the row's runs "
+                     f"({_hours(total)} in all; {', '.join(names)}).")
     return " ".join(parts)
 
 
-def _columns(rows: Sequence[Row], devices: Sequence[Optional[str]], boot: Bootstrap) -> list[tuple[str, str, Any]]:
+def _columns(rows: Sequence[Row], costs: Sequence[tuple[float, str, str]], boot: Bootstrap) -> list[tuple[str, str, Any]]:
     """(header, alignment, cell function) of the table's columns for one data set's rows."""
     ref = _reference_label(rows)
     ci = f"{boot.level * 100:g}% CI"
@@ -760,17 +766,17 @@ def _columns(rows: Sequence[Row], devices: Sequence[Optional[str]], boot: Bootst
         ("paper SSIM", "r", lambda r: _paper(r.paper_ssim, 4)),
         ("paper table", "l", lambda r: r.paper_source),
     ]
-    if any(r.gpu_hours is not None for r in rows):
-        cols.append((_cost_label(devices), "r", lambda r: _hours(r.gpu_hours)))
+    if any(r.hours is not None for r in rows):
+        cols.append((_cost_label(costs), "r", lambda r: _hours(r.hours)))
     return cols
 
 
 def to_markdown(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
-                devices: Sequence[Optional[str]] = (), jobs: Sequence[str] = ()) -> str:
+                costs: Sequence[tuple[float, str, str]] = (), jobs: Sequence[str] = ()) -> str:
     lines = []
     for data in sorted({r.data for r in rows}):
         sub = [r for r in rows if r.data == data]
-        cols = _columns(sub, devices, boot)
+        cols = _columns(sub, costs, boot)
         lines += [
             f"### {data} ({split} split, protocol `{protocol}`)",
             "",
@@ -779,7 +785,7 @@ def to_markdown(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap 
         ]
         lines += ["| " + " | ".join(c[2](r) for c in cols) + " |" for r in sub]
         lines.append("")
-    lines.append(f"*{caption(rows, protocol, split, boot, devices)}*")
+    lines.append(f"*{caption(rows, protocol, split, boot, costs)}*")
     if jobs:
         lines += ["", *jobs]
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -792,16 +798,16 @@ def _tex(text: str) -> str:
 
 
 def to_latex(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
-             devices: Sequence[Optional[str]] = ()) -> str:
+             costs: Sequence[tuple[float, str, str]] = ()) -> str:
     out = []
     for data in sorted({r.data for r in rows}):
         sub = [r for r in rows if r.data == data]
-        cols = _columns(sub, devices, boot)
+        cols = _columns(sub, costs, boot)
         out += [
             r"\begin{table}[t]",
             r"\centering",
             r"\small",
-            rf"\caption{{{_tex(data)}: {_tex(caption(rows, protocol, split, boot, devices))}}}",
+            rf"\caption{{{_tex(data)}: {_tex(caption(rows, protocol, split, boot, costs))}}}",
             r"\begin{tabular}{" + "".join(c[1] for c in cols) + "}",
             r"\toprule",
             " & ".join(_tex(c[0]) for c in cols) + r" \\",
@@ -913,12 +919,12 @@ def main(argv: Optional[Iterable[str]] = None) -> str:
         jobs = job_report(*sweep_jobs(args.sweep_dir))
     runs += runs_from_extras(args.extra, runs, args.protocol)
     rows = summarize(runs, args.protocol, boot, args.reference)
-    devices = [r.device for r in runs if r.gpu_hours is not None]
+    costs = [r.cost for r in runs if r.cost is not None]
 
     out.mkdir(parents=True, exist_ok=True)
-    markdown = to_markdown(rows, args.protocol, args.split, boot, devices, jobs)
+    markdown = to_markdown(rows, args.protocol, args.split, boot, costs, jobs)
     (out / "table.md").write_text(markdown)
-    (out / "table.tex").write_text(to_latex(rows, args.protocol, args.split, boot, devices))
+    (out / "table.tex").write_text(to_latex(rows, args.protocol, args.split, boot, costs))
     plot_chart(rows, args.protocol, args.split, out / "chart.png", boot)
     print(markdown)
     if jobs:

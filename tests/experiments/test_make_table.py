@@ -272,6 +272,14 @@ def test_refuses_untrained_and_mismatched_runs(sweep):
     (sweep / "3" / "metrics.json").write_text(json.dumps(bad))
     with pytest.raises(SystemExit, match=r"n_images is 4 but per_image holds 3 images"):
         make_table.main([str(sweep)])
+    # a run that src.train marked incomplete (stopped before max_steps, or scored part of a split)
+    bad = json.loads((sweep / "1" / "metrics.json").read_text())
+    (sweep / "3" / "metrics.json").unlink()
+    bad.update(complete=False, incomplete=["training stopped at step 40 of max_steps=100"])
+    (sweep / "1" / "metrics.json").write_text(json.dumps(bad))
+    with pytest.raises(SystemExit, match=r"1/metrics.json: the run is marked incomplete \(training stopped at step "
+                                         r"40 of max_steps=100\)"):
+        make_table.main([str(sweep)])
 
 
 def _multirun(root: Path, params: dict, task: list[str]) -> None:
@@ -299,7 +307,8 @@ def test_missing_and_failed_jobs_are_listed(tmp_path, capsys):
     _job(root, 0, ["model=b_a", "experiment=table4_smoke", "seed=1"], "b_a", 1)
     _job(root, 1, ["model=b_a", "experiment=table4_smoke", "seed=2"], "b_a", 2)
     _job(root, 2, ["model=b_a", "experiment=table4_smoke", "seed=3"], "b_a", 3, metrics=False,
-         error="Traceback (most recent call last):\n  File ...\nRuntimeError: CUDA out of memory\n")
+         error="RuntimeError: CUDA out of memory\nTraceback (most recent call last):\n  File ...\nRuntimeError: "
+               "CUDA out of memory\n")  # fmt: skip
     _job(root, 3, ["model=b_f", "experiment=table4_smoke", "seed=1"], "b_f", 1)
     _job(root, 4, ["model=b_f", "experiment=table4_smoke", "seed=2"], "b_f", 2, metrics=False)
     # job 5 (b_f, seed 3) never started
@@ -321,9 +330,14 @@ def test_missing_and_failed_jobs_are_listed(tmp_path, capsys):
     _multirun(complete, {"seed": "1"}, ["model=b_a"])
     _job(complete, 0, ["seed=1", "model=b_a"], "b_a", 1)
     assert "Incomplete" not in make_table.main([str(complete)])
-    (complete / "multirun.yaml").write_text(yaml.safe_dump(
-        {"hydra": {"sweeper": {"_target_": "hydra_plugins.optuna.OptunaSweeper"}, "overrides": {"task": []}}}))
-    assert "not Hydra's basic sweeper" in make_table.main([str(complete)])
+    spec = yaml.safe_load((complete / "multirun.yaml").read_text())
+    spec["hydra"]["sweeper"]["_target_"] = "hydra_plugins.derain_sweeper.listing_sweeper.ListingSweeper"
+    (complete / "multirun.yaml").write_text(yaml.safe_dump(spec))  # the suite's sweeper: a basic sweeper
+    assert [j.status for j in make_table.sweep_jobs(complete)[0]] == ["done"]
+    spec["hydra"]["sweeper"] = {"_target_": "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"}
+    (complete / "multirun.yaml").write_text(yaml.safe_dump(spec))
+    assert "does not expand jobs as Hydra's basic sweeper does" in make_table.main([str(complete)])
+    assert make_table._error_line("Traceback (most recent call last):\n  File x\nValueError: bad\n") == "ValueError: bad"
 
 
 # --- cost and paper protocols -------------------------------------------------------------------------
@@ -331,17 +345,24 @@ def test_missing_and_failed_jobs_are_listed(tmp_path, capsys):
 
 def test_gpu_hours_column(tmp_path):
     root = tmp_path / "costs"
-    _write_run(root / "0", "b_a", "synthetic", 1, 20.0, 0.8, wall_time_s=1800.0, devices=2, device_name="NVIDIA H100")
-    _write_run(root / "1", "b_a", "synthetic", 2, 21.0, 0.8, cost={"wall_time_s": 3600.0, "devices": {"count": 4,
-                                                                                                   "name": "NVIDIA H100"}})
+    def cost(wall, count, device="NVIDIA H100", accelerator="cuda"):
+        return {"cost": {"device": device, "device_count": count, "accelerator": accelerator, "wall_time_s": wall,
+                         "it_per_s": 10.0, "gpu_hours": None if accelerator == "cpu" else wall * count / 3600}}
+
+    _write_run(root / "0", "b_a", "synthetic", 1, 20.0, 0.8, **cost(1800.0, 2))
+    _write_run(root / "1", "b_a", "synthetic", 2, 21.0, 0.8, **cost(3600.0, 4))
     _write_run(root / "2", "b_f", "synthetic", 1, 21.0, 0.8)  # no cost recorded
     markdown = make_table.main([str(root)])
     assert _header(markdown, "synthetic")[-1] == "GPU-h"
     assert _row(markdown, "synthetic", "b_a")[-1] == "5.00"  # 0.5 h x 2 + 1 h x 4
     assert _row(markdown, "synthetic", "b_f")[-1] == "-" and _row(markdown, "synthetic", "rain input")[-1] == "-"
-    assert "wall time x devices, summed over the row's runs (5.00 in all; NVIDIA H100)" in markdown
-    assert make_table.run_cost({"wall_time_s": 360, "devices": ["cpu"]}) == (0.1, "cpu")
-    assert make_table.run_cost({"devices": 2}) == (None, None)
+    assert "GPU-h: training wall time x devices, summed over the row's runs (5.00 in all; NVIDIA H100 (cuda))" in markdown
+    # CPU runs: CPU-hours
+    cpu = tmp_path / "cpu"
+    _write_run(cpu / "0", "b_a", "synthetic", 1, 20.0, 0.8, **cost(360.0, 1, "AMD EPYC 7B13", "cpu"))
+    markdown = make_table.main([str(cpu)])
+    assert _header(markdown, "synthetic")[-1] == "CPU-h" and _row(markdown, "synthetic", "b_a")[-1] == "0.10"
+    assert make_table.run_cost({"wall_time_s": 360}) is None and make_table.run_cost({"cost": {"device": "x"}}) is None
 
 
 def test_paper_numbers_only_beside_their_protocol(sweep, monkeypatch, tmp_path):
