@@ -21,9 +21,8 @@ lower-case LABEL.
 
 Refused (the table is not built, every offending file is named): a run that src.train marked incomplete
 (``"complete": false``, with its reasons), a run with ``global_step`` 0 (its scores are those of the untrained
-network), a report whose ``n_images`` disagrees with its per-image scores, runs of one
-data set scored on different test images (a run cut short, a changed data set), and two runs of the same model,
-schedule and seed. A sweep folder's ``multirun.yaml`` says which jobs the sweep should have run: jobs that never
+network), a report whose ``n_images`` disagrees with its per-image scores, runs of one data set scored on
+different test images (a run cut short, a changed data set), and two runs of the same model, schedule and seed. A sweep folder's ``multirun.yaml`` says which jobs the sweep should have run: jobs that never
 started, that failed (their ``error.txt``) or that left no metrics.json are listed under the table and on stderr.
 
 Rows: one per (data set, model) -- split by schedule when a model was trained under several -- in the order
@@ -32,8 +31,10 @@ rain input, b_a..b_f, spanet, the baselines, then the rest alphabetically. Colum
 * seeds: the number of training seeds (runs) averaged; "-" for the rain input (no training) and --extra rows.
 * PSNR / SSIM: mean over seeds of each run's per-image-averaged score ± the sample std over seeds (ddof 1).
 * 95% CI: percentile bootstrap interval of the mean over test images (``--bootstrap`` resamples of the test
-  images, ``--seed``); per-image scores are first averaged over seeds. It says how far the mean could move on
-  another test set drawn like this one; seed-to-seed spread is the ± beside the mean.
+  images, ``--seed``, ``--level``); per-image scores are first averaged over seeds. It says how far the mean
+  could move on another test set drawn like this one; seed-to-seed spread is the ± beside the mean.
+  ``--resample-seeds`` makes it a two-level bootstrap (each resample also draws each row's seeds with
+  replacement), so that the intervals cover both; with 2-3 seeds that part is coarse.
 * Δ vs REF: the paired per-image difference to the reference model (``--reference``, default spanet, else b_f,
   which is SPANet in Table 4): the mean over images of (model - REF) per image, with its bootstrap interval from
   the same resamples. An interval that excludes 0 is a gap this test set resolves.
@@ -115,7 +116,7 @@ class Row:
     paper_psnr: Optional[float] = None
     paper_ssim: Optional[float] = None
     paper_source: str = "-"
-    per_image: Optional[dict[str, np.ndarray]] = None  # measure -> per-image scores averaged over runs
+    per_image: Optional[dict[str, np.ndarray]] = None  # "names" (n,); "psnr", "ssim": (runs, n), see _per_image
 
 
 # --- reading ------------------------------------------------------------------------------------------
@@ -292,11 +293,8 @@ def runs_from_extras(specs: Sequence[str], runs: Sequence[Run], protocol: str) -
         if isinstance(report, dict) and "model" in report:
             problems.append(f"--extra {spec!r}: {file} is a training run's metrics.json; put it under SWEEP_DIR")
             continue
-        before = len(problems)
-        scores = _scores(report, protocol, f"--extra {spec!r}: {file}", problems)
+        scores = _scores(report, protocol, f"--extra {spec!r}: {file} (a src.eval metrics.json?)", problems)
         if scores is None:
-            if len(problems) > before and problems[-1].endswith(f"no mean.{protocol}.psnr/ssim"):
-                problems[-1] += " (a src.eval metrics.json?)"
             continue
         extras.append(Run(source=file, model=label, data=data, schedule="-", seed=None, trained=False, **scores))
     if problems:
@@ -400,8 +398,12 @@ def sweep_jobs(sweep_dir: Path) -> tuple[list[Job], list[str]]:
             notes.append(f"{spec}: sweeper {target or '?'} does not expand jobs as Hydra's basic sweeper does: "
                          f"its jobs are not listed")
             continue
-        batches = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
-        expected = [[_override_key(parser, o) for o in job] for batch in batches for job in batch]
+        try:
+            batches = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
+            expected = [[_override_key(parser, o) for o in job] for batch in batches for job in batch]
+        except Exception as err:  # noqa: BLE001 - e.g. a sweep syntax that needs the config to expand
+            notes.append(f"{spec}: cannot expand the sweep's jobs ({type(err).__name__}: {err})")
+            continue
         folders = {}
         for stored in root.rglob(".hydra/overrides.yaml"):
             folder = stored.parent.parent
