@@ -12,8 +12,9 @@ Sources. SWEEP_DIR: every ``metrics.json`` below it (recursively) written by ``s
 ``--wandb``: the runs of a W&B project via ``wandb.Api()``: summary keys ``<split>/psnr_<protocol>``,
 ``<split>/ssim_<protocol>`` (and ``<split>/input_psnr_<protocol>`` for the rainy input); config keys
 ``run_info.model``, ``run_info.data``, ``run_info.schedule`` (or a string ``model``/``data``) and ``seed``;
-``--wandb-group NAME`` keeps the runs of one W&B group (a sweep's ``experiment_name``, e.g. table2). W&B
-summaries hold no per-image scores, so W&B tables have no intervals (differences are of the means).
+``--wandb-group NAME`` keeps the runs of one W&B group (a sweep's ``experiment_name``, e.g. table2). Per-image
+test scores come from each run's logged ``test/per_image`` table (downloaded); rows without it (and the rain
+input, whose per-image scores are not logged) get no interval, and their differences are of the means.
 ``--extra LABEL[@DATA]=FILE`` (repeatable): one more row from a ``src.eval pred_dir=...`` metrics.json (a
 method scored from a folder of its outputs, e.g. the Matlab-only DSC, LP, SILS, JBO), shown with the runs of
 data set DATA (default: the one data set the other runs have). Its paper number is looked up by
@@ -226,14 +227,31 @@ def _config_value(config: dict, *keys: str) -> Any:
     return node
 
 
+def wandb_per_image(run: Any, split: str, protocol: str) -> Optional[dict[str, tuple[float, float]]]:
+    """A W&B run's per-image scores: the ``test/per_image`` table that src.train logs (columns ``image``,
+    ``psnr_<protocol>``, ``ssim_<protocol>``, ...), downloaded from the run's files; None when there is none."""
+    ref = run.summary.get(f"{split}/per_image")
+    if not isinstance(ref, dict) or not ref.get("path"):
+        return None
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with run.file(ref["path"]).download(root=tmp, replace=True) as handle:  # an open text file
+            table = json.load(handle)
+    columns = list(table["columns"])
+    i, p, q = columns.index("image"), columns.index(f"psnr_{protocol}"), columns.index(f"ssim_{protocol}")
+    return {_image_key(str(row[i])): (float(row[p]), float(row[q])) for row in table["data"]}
+
+
 def runs_from_wandb(project: str, split: str, protocol: str, api: Any = None,
                     group: Optional[str] = None) -> list[Run]:
-    """Runs of a W&B project (``entity/project``) read through ``wandb.Api()``, of one group if given."""
+    """Runs of a W&B project (``entity/project``) read through ``wandb.Api()``, of one group if given; with
+    their per-image test scores where the run logged them (intervals and paired differences)."""
     if api is None:
         import wandb
 
         api = wandb.Api()
-    runs, skipped, problems = [], 0, []
+    runs, skipped, problems, no_images = [], 0, [], []
     listed = api.runs(project) if group is None else api.runs(project, filters={"group": group})
     for run in listed:
         summary, config = run.summary, dict(run.config)
@@ -255,12 +273,21 @@ def runs_from_wandb(project: str, split: str, protocol: str, api: Any = None,
             source=source, data=data if isinstance(data, str) else "?",
             schedule=schedule if isinstance(schedule, str) else "-", seed=config.get("seed"),
         )  # fmt: skip
-        runs.append(Run(model=model, psnr=float(psnr), ssim=float(ssim), **common))
+        try:
+            per_image = wandb_per_image(run, split, protocol)
+        except Exception as err:  # noqa: BLE001 - network, a deleted file, another table layout: means only
+            per_image = None
+            no_images.append(f"{source} ({type(err).__name__}: {err})")
+        runs.append(Run(model=model, psnr=float(psnr), ssim=float(ssim), per_image=per_image,
+                        n_images=None if per_image is None else len(per_image), **common))
         ipsnr, issim = summary.get(f"{split}/input_psnr_{protocol}"), summary.get(f"{split}/input_ssim_{protocol}")
         if ipsnr is not None and issim is not None:
             runs.append(Run(model="input", psnr=float(ipsnr), ssim=float(issim), **common))
     if skipped:
         print(f"note: {skipped} W&B run(s) without {split}/psnr_{protocol} skipped", file=sys.stderr)
+    if no_images:
+        print("note: per-image scores unreadable (rows without intervals):\n  " + "\n  ".join(no_images),
+              file=sys.stderr)
     if problems:
         raise SystemExit("cannot build the table:\n  " + "\n  ".join(problems))
     if not runs:
@@ -796,7 +823,7 @@ def to_markdown(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap 
 def _tex(text: str) -> str:
     for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#")):
         text = text.replace(char, escaped)
-    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$")
+    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("--", "-{}-")
 
 
 def to_latex(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
@@ -809,7 +836,7 @@ def to_latex(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = B
             r"\begin{table}[t]",
             r"\centering",
             r"\small",
-            rf"\caption{{{_tex(data)}: {_tex(caption(rows, protocol, split, boot, costs))}}}",
+            rf"\caption{{{_tex(data)}: {_tex(caption(sub, protocol, split, boot, costs))}}}",
             r"\begin{tabular}{" + "".join(c[1] for c in cols) + "}",
             r"\toprule",
             " & ".join(_tex(c[0]) for c in cols) + r" \\",

@@ -393,8 +393,19 @@ def test_paper_numbers_only_beside_their_protocol(sweep, monkeypatch, tmp_path):
 
 
 class _FakeRun:
-    def __init__(self, run_id, config, summary):
-        self.id, self.config, self.summary = run_id, config, summary
+    def __init__(self, run_id, config, summary, files=None):
+        self.id, self.config, self.summary, self.files = run_id, config, summary, files or {}
+
+    def file(self, path):  # wandb.apis.public.File: download(root, replace) writes root/path
+        def download(root, replace=False):
+            if path not in self.files:
+                raise ValueError(f"no file {path}")
+            target = Path(root) / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(self.files[path]))
+            return open(target)
+
+        return types.SimpleNamespace(download=download)
 
 
 class _FakeApi:
@@ -434,6 +445,29 @@ def test_wandb_reader_with_mocked_api(monkeypatch, tmp_path):
                           {"test/psnr_spanet": 29.0, "test/ssim_spanet": 0.93, "trainer/global_step": 0})]
     with pytest.raises(SystemExit, match="wandb:p/z: the run trained 0 steps"):
         make_table.runs_from_wandb("p", "test", "spanet", api=_FakeApi(untrained))
+
+
+def test_wandb_per_image_tables(monkeypatch, tmp_path, capsys):
+    """The per-image table src.train logs to W&B (test/per_image) gives W&B rows their intervals."""
+    def run(i, model, seed, psnr, broken=False):
+        path = f"media/table/test/per_image_{i}.table.json"
+        offsets = OFFSETS[model]
+        table = {"columns": ["image", "psnr_spanet", "ssim_spanet", "psnr_y_matlab", "ssim_y_matlab"],
+                 "data": [[n, psnr + o, 0.98, psnr + o + 1, 0.97] for n, o in zip(IMAGES, offsets)]}
+        return _FakeRun(f"r{i}", {"run_info": {"model": model, "data": "realrain"}, "seed": seed},
+                        {"test/psnr_spanet": psnr, "test/ssim_spanet": 0.98,
+                         "test/per_image": {"_type": "table-file", "path": path}},
+                        files={} if broken else {path: table})  # fmt: skip
+
+    runs = [run(0, "b_a", 1, 37.0), run(1, "b_a", 2, 37.2), run(2, "spanet", 1, 38.1), run(3, "spanet", 2, 37.9),
+            run(4, "ddn", 1, 34.5, broken=True)]
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Api=lambda: _FakeApi(runs)))
+    markdown = make_table.main(["--wandb", "me/p", "--out", str(tmp_path), "--bootstrap", "2000"])
+    low, high = reference_bootstrap(37.10 + np.array(OFFSETS["b_a"]), 2000, 0)
+    d_low, d_high = reference_bootstrap(37.10 + np.array(OFFSETS["b_a"]) - 38.0 - np.array(OFFSETS["spanet"]), 2000, 0)
+    assert _row(markdown, "realrain", "b_a")[3:5] == [f"[{low:.2f}, {high:.2f}]", f"-0.90 [{d_low:+.2f}, {d_high:+.2f}]"]
+    assert _row(markdown, "realrain", "ddn")[3:5] == ["-", "-3.50"]  # its table is gone: the mean only
+    assert "wandb:me/p/r4 (ValueError: no file media/table/test/per_image_4.table.json)" in capsys.readouterr().err
 
 
 def test_extra_rows_from_folder_scoring(sweep, tmp_path):
