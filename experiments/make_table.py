@@ -446,13 +446,12 @@ def sweep_jobs(sweep_dir: Path) -> tuple[list[Job], list[str]]:
                 folder = root / str(num)  # the default subdir (the job number), before Hydra wrote .hydra/
             job = Job(sweep=root, num=num, overrides=overrides, status="not started", folder=folder)
             if folder is not None:
-                error = folder / "error.txt"
-                if error.is_file():
+                error, metrics = folder / "error.txt", folder / "metrics.json"
+                # a job that failed and was then resumed to the end has an error.txt older than its metrics.json
+                if error.is_file() and (not metrics.is_file() or error.stat().st_mtime >= metrics.stat().st_mtime):
                     job.status, job.error = "failed", _error_line(error.read_text(errors="replace"))
-                elif (folder / "metrics.json").is_file():
-                    job.status = "done"
                 else:
-                    job.status = "no metrics.json"
+                    job.status = "done" if metrics.is_file() else "no metrics.json"
             jobs.append(job)
     return jobs, notes
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import statistics
 import sys
 import types
@@ -325,6 +326,12 @@ def test_missing_and_failed_jobs_are_listed(tmp_path, capsys):
     assert "- job 5 (model=b_f experiment=table4_smoke seed=3): never started" in markdown
     assert "CUDA out of memory" in capsys.readouterr().err
     assert _row(markdown, "synthetic", "b_a")[1] == "2" and _row(markdown, "synthetic", "b_f")[1] == "1"
+
+    # job 2 resumed to the end after its failure: its metrics.json is newer than its error.txt
+    _write_run(root / "2" / "resumed", "b_a", "synthetic", 3, 23.0, 0.8)
+    (root / "2" / "resumed" / "metrics.json").replace(root / "2" / "metrics.json")
+    os.utime(root / "2" / "error.txt", (1_000_000, 1_000_000))
+    assert [j.status for j in make_table.sweep_jobs(root)[0]][2] == "done"
 
     complete = tmp_path / "complete"
     _multirun(complete, {"seed": "1"}, ["model=b_a"])
