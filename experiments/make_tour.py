@@ -4,6 +4,9 @@
     python experiments/make_tour.py --sweep logs/train/multiruns/<time>   # reuse a finished table4_smoke sweep
     python experiments/make_tour.py --image my_rainy_photo.jpg            # derain your own photo instead
 
+A script of experiments/, not a suite entry point: it takes argparse options (``--help``); the suite's
+commands (``python -m src.*``) take Hydra overrides.
+
 Writes into --out (default docs/img/):
 
 * ``tour_derain.png``: the authors' released SPANet (``--weights``, default weights/spanet_release.pt) on a
