@@ -91,13 +91,12 @@ def derain_figure(net: torch.nn.Module, rainy: np.ndarray, path: Path, clean: Op
     import matplotlib.pyplot as plt
 
     from src.metrics.protocols import score_all
-    from src.utils.padding import pad_to_multiple
 
     x = torch.from_numpy(np.ascontiguousarray(rainy.transpose(2, 0, 1)))[None]
-    padded, (h, w) = pad_to_multiple(x, int(getattr(net, "pad_multiple", 1)))
-    result = net(padded)
-    out = result["out"][..., :h, :w].float()
-    att = result["att"][0][0, 0, :h, :w].float().numpy() if result.get("att") else None
+    h, w = x.shape[-2:]
+    result = net(x)  # SPANet takes any image size
+    out = result["out"].float()
+    att = result["att"][0][0, 0].float().numpy() if result.get("att") else None
     scores = {}
     if clean is not None:
         target = torch.from_numpy(np.ascontiguousarray(clean.transpose(2, 0, 1)))[None]
