@@ -714,7 +714,7 @@ def _delta(row: Row, measure: str) -> str:
 def _hours(value: Optional[float]) -> str:
     if value is None:
         return "-"
-    return f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"  # short runs: two significant digits
 
 
 def _reference_label(rows: Sequence[Row]) -> Optional[str]:

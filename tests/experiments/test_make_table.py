@@ -367,8 +367,10 @@ def test_gpu_hours_column(tmp_path):
     # CPU runs: CPU-hours
     cpu = tmp_path / "cpu"
     _write_run(cpu / "0", "b_a", "synthetic", 1, 20.0, 0.8, **cost(360.0, 1, "AMD EPYC 7B13", "cpu"))
+    _write_run(cpu / "1", "b_f", "synthetic", 1, 20.0, 0.8, **cost(1.152, 1, "AMD EPYC 7B13", "cpu"))
     markdown = make_table.main([str(cpu)])
     assert _header(markdown, "synthetic")[-1] == "CPU-h" and _row(markdown, "synthetic", "b_a")[-1] == "0.10"
+    assert _row(markdown, "synthetic", "b_f")[-1] == "0.00032"  # 1.152 s: two significant digits
     assert make_table.run_cost({"wall_time_s": 360}) is None and make_table.run_cost({"cost": {"device": "x"}}) is None
 
 

@@ -188,7 +188,7 @@ def check_sweep(sweep: Path, env: dict) -> None:
         psnr = np.array([records[(model, s)]["test"]["mean"]["spanet"]["psnr"] for s in SEEDS])
         ssim = np.array([records[(model, s)]["test"]["mean"]["spanet"]["ssim"] for s in SEEDS])
         cells = table_cells(markdown, model)
-        assert cells[1] == "2" and cells[8:] == ["-", "-", "-"]  # no paper numbers for synthetic data
+        assert cells[1] == "2" and cells[8:11] == ["-", "-", "-"]  # no paper numbers for synthetic data
         for cell, values, digits in ((cells[2], psnr, 2), (cells[5], ssim, 4)):
             mean, std = mean_pm_std(cell)
             half_unit = 0.5 * 10**-digits + 1e-12  # the table rounds to `digits` decimals
@@ -198,6 +198,11 @@ def check_sweep(sweep: Path, env: dict) -> None:
         if model != "b_f":  # the paired difference, by hand
             diff = float(cells[4].split(" [")[0])
             assert abs(diff - (per_image[model] - per_image["b_f"]).mean()) <= 0.005 + 1e-12, (model, cells[4])
+    if header[-1] in ("CPU-h", "GPU-h"):  # runs that record their cost: device-hours summed over the seeds
+        for model in MODELS:
+            hours = sum(records[(model, s)]["cost"]["wall_time_s"] * records[(model, s)]["cost"]["device_count"]
+                        for s in SEEDS) / 3600  # fmt: skip
+            assert table_cells(markdown, model)[-1] == (f"{hours:.2f}" if hours >= 0.1 else f"{hours:.2g}")
     rain = np.array([r["test_input"]["mean"]["spanet"]["psnr"] for r in records.values()])
     cells = table_cells(markdown, "rain input")
     assert np.ptp(rain) == 0 and cells[1] == "-" and abs(float(cells[2]) - rain[0]) <= 0.005 + 1e-12
