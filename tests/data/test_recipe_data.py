@@ -67,7 +67,7 @@ def test_entry_points_compose_any_data_config_without_a_schedule(entry, tmp_path
             cfg = compose(entry, _data_overrides(data))
         assert "schedule" not in cfg, entry
         resolved = OmegaConf.to_container(cfg.data, resolve=True)  # nothing points at a missing schedule
-        assert resolved["batch_size"] == 8 and resolved["train_patch"] is None and resolved["train_flips"] is None
+        assert resolved["batch_size"] == 1 and resolved["train_patch"] is None and resolved["train_flips"] is None
 
 
 def _flip_tree(root, n: int = 16, side: int = 32):
