@@ -1,6 +1,7 @@
 """Accepted clips of a review folder -> a training set in the SPA-Data layout (``data=realrain`` reads it).
 
-    python -m src.make_clean.assemble out=OUT_DIR dataset=DATASET_DIR [patch=256] [list=real_world.txt] [overwrite=false]
+    python -m src.make_clean.assemble out=OUT_DIR dataset=DATASET_DIR [patch=256] [list=real_world.txt]
+                                      [overwrite=false]
 
 (Hydra overrides of ``conf/make_clean_assemble.yaml``; ``--help`` lists the options.)
 
