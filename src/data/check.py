@@ -146,7 +146,6 @@ def format_report(report: dict) -> str:
 
 def run(cfg: DictConfig) -> int:
     """Build the data module of ``cfg.data``, check it, print / write the report; returns the exit status."""
-
     try:
         if cfg.get("data") is None:
             raise ValueError("no data set chosen: pass data=NAME data.root=DIR (--help lists the data configs)")

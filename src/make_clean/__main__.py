@@ -33,7 +33,7 @@ OPTIONS = {
 
 
 def main(cfg: DictConfig) -> int:
-    opts = read_options(cfg, OPTIONS, required=("input", "output"))
+    opts = read_options(cfg, OPTIONS, required=("input", "output"), nullable=("frames", "cache_dir"))
     record = generate(opts["input"], opts["output"], opts["frames"], opts["start"], opts["density"],
                       opts["cache_dir"], opts["band_pixels"])
     print(f"{opts['output']}: p_hat={record['p_hat']} from {record['frames']} frames "

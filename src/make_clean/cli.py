@@ -30,10 +30,11 @@ def read_options(
     cfg: DictConfig | Mapping[str, Any],
     options: Mapping[str, Callable[[Any], object]],
     required: Sequence[str] = (),
+    nullable: Sequence[str] = (),
 ) -> dict[str, object]:
-    """The composed config's values, each passed through its converter in ``options``; ``None`` stays None.
-    A key the command does not know (added with ``+key=...``) or a converter's ValueError becomes a UsageError
-    naming the key."""
+    """The composed config's values, each passed through its converter in ``options``. ``required`` keys must be
+    set, only ``nullable`` ones may stay null (None). A key the command does not know (added with ``+key=...``),
+    a missing value or a converter's ValueError becomes a UsageError naming the key."""
     values = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     values.pop("hydra", None)
     unknown = [k for k in values if k not in options]
@@ -46,6 +47,8 @@ def read_options(
     for key, convert in options.items():
         raw = values.get(key)
         if raw is None:
+            if key not in nullable:
+                raise UsageError(f"{key}=null: expected a value")
             out[key] = None
             continue
         try:

@@ -292,7 +292,7 @@ OPTIONS = {"clips": text, "out": text, "density": choice(*DENSITY_FRAMES), "gain
 
 
 def main(cfg: DictConfig) -> int:
-    opts = read_options(cfg, OPTIONS, required=("clips", "out"))
+    opts = read_options(cfg, OPTIONS, required=("clips", "out"), nullable=("cache_dir",))
     summary = review(opts["clips"], opts["out"], opts["density"], opts["gain"], opts["cache_dir"],
                      opts["band_pixels"])
     print(report(summary, opts["out"]))

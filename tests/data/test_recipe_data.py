@@ -23,15 +23,15 @@ from tests.data.conftest import write
 DATA_CONFIGS = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))
 ALL_ON = {"hflip": True, "vflip": True, "transpose": True}
 ALL_OFF = {"hflip": False, "vflip": False, "transpose": False}
-# (batch_size, train_patch, train_flips) per recipe, written out from the authors' recipes (conf/schedule
-# comments and docs): None = no recipe (schedule=quick)
+# per recipe, written out from the authors' recipes (conf/schedule comments, docs/): data (batch_size, train_patch,
+# train_flips), model optimiser lr, trainer (max_steps, val_check_interval). None = no recipe (schedule=quick).
 RECIPES = {
-    None: (8, None, None),
-    "spanet": (32, None, None),
-    "ddn": (20, 64, None),
-    "didmdn": (1, None, None),
-    "jorder": (8, 64, ALL_ON),
-    "rescan": (64, 64, ALL_OFF),
+    None: ((8, None, None), 3.0e-3, (450, 100)),
+    "spanet": ((32, None, None), 5.0e-3, (60000, 2000)),
+    "ddn": ((20, 64, None), 0.1, (210000, 5000)),
+    "didmdn": ((1, None, None), 2.0e-4, (40000, 2000)),
+    "jorder": ((8, 64, ALL_ON), 1.0e-4, (180000, 5000)),
+    "rescan": ((64, 64, ALL_OFF), 5.0e-3, (20000, 1000)),
 }
 
 
@@ -46,28 +46,38 @@ def _clear_hydra():
     GlobalHydra.instance().clear()
 
 
-def test_every_recipe_x_data_config_keeps_the_recipe_batch_patch_and_flips(tmp_path):
-    for (recipe, (batch, patch, flips)), data in itertools.product(RECIPES.items(), DATA_CONFIGS):
-        overrides = ([f"recipe={recipe}"] if recipe else []) + _data_overrides(data)
-        cfg = compose_cfg("train", overrides, tmp_path)
-        got = OmegaConf.to_container(cfg.data, resolve=True)
-        assert (got["batch_size"], got["train_patch"], got["train_flips"]) == (batch, patch, flips), (recipe, data)
-    # the command line still overrides either side
-    cfg = compose_cfg("train", ["recipe=jorder", "schedule.batch_size=4", "data.train_patch=32"], tmp_path)
-    assert (cfg.data.batch_size, cfg.data.train_patch) == (4, 32)
-    cfg = compose_cfg("train", ["recipe=jorder", "experiment=table4_smoke"], tmp_path)  # experiments still win
-    assert cfg.data.batch_size == cfg.schedule.batch_size == 4 and cfg.data.train_patch == 32
+def _composer():
+    GlobalHydra.instance().clear()
+    return initialize_config_dir(config_dir=str(CONF), version_base="1.3")
+
+
+def test_every_recipe_x_data_config_keeps_the_recipe_values():
+    with _composer():
+        for (recipe, (data_values, lr, trainer_values)), data in itertools.product(RECIPES.items(), DATA_CONFIGS):
+            cfg = compose("train", ([f"recipe={recipe}"] if recipe else []) + _data_overrides(data))
+            got = OmegaConf.to_container(cfg.data, resolve=True)
+            assert (got["batch_size"], got["train_patch"], got["train_flips"]) == data_values, (recipe, data)
+            assert cfg.model.optimizer.lr == lr and cfg.model.scheduler_interval == "step", (recipe, data)
+            assert (cfg.trainer.max_steps, cfg.trainer.val_check_interval) == trainer_values, (recipe, data)
+        # the command line still overrides either side; experiments (after the binding) still win
+        cfg = compose("train", ["recipe=jorder", "schedule.batch_size=4", "data.train_patch=32"])
+        assert (cfg.data.batch_size, cfg.data.train_patch) == (4, 32)
+        cfg = compose("train", ["recipe=jorder", "experiment=table4_smoke", "debug=limit"])
+        assert cfg.data.batch_size == cfg.schedule.batch_size == 4 and cfg.data.train_patch == 32
+        assert cfg.trainer.max_steps == 6 and cfg.trainer.val_check_interval == 3
 
 
 @pytest.mark.parametrize("entry", ["eval", "check"])
-def test_entry_points_compose_any_data_config_without_a_schedule(entry, tmp_path):
-    for data in DATA_CONFIGS:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+def test_entry_points_compose_any_data_config_without_a_schedule(entry):
+    with _composer():
+        for data in DATA_CONFIGS:
             cfg = compose(entry, _data_overrides(data))
-        assert "schedule" not in cfg, entry
-        resolved = OmegaConf.to_container(cfg.data, resolve=True)  # nothing points at a missing schedule
-        assert resolved["batch_size"] == 1 and resolved["train_patch"] is None and resolved["train_flips"] is None
+            assert "schedule" not in cfg, entry
+            resolved = OmegaConf.to_container(cfg.data, resolve=True)  # nothing points at a missing schedule
+            assert resolved["batch_size"] == 1 and resolved["train_patch"] is None and resolved["train_flips"] is None
+    if entry == "eval":  # its trainer and model stand alone too
+        assert cfg.trainer.max_steps == -1 and cfg.trainer.val_check_interval is None
+        assert "optimizer" not in cfg.model
 
 
 def _flip_tree(root, n: int = 16, side: int = 32):

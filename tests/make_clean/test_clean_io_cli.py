@@ -136,6 +136,7 @@ def test_cli_on_folder_with_density_default(tmp_path):
     (["input=x", "output=o.png", "frames=2.5"], "frames=2.5: expected an integer"),
     (["input=x", "output=o.png", "density=heavy"], "density=heavy: choose one of sparse, normal, dense"),
     (["input=x", "output=o.png", "+colour=red"], "unknown option 'colour'"),
+    (["input=x", "output=o.png", "start=null"], "start=null: expected a value"),
     (["input={video}", "output=o.jpg"], "give a file name ending in .png"),
     (["input={video}", "output={tmp}/o.png", "frames=13"], "has only 12 frames from start=0, 13 requested"),
     (["input={tmp}/missing.mp4", "output={tmp}/o.png"], "missing.mp4: rain clip not found"),
