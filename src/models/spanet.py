@@ -29,7 +29,7 @@ b_f      shared       True                 SPANet as in the paper (alias ``spane
 =======  ===========  ===================  ======================================================
 
 The authors' release computes the direction weights but throws them away, so it behaves like b_d; see
-:mod:`src.utils.release` for loading its checkpoint.
+:mod:`src.models.spanet_release` for converting its weights.
 """
 
 from __future__ import annotations

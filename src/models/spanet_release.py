@@ -1,57 +1,39 @@
-"""Load network weights: the authors' released SPANet checkpoint, or one of our own Lightning checkpoints.
+"""The authors' released SPANet weights in this suite's SPANet: tensor names, colour order, the unused branch.
 
-The release (``../shared/weights/spanet_release.pt``, their ``model/latest``) is a dict
-``{'net': state_dict (79 tensors), 'clock': 40000, 'opt': ...}`` whose tensors were saved on CUDA. Its network
-differs from :class:`src.models.spanet.SPANet` in three ways this module handles:
+The authors' file (``weights/spanet_release.pt``, their ``model/latest``) holds ``{'net': state dict,
+'clock': 40000, 'opt': ...}``. Its network differs from :class:`src.models.spanet.SPANet` in three ways that
+:func:`convert_release_state_dict` handles:
 
-* names: ``res_block1..17`` / ``SAM1`` / per-direction IRNN convs -> our ``pre_blocks`` / ``sabs`` /
-  ``post_blocks`` / ``sams.0`` and IRNN ``weight``/``bias`` of shape (4, C) in the order up, right, down, left;
-* colour order: the release reads BGR images, we feed RGB. ``conv_in`` input channels and ``conv_out`` output
-  channels are reversed, so our network on an RGB image gives the release's output on the BGR image (as RGB);
-* the release computes the SAM direction weights but discards them (non in-place ``mul``), so it behaves like
-  variant b_d (no direction-attention branch). Its attention tensors are untrained initial values; by default
-  they are dropped and a b_d network is built. Loading into b_f / b_e (for fine-tuning) keeps them, but then
-  the branch becomes active and the output no longer equals the release's.
+* names: ``res_block1..17`` / ``SAM1`` / one depthwise 1x1 conv per IRNN direction -> our ``pre_blocks`` /
+  ``sabs`` / ``post_blocks`` / ``sams.0`` and IRNN ``weight`` / ``bias`` of shape (4, C) in the order of
+  :data:`src.models.irnn.DIRECTIONS`;
+* colour order: the authors read images as BGR, the suite feeds RGB. ``conv_in`` input channels and
+  ``conv_out`` output channels are reversed, so our network on an RGB image gives the release's output on the
+  BGR image (as RGB);
+* the release computes the SAM direction weights but discards them, so it behaves like variant b_d (no
+  direction-attention branch); its attention tensors are untrained initial values. Converting into b_d drops
+  them; converting into b_f / b_e (to fine-tune with the branch switched on) keeps them, and the output then
+  no longer equals the release's.
 
-Use :func:`spanet_from_release` as a Hydra ``_target_`` (conf/model/spanet_release.yaml) and
-:func:`load_net_weights` to put either kind of file into an existing network.
+Reading the file (weights only, sha256) is :mod:`src.utils.checkpoint`'s job; this module only renames tensors.
 """
 
 from __future__ import annotations
 
 import logging
-import pickle
-from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from src.models.irnn import DIRECTIONS
 from src.models.spanet import SPANet
 
 log = logging.getLogger(__name__)
 
-#: release IRNN direction names, in the order of our (4, C) IRNN parameters
-DIRECTIONS = ("up", "right", "down", "left")
 _BODY_CONVS = ("conv1", "conv2", "conv3")
 _SAM_CONVS = ("conv_in", "conv2", "conv3", "conv_out")
 _RELEASE_ATTENTION_PREFIX = "SAM1.attention_layer."
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """torch.load on CPU with ``weights_only=True``; clear errors for a missing or unreadable file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Our Lightning checkpoints may carry hyper-parameters (OmegaConf objects) that weights_only refuses.
-        log.info("%s holds non-tensor objects; loading it as a trusted checkpoint (weights_only=False)", path)
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a checkpoint dict, got {type(obj).__name__}")
-    return obj
 
 
 def is_release_state_dict(state: Mapping[str, Tensor]) -> bool:
@@ -133,45 +115,3 @@ def convert_release_state_dict(
     if missing:
         raise ValueError(f"{source}: the release has no tensors for {missing}")
     return {k: v.contiguous() for k, v in out.items()}
-
-
-def load_net_weights(net: nn.Module, path: str | Path, ckpt: Optional[Mapping] = None) -> nn.Module:
-    """Load weights into ``net`` (in place, strictly) from a release file or one of our Lightning checkpoints.
-
-    ``ckpt``: the file's contents when the caller already read them with :func:`load_checkpoint` (``path``
-    then only names the file in messages), so a large checkpoint is read once.
-
-    * release: dict with ``'net'`` in the release's naming (``module.`` prefixes of their multi-GPU runs are
-      stripped) -> :func:`convert_release_state_dict`;
-    * Lightning: dict with ``'state_dict'`` whose network keys start with ``net.`` (the DerainModule attribute);
-    * a dict with ``'net'`` already in our naming (e.g. saved with ``{'net': net.state_dict()}``).
-    Returns ``net``.
-    """
-    if ckpt is None:
-        ckpt = load_checkpoint(path)
-    if "state_dict" in ckpt:
-        state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-        if not state:
-            raise ValueError(f"{path}: 'state_dict' has no 'net.*' keys; is this a checkpoint of this suite?")
-    elif "net" in ckpt and isinstance(ckpt["net"], Mapping):
-        state = {k.removeprefix("module."): v for k, v in ckpt["net"].items()}  # their DataParallel prefix
-        if is_release_state_dict(state):
-            state = convert_release_state_dict(state, net, source=str(path))
-    else:
-        raise ValueError(f"{path}: neither a release checkpoint ('net') nor a Lightning checkpoint ('state_dict'); "
-                         f"top-level keys: {sorted(ckpt)}")
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit the network: {err}") from None
-    return net
-
-
-def spanet_from_release(path: str | Path, variant: str = "b_d", irnn_backend: str = "auto", **net_kwargs) -> SPANet:
-    """Build ``SPANet(variant, ...)`` and load the released checkpoint into it (Hydra factory).
-
-    With the default ``b_d`` the network on an RGB image reproduces the release on the BGR image. ``net_kwargs``
-    go to :class:`SPANet` (e.g. ``channels`` must stay 32; ``irnn_init_weight`` is overwritten by the file).
-    """
-    net = SPANet(variant=variant, irnn_backend=irnn_backend, **net_kwargs)
-    return load_net_weights(net, path)
