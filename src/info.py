@@ -119,4 +119,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    import signal
+
+    if hasattr(signal, "SIGPIPE"):  # `python -m src.info | head` ends quietly
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     main()
