@@ -37,31 +37,33 @@ _RELEASE_ATTENTION_PREFIX = "SAM1.attention_layer."
 
 
 def is_release_state_dict(state: Mapping[str, Tensor]) -> bool:
-    """True for a state dict in the release's naming (``conv_in.0.weight``, ``SAM1.*``, ``res_block*``)."""
-    return "conv_in.0.weight" in state and any(k.startswith("res_block") for k in state)
+    """True for a state dict in the release's naming (``conv_in.0.weight``, ``SAM1.*``, ``res_block*``); a
+    ``module.`` prefix of their multi-GPU runs is allowed."""
+    keys = [str(k).removeprefix("module.") for k in state]
+    return "conv_in.0.weight" in keys and any(k.startswith("res_block") for k in keys)
 
 
-def convert_release_state_dict(
-    release: Mapping[str, Tensor], net: SPANet, source: str = "release state dict"
-) -> dict[str, Tensor]:
+def convert_release_state_dict(release: Mapping[str, Tensor], net: SPANet, source: str = "") -> dict[str, Tensor]:
     """Map a release ``'net'`` state dict to ``net``'s parameter names (BGR->RGB flip included), strictly.
 
     Every release key must be used (the attention-branch tensors may be dropped when ``net`` has no direction
     attention) and every converted tensor must have the shape ``net`` expects; otherwise a ``ValueError``
     names the key. ``net`` must use one shared SAM (variants b_d, b_e, b_f). ``source`` names the file in errors.
     """
+    release = {str(k).removeprefix("module."): v for k, v in release.items()}  # their DataParallel prefix
+    pre = f"{source}: " if source else ""
     if not isinstance(net, SPANet) or net.sam_mode != "shared":
         mode = getattr(net, "sam_mode", type(net).__name__)
-        raise ValueError(f"{source}: the release is a shared-SAM SPANet; it cannot be loaded into {mode!r} "
+        raise ValueError(f"{pre}the release is a shared-SAM SPANet; it cannot be loaded into {mode!r} "
                          "(use variant b_d, or b_f / b_e to fine-tune)")
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     used: set[str] = set()
 
     def take(key: str, shape: tuple) -> Tensor:
         if key not in release:
-            raise ValueError(f"{source}: release key {key!r} is missing")
+            raise ValueError(f"{pre}release key {key!r} is missing")
         if tuple(release[key].shape) != tuple(shape):
-            raise ValueError(f"{source}: release key {key!r} has shape {tuple(release[key].shape)}, expected "
+            raise ValueError(f"{pre}release key {key!r} has shape {tuple(release[key].shape)}, expected "
                              f"{tuple(shape)} for variant {net.variant!r} (is model.net.channels 32?)")
         used.add(key)
         return release[key]
@@ -92,26 +94,25 @@ def convert_release_state_dict(
         for key in attention_keys:
             ours = "sams.0.attention_layer." + key[len(_RELEASE_ATTENTION_PREFIX):]
             if ours not in expected:
-                raise ValueError(f"{source}: release key {key!r} has no counterpart {ours!r} in the network")
+                raise ValueError(f"{pre}release key {key!r} has no counterpart {ours!r} in the network")
             out[ours] = take(key, expected[ours])
-        log.warning("%s: loading the release's direction-attention weights into variant %r; the release never "
-                    "used them (they are untrained initial values), so outputs differ from the release's",
-                    source, net.variant)
+        log.warning("Loading the release's direction-attention weights into variant %r; the release never used "
+                    "them (they are untrained initial values), so outputs differ from the release's", net.variant)
     else:
         used.update(attention_keys)
-        log.info("%s: dropped %d attention-branch tensors (%s*): the release discards the direction weights, "
-                 "so it is variant b_d", source, len(attention_keys), _RELEASE_ATTENTION_PREFIX)
+        log.info("Dropped the release's %d attention-branch tensors (%s*): the release discards the direction "
+                 "weights, so it is variant b_d", len(attention_keys), _RELEASE_ATTENTION_PREFIX)
 
     out["conv_out.weight"] = take("conv_out.0.weight", expected["conv_out.weight"]).flip(0)  # BGR -> RGB outputs
 
     unused = sorted(set(release) - used)
     if unused:
-        raise ValueError(f"{source}: release keys not understood: {unused}")
+        raise ValueError(f"{pre}release keys not understood: {unused}")
     for key, tensor in out.items():  # catches the (4, C) IRNN stacks
         if tuple(tensor.shape) != expected[key]:
-            raise ValueError(f"{source}: {key!r} has shape {tuple(tensor.shape)} after conversion, the network "
+            raise ValueError(f"{pre}{key!r} has shape {tuple(tensor.shape)} after conversion, the network "
                              f"expects {expected[key]}")
     missing = sorted(set(expected) - set(out))
     if missing:
-        raise ValueError(f"{source}: the release has no tensors for {missing}")
+        raise ValueError(f"{pre}the release has no tensors for {missing}")
     return {k: v.contiguous() for k, v in out.items()}

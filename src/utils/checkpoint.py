@@ -10,10 +10,13 @@ The suite understands three kinds of files (:attr:`Checkpoint.kind`):
 
 ``suite``    a checkpoint written by ``src.train`` (Lightning's ``state_dict`` with ``net.*`` keys, the run's
              resolved config under ``suite_config``); the only kind ``ckpt_path=`` resumes in ``src.train``.
-``release``  the authors' SPANet file (``{'net': ...}`` in their naming), converted by
-             :mod:`src.models.spanet_release`.
+``release``  the authors' SPANet file (``{'net': ...}`` in their naming).
 ``weights``  any other state dict: tensors at the top level or under ``net`` / ``state_dict`` / ``model`` /
              ``params`` / ``params_ema`` (``module.`` and ``net.`` prefixes are stripped).
+
+Files in the naming of a model's authors are converted by the network itself: a network that can read them
+defines ``is_release_state_dict(state)`` and ``convert_release_state_dict(state)`` (SPANet, via
+:mod:`src.models.spanet_release`; other networks can do the same). This module never imports a model.
 
 :func:`load_net_weights` puts a file into a network strictly (evaluation, prediction); :func:`init_weights`
 loads whatever fits and reports the rest (``model.init_from``, fine-tuning); :func:`check_resumable` refuses
@@ -62,7 +65,7 @@ class Checkpoint:
         c = self.contents
         if isinstance(c.get("state_dict"), Mapping) and "pytorch-lightning_version" in c:
             self.kind = "suite" if "suite_config" in c else "lightning"
-        elif isinstance(c.get("net"), Mapping) and _is_release(_strip(c["net"], "module.")):
+        elif isinstance(c.get("net"), Mapping) and _is_spanet_release(_strip(c["net"], "module.")):
             self.kind = "release"
         else:
             self.kind = "weights"
@@ -103,20 +106,18 @@ class Checkpoint:
         return _strip(_strip(tensors, "module."), "net.")
 
     def state_dict_for(self, net: nn.Module) -> dict[str, Tensor]:
-        """:meth:`state_dict` in ``net``'s naming (the authors' file is converted, see spanet_release)."""
+        """:meth:`state_dict` in ``net``'s naming: a file in the naming of the network's authors is converted by
+        the network (``net.convert_release_state_dict``)."""
         state = self.state_dict()
-        if self.kind != "release":
-            return state
-        from src.models.spanet import SPANet
-        from src.models.spanet_release import convert_release_state_dict
-
-        if not isinstance(net, SPANet):
+        if hasattr(net, "convert_release_state_dict") and net.is_release_state_dict(state):
+            try:
+                return net.convert_release_state_dict(state)
+            except (KeyError, ValueError) as err:
+                raise CheckpointError(f"{self.path}: {str(err).strip(chr(34) + chr(39))}") from None
+        if self.kind == "release":
             raise CheckpointError(f"{self.path}: this is {self.describe()}; it cannot be loaded into "
                                   f"{type(net).__name__} (use model=spanet_release, or a SPANet variant)")
-        try:
-            return convert_release_state_dict(state, net, source=str(self.path))
-        except ValueError as err:
-            raise CheckpointError(str(err)) from None
+        return state
 
 
 def _strip(state: Mapping, prefix: str) -> dict:
@@ -125,7 +126,8 @@ def _strip(state: Mapping, prefix: str) -> dict:
     return dict(state)
 
 
-def _is_release(state: Mapping) -> bool:
+def _is_spanet_release(state: Mapping) -> bool:
+    """The naming of the authors' SPANet file (what ``SPANet.is_release_state_dict`` accepts)."""
     return "conv_in.0.weight" in state and any(str(k).startswith("res_block") for k in state)
 
 
