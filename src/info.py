@@ -1,16 +1,18 @@
-"""python -m src.info [GROUP ...]: what the suite offers, without reading conf/.
+"""python -m src.info [groups=[model,data]]: what the suite offers, without reading conf/.
 
 Lists every model (parameter count and where it comes from), data config (layout and what ``data.root`` must
 hold), schedule (optimiser, steps, batch), recipe, experiment and trainer, one entry each, described by the
-config file's own header comment. GROUP limits the listing: ``python -m src.info model data``.
+config file's own header comment. ``groups=`` (conf/info.yaml) limits the listing.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ("model", "data", "schedule", "recipe", "experiment", "trainer")
@@ -41,9 +43,13 @@ def first_sentence(lines: list[str]) -> str:
 
 
 def compose(overrides: list[str]):
+    """conf/train.yaml with ``overrides`` (inside the running entry point, or on its own in tests)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
+    if GlobalHydra.instance().is_initialized():
+        return hydra_compose(config_name="train", overrides=overrides)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hydra_compose(config_name="train", overrides=overrides)
 
@@ -95,27 +101,31 @@ def entries(group: str) -> list[tuple[str, str, list[str]]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m src.info", description=__doc__.split("\n\n")[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("groups", nargs="*", metavar="GROUP",
-                        help=f"one or more of {', '.join(GROUPS)} (default: all)")
-    args = parser.parse_args(argv)
-    unknown = [g for g in args.groups if g not in GROUPS]
+def show(groups=GROUPS) -> None:
+    """Print the listing of ``groups``."""
+    unknown = [g for g in groups if g not in GROUPS]
     if unknown:
-        parser.error(f"unknown group(s) {unknown}; choose from {', '.join(GROUPS)}")
+        raise ValueError(f"groups={list(groups)}: unknown {unknown}; choose from {', '.join(GROUPS)}")
     logging.disable(logging.WARNING)  # building networks to count their parameters logs backend choices
-    for group in args.groups or GROUPS:
-        print(f"\n{group}=  (conf/{group}/)")
-        rows = entries(group)
-        width = max(len(n) for n, _, _ in rows)
-        for name, facts, lines in rows:
-            head = f"  {name:<{width}}  " + (f"[{facts}] " if facts else "")
-            print(head + (lines[0] if lines else ""))
-            for line in lines[1:]:
-                print(" " * (width + 4) + line)
+    try:
+        for group in groups:
+            print(f"\n{group}=  (conf/{group}/)")
+            rows = entries(group)
+            width = max(len(n) for n, _, _ in rows)
+            for name, facts, lines in rows:
+                head = f"  {name:<{width}}  " + (f"[{facts}] " if facts else "")
+                print(head + (lines[0] if lines else ""))
+                for line in lines[1:]:
+                    print(" " * (width + 4) + line)
+    finally:
+        logging.disable(logging.NOTSET)
     print("\nUse: python -m src.train model=NAME data=NAME [schedule=NAME | recipe=NAME | experiment=NAME]"
           "\nDocs: README.md, docs/howto.md, docs/models.md, docs/datasets.md, docs/protocols.md")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="info")
+def main(cfg: DictConfig) -> None:
+    show(list(cfg.groups))
 
 
 if __name__ == "__main__":
