@@ -137,6 +137,20 @@ def derain_figure(net: torch.nn.Module, rainy: np.ndarray, path: Path, clean: Op
     return scores
 
 
+def released_spanet(weights: Path) -> torch.nn.Module:
+    """The network of ``model=spanet_release`` (conf/model/spanet_release.yaml) with ``weights`` loaded strictly,
+    as ``src.predict model=spanet_release ckpt_path=WEIGHTS`` builds it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from src.utils.checkpoint import load_net_weights
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="predict", overrides=["model=spanet_release", "model.init_from=null"])
+    model = instantiate(cfg.model, optimizer=None, scheduler=None)
+    return load_net_weights(model.net, weights).eval()
+
+
 def load_make_table():
     spec = importlib.util.spec_from_file_location("make_table", Path(__file__).with_name("make_table.py"))
     module = importlib.util.module_from_spec(spec)
@@ -186,9 +200,7 @@ def main(argv: Optional[Iterable[str]] = None) -> None:
         parser.error(f"--sweep {args.sweep}: not a folder")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    from src.utils.release import spanet_from_release
-
-    net = spanet_from_release(args.weights).eval()
+    net = released_spanet(args.weights)
     if args.image is not None:
         from src.data.io import read_image
 

@@ -81,3 +81,14 @@ def test_committed_tour_pictures(name):
     assert path.stat().st_size < 300_000, f"{path}: keep README's pictures under 300 KB"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"docs/img/{name}" in (ROOT / "README.md").read_text()
+
+
+def test_tour_command_with_the_released_weights(tmp_path):
+    weights = ROOT / "weights" / "spanet_release.pt"
+    if not weights.is_file():
+        pytest.skip("weights/spanet_release.pt not present")
+    make_tour.main(["--skip-sweep", "--out", str(tmp_path), "--long-side", "64"])
+    png = iio.imread(tmp_path / "tour_derain.png")
+    assert png.shape[1] == 2 * 64 + 3 * 12  # chelsea at 64 x 43: two panels per row
+    with pytest.raises(SystemExit):
+        make_tour.main(["--skip-sweep", "--out", str(tmp_path), "--weights", str(tmp_path / "missing.pt")])
