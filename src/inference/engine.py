@@ -26,6 +26,10 @@ from src.inference.tiling import bytes_per_pixel, free_memory, tiled_forward
 
 log = logging.getLogger(__name__)
 
+#: Bytes per pixel above any suite network's forward pass (SPANet needs about 1 kB in float32): inputs this
+#: small are run whole without measuring.
+PESSIMISTIC_BYTES_PER_PIXEL = 16384
+
 
 @dataclass
 class Derainer:
@@ -71,6 +75,9 @@ class Derainer:
             return None
         if self.tile != "auto":
             return None if h <= self.tile and w <= self.tile else int(self.tile)
+        if self._bpp is None and batch * h * w * PESSIMISTIC_BYTES_PER_PIXEL <= self.memory_fraction * free_memory(
+                self.device):
+            return None  # fits even at a pessimistic cost: no need to measure
         if self._bpp is None:
             self._bpp = bytes_per_pixel(self.forward, self.device)
             log.info("%s: about %.0f bytes of %s memory per pixel", self.label, self._bpp, self.device.type)
