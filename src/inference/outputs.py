@@ -45,7 +45,7 @@ def collect_inputs(path: str, frames: bool = False) -> Inputs:
     if not p.is_dir():
         raise FileNotFoundError(f"input={path}: no such file or directory")
     if frames:
-        return Inputs("frames", frames_folder(p, is_image_file), p, [p])
+        return Inputs("frames", frames_folder(p), p, [p])
     files = sorted(f for f in p.iterdir() if f.is_file() and is_image_file(f.name))
     if not files:
         videos = [f.name for f in p.iterdir() if f.is_file() and is_video_file(f.name)]

@@ -11,14 +11,13 @@
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Iterator, Optional
 
 import imageio.v3 as iio
 import numpy as np
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+from src.make_clean.io import VIDEO_EXTENSIONS, frame_files  # one list of video types, one frame order
 
 
 def is_video_file(name: str) -> bool:
@@ -54,16 +53,9 @@ def iter_video(path: Path) -> Iterator[np.ndarray]:
         raise VideoReadError(f"{path}: video decoding failed ({type(exc).__name__}: {exc})") from exc
 
 
-def _natural_key(name: str) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-
-def frames_folder(folder: Path, is_image) -> list[Path]:
-    """The image files of ``folder`` in natural order, as frames of one clip."""
-    files = sorted((f for f in folder.iterdir() if f.is_file() and is_image(f.name)), key=lambda f: _natural_key(f.name))
-    if not files:
-        raise FileNotFoundError(f"{folder}: the folder holds no image files to use as frames")
-    return files
+def frames_folder(folder: Path) -> list[Path]:
+    """The image files of ``folder`` in natural order (``frame2`` before ``frame10``), as frames of one clip."""
+    return frame_files(folder)
 
 
 class VideoWriter:
