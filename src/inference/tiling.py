@@ -7,15 +7,16 @@ blends the outputs:
 
 * Tile starts are spread evenly along each axis (the last tile ends at the border), so every neighbouring pair
   overlaps by ``overlap`` or more and all tiles have the same size (they batch).
-* In the band where two tiles overlap, the quarter of the band nearest each tile's edge gets weight 0 for that
-  tile, and the middle half is a linear cross-fade. So a tile only contributes to pixels that are at least a
-  quarter of the overlap away from its cut edges, where the zero padding at the cut has faded.
+* In the band where two tiles overlap, a linear cross-fade of ``blend`` pixels (default: half the band) is
+  centred; outside it each tile has weight 0 on its cut side. With the default a tile only contributes to
+  pixels at least a quarter of the overlap away from its cut edges, where the zero padding at the cut has faded.
 * Weights are per tile ``w_y(row) * w_x(col)``, normalised by their sum at each pixel.
 
-Pixels outside every overlap band come from one tile alone. Their value equals whole-image inference
-as long as the network's receptive field is smaller than the distance to the nearest cut; for SPANet the
-convolutions reach about 50 pixels and the IRNN recurrence decays with its trained weights, so a
-``tile_overlap`` of 64 or more keeps outputs close to whole-image values (see ``tests/inference``).
+Pixels outside every overlap band come from one tile alone. They equal whole-image inference when the
+network's receptive field is shorter than their distance to the nearest cut (e.g. a freshly initialised
+SPANet, see ``tests/inference/test_tiling.py``). The released SPANet weights are not such a network: their IRNN
+carries information along whole rows and columns, so tiling changes their output slightly everywhere
+(docs/predict.md, README "Performance").
 
 :func:`auto_tile` picks the largest tile that fits the device's free memory, from a measured per-pixel cost.
 """
@@ -34,7 +35,6 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-#: Output keys blended by :func:`tiled_forward`: the derained image and the first attention map.
 Forward = Callable[[Tensor], dict]
 
 
