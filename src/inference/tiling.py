@@ -18,7 +18,8 @@ SPANet, see ``tests/inference/test_tiling.py``). The released SPANet weights are
 carries information along whole rows and columns, so tiling changes their output slightly everywhere
 (docs/predict.md, README "Performance").
 
-:func:`auto_tile` picks the largest tile that fits the device's free memory, from a measured per-pixel cost.
+:func:`bytes_per_pixel` and :func:`free_memory` let :class:`src.inference.engine.Derainer` (``tile=auto``) pick
+the largest tile that fits the device's free memory.
 """
 
 from __future__ import annotations
@@ -136,10 +137,6 @@ def tiled_forward(
     return result
 
 
-def tile_count(h: int, w: int, tile: int, overlap: int) -> int:
-    return len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
-
-
 # --- choosing the tile size from free memory ----------------------------------------------------------------
 def free_memory(device: torch.device) -> int:
     """Bytes free for new tensors: CUDA's free device memory, or the system's available RAM on the CPU."""
@@ -206,14 +203,3 @@ def bytes_per_pixel(forward: Forward, device: torch.device, dtype: torch.dtype =
     slope = (peaks[1] - peaks[0]) / (probe[1] ** 2 - probe[0] ** 2)
     whole = peaks[1] / probe[1] ** 2  # the larger probe's cost per pixel, fixed costs included
     return float(max(slope, whole * 0.5, 64.0))
-
-
-def auto_tile(forward: Forward, device: torch.device, dtype: torch.dtype = torch.float32, batch_size: int = 1,
-              fraction: float = 0.5, multiple: int = 16, minimum: int = 128) -> tuple[int, dict]:
-    """The largest square tile (a multiple of ``multiple``, at least ``minimum``) whose forward pass on
-    ``batch_size`` tiles needs at most ``fraction`` of the device's free memory. Returns (tile, facts)."""
-    bpp = bytes_per_pixel(forward, device, dtype)
-    free = free_memory(device)
-    side = int(math.sqrt(fraction * free / (bpp * batch_size)))
-    tile = max(minimum, side // multiple * multiple)
-    return tile, {"bytes_per_pixel": bpp, "free_bytes": free, "tile": tile}
