@@ -64,12 +64,11 @@ def test_quickstart_trains_derains_and_shows_attention(tmp_path):
 @pytest.mark.slow
 def test_results_notebook_on_a_tiny_run_and_sweep(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline", PYTHONPATH=str(ROOT))
-    run, sweep = tmp_path / "run", tmp_path / "sweep"
+    sweep = tmp_path / "sweep"
     tiny = [*TINY_SYNTHETIC, *TINY, "model.net.channels=8"]
-    train = [sys.executable, "-m", "src.train"]
-    subprocess.run(train + tiny + [f"hydra.run.dir={run}"], cwd=ROOT, env=env, check=True, capture_output=True)
-    subprocess.run(train + ["-m"] + tiny + ["model=spanet,b_a", f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=env,
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "src.train", "-m"] + tiny + ["model=spanet,b_a", f"hydra.sweep.dir={sweep}"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    run = sweep / "0"  # a sweep's job is a run like any other
     nb = execute("results", f"RUN_DIR = {str(run)!r}\nSWEEP_DIR = {str(sweep)!r}\nOUT = {str(tmp_path / 'nb')!r}")
     text = text_of(nb)
     assert "chelsea" in text  # the per-image table names the test photo
