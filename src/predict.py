@@ -160,8 +160,9 @@ def predict(cfg: DictConfig) -> list[Path]:
     ckpts = checkpoint_files(cfg.ckpt_path)
     if not ckpts and OmegaConf.select(cfg, "model.net._target_") != _RELEASE_FACTORY:
         raise ValueError("ckpt_path is not set: pass ckpt_path=FILE (or a list, or a run/sweep directory)")
-    gt_folders = [Path(cfg.gt) if Path(cfg.gt).is_dir() else Path(cfg.gt).parent] if cfg.gt else []
-    check_output_dir(out_dir, inputs.folders + gt_folders)
+    gt_folders = [Path(cfg.gt)] if cfg.gt and Path(cfg.gt).is_dir() else []
+    single_files = [p for p in (Path(cfg.input), Path(cfg.gt or "")) if p.is_file()]
+    check_output_dir(out_dir, inputs.folders + gt_folders, single_files)
 
     derainers = []
     for path in ckpts or [None]:

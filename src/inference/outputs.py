@@ -3,8 +3,8 @@
 * :func:`collect_inputs`: an image, a folder of images, a video file, or a folder of frames (one clip).
 * :func:`check_stems`: outputs are named by input stem, so ``x.png`` and ``x.jpg`` in one folder would write
   the same ``x.png``; refused, naming both.
-* :func:`check_output_dir`: the output folder may not be an input folder (or the folder of an input file, or the
-  ground-truth folder) nor lie inside one.
+* :func:`check_output_dir`: the output folder may not be an input folder (or the ground-truth folder) nor lie
+  inside one, and may not be the folder that holds an input file.
 * :func:`check_outputs`: no planned output may be an input file (ever), and none may exist already unless
   ``overwrite=true``. Everything is checked up front, so a refused run writes nothing.
 """
@@ -25,7 +25,7 @@ class Inputs:
     kind: str  # "images" | "video" | "frames"
     files: list[Path]  # images, the one video file, or the frames in order
     root: Path  # the input as given (file or folder)
-    folders: list[Path]  # folders whose content is input (never written into)
+    folders: list[Path]  # folders whose content is input: output may be neither one of them nor inside one
 
     @property
     def clip_name(self) -> str:
@@ -38,10 +38,10 @@ def collect_inputs(path: str, frames: bool = False) -> Inputs:
     p = Path(path)
     if p.is_file():
         if is_video_file(p.name):
-            return Inputs("video", [p], p, [p.parent])
+            return Inputs("video", [p], p, [])
         if not is_image_file(p.name):
             raise ValueError(f"input={path}: neither an image nor a video file (by its extension)")
-        return Inputs("images", [p], p, [p.parent])
+        return Inputs("images", [p], p, [])
     if not p.is_dir():
         raise FileNotFoundError(f"input={path}: no such file or directory")
     if frames:
@@ -72,8 +72,12 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def check_output_dir(output: Path, folders: Iterable[Path]) -> None:
-    """Refuse an output folder equal to, or inside, any folder that holds inputs."""
+def check_output_dir(output: Path, folders: Iterable[Path], files: Iterable[Path] = ()) -> None:
+    """Refuse an output folder equal to, or inside, any input folder, or equal to the folder of an input file."""
+    for f in files:
+        if os.path.realpath(output) == os.path.realpath(Path(f).parent):
+            raise ValueError(f"output={output} is the folder of the input {f}: outputs would mix with the inputs; "
+                             "choose another output folder")
     for folder in folders:
         if _inside(output, folder):
             raise ValueError(f"output={output} is {'the' if _inside(folder, output) else 'inside the'} input "
