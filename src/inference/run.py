@@ -111,6 +111,17 @@ def _batches_by_size(files: Sequence[Path], size_of: Callable[[Path], Optional[t
             yield group[k:k + batch_size]
 
 
+def _tile_counter(bar) -> Callable[[int], None]:
+    """Shows the tiles done of the current image in the progress bar (large images take a while each)."""
+    done = [0]
+
+    def update(n: int) -> None:
+        done[0] += n
+        bar.set_postfix(tiles=done[0], refresh=True)
+
+    return update
+
+
 def _hwc(t: torch.Tensor) -> np.ndarray:
     return t.numpy().transpose(1, 2, 0)
 
@@ -150,7 +161,7 @@ def derain_images(
             for part in parts:
                 x = torch.from_numpy(np.stack([im.transpose(2, 0, 1) for im in part]))
                 for d in derainers:
-                    res = d.derain(x)
+                    res = d.derain(x, on_tiles=_tile_counter(bar))
                     for k in range(x.shape[0]):
                         results[id(d)].append((_hwc(res["out"][k]),
                                                res["att"][k, 0].numpy() if res["att"] is not None else None))
