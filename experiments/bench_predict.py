@@ -92,8 +92,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             if res.returncode != 0:
                 raise RuntimeError(f"{mode} at {mp} MP failed:\n{res.stderr[-2000:]}")
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-            print(f"  {mode:5s} {mp} MP: {rows[-1]['s_per_mp']:.2f} s/MP, peak {rows[-1]['peak_bytes'] / 2**30:.2f} GiB",
-                  file=sys.stderr)
+            r = rows[-1]
+            print(f"  {mode:5s} {mp} MP: {r['s_per_mp']:.2f} s/MP, peak {r['peak_bytes'] / 2**30:.2f} GiB", file=sys.stderr)
     return rows
 
 
