@@ -25,7 +25,6 @@ the largest tile that fits the device's free memory.
 from __future__ import annotations
 
 import ctypes
-import logging
 import math
 import platform
 from pathlib import Path
@@ -34,7 +33,6 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-log = logging.getLogger(__name__)
 
 Forward = Callable[[Tensor], dict]
 

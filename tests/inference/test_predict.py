@@ -3,7 +3,6 @@ compare figures with ground truth, videos and folders of frames."""
 
 from __future__ import annotations
 
-import os
 
 import imageio.v3 as iio
 import numpy as np
