@@ -21,6 +21,8 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
+from src.metrics.protocols import to_uint8_image
+
 GAP = 8  # white pixels between panels
 BACKGROUND = 255
 TEXT_COLOUR = (0, 0, 0)
@@ -29,15 +31,16 @@ Box = tuple[int, int, int, int]
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
-    """Float image on [0, 1] (clipped) -> uint8 (x255, rounded); uint8 input is returned unchanged."""
+    """Float image on [0, 1] -> uint8 by the suite's one 8-bit rule (:func:`src.metrics.protocols.to_uint8_image`:
+    clipped, x255, rounded half up); uint8 input is returned unchanged."""
     if img.dtype == np.uint8:
         return img
-    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    return to_uint8_image(img)
 
 
 def heat_map(att: np.ndarray) -> np.ndarray:
     """H x W map in [0, 1] -> uint8 H x W x 3 with matplotlib's 'inferno' colour map."""
-    return (colormaps["inferno"](np.clip(att, 0, 1))[..., :3] * 255).round().astype(np.uint8)
+    return to_uint8_image(colormaps["inferno"](np.clip(att, 0, 1))[..., :3])
 
 
 def _font(size: int) -> ImageFont.ImageFont:

@@ -5,7 +5,7 @@ with several, to ``output/<label>/`` and, for images, one ``output/comparison_gr
 all inputs. File names per input ``<stem>`` (clips: the video's stem or the frames folder's name):
 
 ====================  =====================================================================================
-``<stem>.png``        derained image, 8-bit RGB (clipped to [0, 1], x255, rounded)
+``<stem>.png``        derained image, 8-bit RGB (clipped to [0, 1], x255, rounded half up)
 ``<stem>_att.png``    first attention map as a heat map (models with attention)
 ``<stem>.npy``        ``save_raw=true``: H x W x 3 float32, the unclipped network output
 ``<stem>_att.npy``    ``save_raw=true``: H x W float32 attention map

@@ -25,7 +25,8 @@ def make_checkpoint(path: Path, model: str = "spanet", seed: int = 0, channels: 
                       path.parent)
     GlobalHydra.instance().clear()
     model_cfg = OmegaConf.to_container(cfg.model, resolve=False)
-    model_cfg.pop("optimizer"), model_cfg.pop("scheduler")
+    for key in ("optimizer", "scheduler"):
+        model_cfg.pop(key, None)
     torch.manual_seed(seed)
     module = instantiate(OmegaConf.create(model_cfg), optimizer=None, scheduler=None)
     state = {f"net.{k}": v for k, v in module.net.state_dict().items()}

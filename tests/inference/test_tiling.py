@@ -124,7 +124,6 @@ def test_half_precision_needs_cuda():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_half_precision_on_gpu_is_close_to_float32():
     from src.lit.module import DerainModule
 
