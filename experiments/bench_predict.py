@@ -119,12 +119,13 @@ def accuracy(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(ROOT))
     from src.inference.tiling import tiled_forward
     from src.models.spanet import SPANet
-    from src.utils.release import spanet_from_release
+    from src.utils.checkpoint import load_net_weights
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.from_numpy(skdata.astronaut().astype(np.float32).transpose(2, 0, 1) / 255)[None]
-    nets = {"released weights": spanet_from_release(args.accuracy).eval(), "random init": SPANet().eval()}
+    released = load_net_weights(SPANet(variant="b_d"), args.accuracy).eval()  # the release is variant b_d
+    nets = {"released weights": released, "random init": SPANet().eval()}
     print("| network | tile / overlap | PSNR tiled vs whole [dB] | mean abs diff | max abs diff |")
     print("|---|---|---:|---:|---:|")
     for name, net in nets.items():

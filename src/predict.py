@@ -11,7 +11,8 @@ conf/predict.yaml and :mod:`src.inference.run`; in short, per input ``<stem>``:
 Large images run in overlapping tiles (tile=auto: whole images when they fit half the free memory).
 Nothing is overwritten without overwrite=true, and output= may not be (inside) an input folder.
 ckpt_path takes checkpoints of src.train (their stored model config is used unless model= is given), a run or
-sweep directory (every checkpoints/best.ckpt under it), or the authors' release file with model=spanet_release.
+sweep directory (every checkpoints/best.ckpt under it), or the authors' release file with model=spanet_release;
+without ckpt_path, model=spanet_release uses the release in weights/.
 """
 
 from __future__ import annotations
@@ -38,49 +39,48 @@ from src.inference.outputs import (
     unique_labels,
 )
 from src.inference.run import Job, derain_clip, derain_images, plan_clip_outputs, plan_image_outputs
-from src.utils.run import setup_environment, stored_run_config, user_overrode
+from src.utils.checkpoint import Checkpoint
+from src.utils.run import setup_environment, user_overrode
 
 log = logging.getLogger(__name__)
 
-_RELEASE_FACTORY = "src.utils.release.spanet_from_release"
-
-
 # --- config loading -------------------------------------------------------------------------------------------
-def model_config(cfg: DictConfig, ckpt: Optional[dict]) -> DictConfig:
-    """The model config for one checkpoint: the one stored in it, unless ``model=`` was given."""
-    model_cfg = OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=False))
-    stored = stored_run_config(ckpt or {}).get("model")
+def model_config(cfg: DictConfig, ckpt: Optional[Checkpoint]) -> DictConfig:
+    """The model config for one checkpoint: the one stored in it, unless ``model=`` was given (a copy: with
+    several checkpoints each gets its own)."""
+    stored = ckpt.run_config.get("model") if ckpt is not None else None
     if stored and not user_overrode("model"):
-        model_cfg = OmegaConf.create(stored)
-    return model_cfg
+        return OmegaConf.create(stored)
+    return OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True))
 
 
-def model_label(cfg: DictConfig, ckpt: Optional[dict], path: Optional[Path]) -> str:
-    """The name a model goes by in figures: the run's model (and seed) for our checkpoints, else model=."""
-    info = stored_run_config(ckpt or {}).get("run_info") or {}
-    if info.get("model") and not user_overrode("model"):
-        return str(info["model"])
+def model_label(cfg: DictConfig, ckpt: Optional[Checkpoint]) -> str:
+    """The name a model goes by in figures: the run's ``model=`` for our checkpoints, else the one given."""
+    if ckpt is not None and ckpt.model and not user_overrode("model"):
+        return str(ckpt.model)
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():
         return str(HydraConfig.get().runtime.choices.get("model") or "model")
-    return Path(path).stem if path is not None else "model"
+    return ckpt.path.stem if ckpt is not None else "model"
 
 
 def build_model(cfg: DictConfig, ckpt_path: Optional[Path], device: torch.device):
-    """(network in eval mode on ``device``, label) for one checkpoint file (None: the model config's own weights)."""
-    from src.utils.release import load_checkpoint, load_net_weights
+    """(network in eval mode on ``device``, label) for one checkpoint file (read once), or, with ``ckpt_path``
+    None, the model config's own ``init_from`` weights (e.g. model=spanet_release)."""
+    from src.utils.checkpoint import load_net_weights, read_checkpoint
 
-    ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None else None  # read once: run config and weights
-    model_cfg = model_config(cfg, ckpt)
-    if model_cfg.net.get("_target_") == _RELEASE_FACTORY and ckpt_path is not None:
-        model_cfg.net.path = str(ckpt_path)  # the release factory loads the file itself
-        model = instantiate(model_cfg, optimizer=None, scheduler=None)
-    else:
-        model = instantiate(model_cfg, optimizer=None, scheduler=None)
-        if ckpt is not None:
-            load_net_weights(model.net, ckpt_path, ckpt)
-    return model.eval().to(device), model_label(cfg, ckpt, ckpt_path)
+    if ckpt_path is None:
+        if not cfg.model.get("init_from"):
+            raise ValueError("give ckpt_path=FILE (a checkpoint of src.train, or the authors' release file), a list "
+                             "of them or a run / sweep directory, or a model whose config names its weights, e.g. "
+                             "model=spanet_release")
+        model = instantiate(model_config(cfg, None), optimizer=None, scheduler=None)  # loads model.init_from
+        return model.eval().to(device), model_label(cfg, None)
+    ckpt = read_checkpoint(ckpt_path)
+    model = instantiate(model_config(cfg, ckpt), optimizer=None, scheduler=None, init_from=None)
+    load_net_weights(model.net, ckpt)
+    return model.eval().to(device), model_label(cfg, ckpt)
 
 
 # --- image reading ----------------------------------------------------------------------------------------------
@@ -158,8 +158,6 @@ def predict(cfg: DictConfig) -> list[Path]:
         raise ValueError("gt= scores images; it is not supported for videos")
     out_dir = Path(cfg.output)
     ckpts = checkpoint_files(cfg.ckpt_path)
-    if not ckpts and OmegaConf.select(cfg, "model.net._target_") != _RELEASE_FACTORY:
-        raise ValueError("ckpt_path is not set: pass ckpt_path=FILE (or a list, or a run/sweep directory)")
     gt_folders = [Path(cfg.gt)] if cfg.gt and Path(cfg.gt).is_dir() else []
     single_files = [p for p in (Path(cfg.input), Path(cfg.gt or "")) if p.is_file()]
     check_output_dir(out_dir, inputs.folders + gt_folders, single_files)

@@ -24,13 +24,14 @@ def make_checkpoint(path: Path, model: str = "spanet", seed: int = 0, channels: 
     cfg = compose_cfg("predict", [f"model={model}", f"model.net.channels={channels}", "input=x", "output=y"],
                       path.parent)
     GlobalHydra.instance().clear()
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=False)
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     for key in ("optimizer", "scheduler"):
         model_cfg.pop(key, None)
     torch.manual_seed(seed)
     module = instantiate(OmegaConf.create(model_cfg), optimizer=None, scheduler=None)
     state = {f"net.{k}": v for k, v in module.net.state_dict().items()}
-    torch.save({"state_dict": state, "suite_config": {"model": model_cfg, "run_info": {"model": model}}}, path)
+    torch.save({"state_dict": state, "pytorch-lightning_version": "2.6.0", "global_step": 0,
+                "suite_config": {"model": model_cfg, "run_info": {"model": model}}}, path)
     return path
 
 

@@ -72,9 +72,9 @@ def test_tiled_spanet_equals_whole_image_away_from_seams(tile, overlap):
 def test_tiled_release_stays_close_to_whole_image():
     """The released weights' IRNN carries information across the whole image (recurrent weights up to 0.998),
     so tiles cannot reproduce whole-image output exactly; README documents how close they get."""
-    from src.utils.release import spanet_from_release
+    from src.utils.checkpoint import load_net_weights
 
-    net = spanet_from_release(RELEASE).eval()
+    net = load_net_weights(SPANet(variant="b_d"), RELEASE).eval()
     x = to_tensor(skdata.astronaut()[:256, 128:384])
     with torch.inference_mode():
         whole = net(x)["out"].clamp(0, 1)
