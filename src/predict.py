@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from matplotlib import colormaps
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from PIL import Image
 
 from src.data.io import ImageReadError, is_image_file, read_image
-from src.utils.run import stored_run_config, user_overrode
+from src.utils.run import stored_run_config, stored_with_overrides, user_overrode
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,16 @@ def list_inputs(path: str) -> list[Path]:
 
 
 def build_model(cfg: DictConfig, device: torch.device):
+    from src.lit.checkpoint_io import require_finite_weights
     from src.utils.release import load_checkpoint, load_net_weights
 
     ckpt = load_checkpoint(cfg.ckpt_path)  # read once: run config and weights
     stored = stored_run_config(ckpt).get("model")
-    if stored and not user_overrode("model"):
-        cfg.model = OmegaConf.create(stored)
+    if stored and not user_overrode("model"):  # model.* overrides still apply, on top of the stored config
+        cfg.model = stored_with_overrides(cfg, stored, "model", cfg.ckpt_path)
     model = instantiate(cfg.model, optimizer=None, scheduler=None)
     load_net_weights(model.net, cfg.ckpt_path, ckpt)
+    require_finite_weights(model.net.state_dict(), str(cfg.ckpt_path))
     return model.eval().to(device)
 
 
