@@ -6,7 +6,9 @@
 * the training augmentation from the ``train_transform`` block (see :func:`src.data.transforms.build_train_transform`),
   its cropping replaced by plain ``train_patch`` crops when a recipe sets ``schedule.train_patch``;
   validation and test use full images, untouched (the Lightning module pads for the network),
-* missing pairs skipped with ONE warning that counts them; an empty split is an error naming its source,
+* missing TRAINING pairs skipped with ONE warning that counts them; a validation / test pair with a missing file
+  is an error (the split would be scored on fewer images than it holds); an empty split is an error naming its
+  source,
 * the orientation guard: on ``orientation_samples`` evenly spaced pairs of each source the rainy image must be
   brighter on average (rain brightens pixels), otherwise an error suggests the swap setting
   (``check_orientation: false`` turns it off),
@@ -106,6 +108,11 @@ class FileDataModule(DerainDataModule):
         results = self.splits(self._stage)
         pairs = {}
         for split, result in results.items():
+            if result.missing and split in ("val", "test", "pairs"):  # the benchmark itself: nothing may be dropped
+                raise FileNotFoundError(
+                    f"{split} ({result.source}): {len(result.missing)} of {len(result.missing) + len(result.pairs)} "
+                    f"pairs have a missing file (first: {result.missing[0]}); the {split} split would be scored on "
+                    f"fewer images than it holds. Restore the files (python -m src.data.check lists them)")
             warn_missing(result, f"{split} ({result.source})")
             pairs[split] = require_pairs(result, f"{split} ({result.source})")
         if self.check_orientation:

@@ -2,11 +2,13 @@
 
     python -m src.make_clean input=VIDEO_OR_FRAME_DIR output=FILE.png [frames=N] [start=K]
                              [density=sparse|normal|dense] [cache_dir=DIR] [band_pixels=4096]
+                             [overwrite=true]
 
 Writes FILE.png (uint8 RGB) and FILE.json ({"p_hat", "frames", "size": [H, W], "start", "input"}).
 ``frames`` defaults to the paper's count for ``density`` (sparse 20, normal 100, dense 200; default normal).
 Frames are cached in a raw file under ``cache_dir`` (default: the system temporary folder; N x H x W x 3
 bytes, 1.9 GB for 300 frames of 1080p) while the two passes run; memory stays at one band of rows.
+An existing FILE.png or FILE.json is refused unless overwrite=true; FILE.png may not lie inside the frame folder.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from typing import Sequence
 
 from src.make_clean.algorithm import BAND_PIXELS, DENSITY_FRAMES
-from src.make_clean.cli import choice, integer, parse_options, run_main
+from src.make_clean.cli import boolean, choice, integer, parse_options, run_main
 from src.make_clean.pipeline import generate, record_path
 
 USAGE = __doc__.strip()
@@ -27,14 +29,15 @@ OPTIONS = {
     "density": choice(*DENSITY_FRAMES),
     "cache_dir": str,
     "band_pixels": integer(1),
+    "overwrite": boolean,
 }
 
 
 def main(args: Sequence[str]) -> int:
-    opts = parse_options(args, OPTIONS, {"start": 0, "density": "normal", "band_pixels": BAND_PIXELS},
-                         required=("input", "output"))
+    opts = parse_options(args, OPTIONS, {"start": 0, "density": "normal", "band_pixels": BAND_PIXELS,
+                                         "overwrite": False}, required=("input", "output"))
     record = generate(opts["input"], opts["output"], opts.get("frames"), opts["start"], opts["density"],
-                      opts.get("cache_dir"), opts["band_pixels"])
+                      opts.get("cache_dir"), opts["band_pixels"], overwrite=opts["overwrite"])
     print(f"{opts['output']}: p_hat={record['p_hat']} from {record['frames']} frames "
           f"(start {record['start']}), size {record['size'][0]}x{record['size'][1]}; "
           f"record {record_path(opts['output'])}")

@@ -49,6 +49,13 @@ def integer(minimum: int) -> Callable[[str], int]:
     return convert
 
 
+def boolean(raw: str) -> bool:
+    value = {"true": True, "false": False}.get(raw.strip().lower())
+    if value is None:
+        raise ValueError("expected true or false")
+    return value
+
+
 def choice(*allowed: str) -> Callable[[str], str]:
     def convert(raw: str) -> str:
         if raw not in allowed:
