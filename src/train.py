@@ -17,6 +17,7 @@ import logging
 
 import hydra
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.plugins.io import CheckpointIO
@@ -40,7 +41,9 @@ class IncompleteRunError(RuntimeError):
 def shortened_on_purpose(trainer: L.Trainer) -> bool:
     """True when the config asked Lightning to run less than the whole schedule / data (the debug configs)."""
     limits = (trainer.limit_train_batches, trainer.limit_val_batches, trainer.limit_test_batches)
-    return bool(trainer.fast_dev_run) or bool(trainer.overfit_batches) or any(x != 1.0 for x in limits)
+    # an int is a number of batches (1 = one batch), a float a fraction (1.0 = all)
+    return bool(trainer.fast_dev_run) or bool(trainer.overfit_batches) or any(
+        isinstance(x, int) or x != 1.0 for x in limits)
 
 
 def incomplete_reasons(trainer: L.Trainer, datamodule, model) -> list[str]:
@@ -101,11 +104,16 @@ def train(cfg: DictConfig) -> dict:
             if cfg.get("test"):
                 trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
         incomplete = incomplete_reasons(trainer, datamodule, model)
+        n_bad = int(trainer.strategy.reduce(torch.tensor(float(len(model.bad_files))), reduce_op="sum"))
+        if n_bad:
+            log.warning("skipped %d unreadable training files (data.on_bad_file=skip), first: %s", n_bad,
+                        model.bad_files[:1])
         result = {
             "task": cfg.task, "experiment": cfg.get("experiment_name"), **cfg.run_info, "seed": cfg.seed,
             "ckpt_path": ckpt, "global_step": trainer.global_step, "max_steps": trainer.max_steps,
             "complete": not incomplete, "incomplete": incomplete,
             "shortened_on_purpose": shortened_on_purpose(trainer),
+            "bad_files": {"skipped": n_bad, "first": list(dict.fromkeys(model.bad_files))[:20]},
             "val": model.reports.get("val"), "val_input": model.reports.get("val_input"),
             "test": model.reports.get("test"), "test_input": model.reports.get("test_input"),
         }

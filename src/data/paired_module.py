@@ -13,7 +13,10 @@
   brighter on average (rain brightens pixels), otherwise an error suggests the swap setting
   (``check_orientation: false`` turns it off),
 * ``val_max``: validation on at most that many pairs, evenly spaced (full-image validation is slow),
-* seeded shuffling, the same in one process and in DDP (see :mod:`src.data.base`).
+* seeded shuffling, the same in one process and in DDP (see :mod:`src.data.base`),
+* ``on_bad_file``: ``raise`` (default) stops at an unreadable training file; ``skip`` replaces it by the next
+  pair and counts it (the count and the first files go into the run's metrics.json, ``bad_files``);
+  validation and test files always raise.
 
 Subclasses implement :meth:`FileDataModule.read_splits`.
 """
@@ -60,11 +63,16 @@ class FileDataModule(DerainDataModule):
         swap: bool = False,
         check_orientation: bool = True,
         orientation_samples: int = 16,
+        on_bad_file: str = "raise",
         seed: int = 0,
         **loader_kwargs: Any,
     ) -> None:
         super().__init__(seed=seed, **loader_kwargs)
         self.root = require_root(root)
+        if on_bad_file not in ("raise", "skip"):
+            raise ValueError(f"data.on_bad_file={on_bad_file!r}: choose 'raise' (stop at the first unreadable "
+                             f"training file) or 'skip' (skip and count them)")
+        self.on_bad_file = on_bad_file
         if train_patch is not None:  # a recipe's patch size (schedule.train_patch) wins over the data config's crop
             train_transform = with_train_patch(train_transform, train_patch)
             logger.info("schedule.train_patch=%s: training on random %sx%s crops (data.train_transform's "
@@ -121,7 +129,7 @@ class FileDataModule(DerainDataModule):
                                   self.swap_hint())
         if "pairs" in pairs:  # one folder: every split reads it
             pairs = {"train": pairs["pairs"], "test": pairs["pairs"]}
-        train = PairedDataset(pairs["train"], self.train_transform) if "train" in pairs else None
+        train = PairedDataset(pairs["train"], self.train_transform, self.on_bad_file) if "train" in pairs else None
         test = PairedDataset(pairs["test"]) if "test" in pairs else None
         val_pairs = pairs.get("val") or pairs.get("test")
         val = PairedDataset(evenly_spaced(val_pairs, self.val_max)) if val_pairs else None

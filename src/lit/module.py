@@ -45,6 +45,7 @@ class DerainModule(L.LightningModule):
         )
         self.reports: dict[str, dict] = {}  # last full report per stage (see ProtocolMetrics.report)
         self.suite_config: Optional[dict] = None  # resolved run config, stored in checkpoints by train.py
+        self.bad_files: list[str] = []  # training files skipped as unreadable (data.on_bad_file=skip), this process
 
     # --- forward ------------------------------------------------------------------------------
     def forward(self, rain: torch.Tensor, label: Optional[torch.Tensor] = None) -> dict:
@@ -80,6 +81,8 @@ class DerainModule(L.LightningModule):
                 f"{ {k: float(v) for k, v in parts.items()} }); lower the learning rate (schedule.optimizer.lr)"
             )
         bs = batch["rain"].shape[0]
+        for errors in batch.get("bad_files") or ():  # data.on_bad_file=skip: files skipped for this batch
+            self.bad_files += [e for e in errors.split("\n") if e]
         self.log("train/loss", total, prog_bar=True, batch_size=bs)
         for k, v in parts.items():
             self.log(f"train/loss_{k}", v, batch_size=bs)
