@@ -54,13 +54,21 @@ def rain_minus_clean(pair: Pair) -> float:
 
 
 def check_orientation(pairs: Sequence[Pair], samples: int = 16, where: str = "data",
-                      hint: str = "set data.swap=true") -> float:
+                      hint: str = "set data.swap=true", skip_unreadable: bool = False) -> float:
     """Rain brightens pixels: fail when, on ``samples`` evenly spaced pairs, the rainy images are not brighter
-    than the clean ones on average. Returns the mean difference (8-bit grey levels)."""
+    than the clean ones on average. Returns the mean difference (8-bit grey levels). ``skip_unreadable``: leave
+    out sampled pairs that cannot be read (``data.on_bad_file=skip``) instead of raising."""
     chosen = evenly_spaced(pairs, samples)
-    if not chosen:
+    diffs = []
+    for p in chosen:
+        try:
+            diffs.append(rain_minus_clean(p))
+        except (OSError, ValueError):
+            if not skip_unreadable:
+                raise
+    if not diffs:
         return 0.0
-    mean = float(np.mean([rain_minus_clean(p) for p in chosen]))
+    mean = float(np.mean(diffs))
     if mean <= 0:
         raise ValueError(
             f"{where}: the rainy images are not brighter than the clean ones ({mean:+.2f} grey levels on "

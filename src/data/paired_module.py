@@ -31,8 +31,8 @@ from torch.utils.data import Dataset
 
 from src.data.base import DerainDataModule
 from src.data.paired import PairedDataset, check_orientation
-from src.data.readers import (LAYOUTS, ORDERS, ReadResult, evenly_spaced, read_layout, require_pairs, split_groups,
-                              warn_missing)
+from src.data.readers import (LAYOUTS, ORDERS, ReadResult, check_holdout, evenly_spaced, read_layout, require_pairs,
+                              split_groups, warn_missing)
 from src.data.transforms import build_train_transform, with_train_patch
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,15 @@ def require_root(root: Any) -> str:
     if not os.path.isdir(root):
         raise FileNotFoundError(f"data.root: folder not found: {root}")
     return root
+
+
+def count_key(value: Any, key: str, allow_none: bool = False) -> Optional[int]:
+    """A non-negative integer config value (``data.<key>``), or a ValueError naming the key."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"data.{key}={value!r}: expected a non-negative integer" + (" or null" if allow_none else ""))
+    return value
 
 
 class FileDataModule(DerainDataModule):
@@ -78,10 +87,10 @@ class FileDataModule(DerainDataModule):
             logger.info("schedule.train_patch=%s: training on random %sx%s crops (data.train_transform's "
                         "scale / resized_crop / crop replaced)", train_patch, train_patch, train_patch)
         self.train_transform = build_train_transform(**dict(train_transform or {}))
-        self.val_max = None if val_max is None else int(val_max)
+        self.val_max = count_key(val_max, "val_max", allow_none=True)
         self.swap = bool(swap)
         self.check_orientation = bool(check_orientation)
-        self.orientation_samples = int(orientation_samples)
+        self.orientation_samples = count_key(orientation_samples, "orientation_samples")
         self._stage: Optional[str] = None
 
     # --- to implement ---------------------------------------------------------------------------------
@@ -126,7 +135,7 @@ class FileDataModule(DerainDataModule):
         if self.check_orientation:
             for split, split_pairs in pairs.items():
                 check_orientation(split_pairs, self.orientation_samples, f"{split} ({results[split].source})",
-                                  self.swap_hint())
+                                  self.swap_hint(), skip_unreadable=split == "train" and self.on_bad_file == "skip")
         if "pairs" in pairs:  # one folder: every split reads it
             pairs = {"train": pairs["pairs"], "test": pairs["pairs"]}
         train = PairedDataset(pairs["train"], self.train_transform, self.on_bad_file) if "train" in pairs else None
@@ -185,6 +194,7 @@ class PairedDataModule(FileDataModule):
         self.dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
         self.rain_dir, self.clean_dir = rain_dir, clean_dir
         self.val_holdout = val_holdout
+        check_holdout(val_holdout, "val_holdout")
         if layout not in LAYOUTS:
             raise ValueError(f"data.layout={layout!r}: choose from {list(LAYOUTS)}")
         if order not in ORDERS:

@@ -48,7 +48,12 @@ def load_checkpoint(path: str | Path) -> dict:
     except pickle.UnpicklingError:
         # Our Lightning checkpoints may carry hyper-parameters (OmegaConf objects) that weights_only refuses.
         log.info("%s holds non-tensor objects; loading it as a trusted checkpoint (weights_only=False)", path)
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # random bytes, a truncated file, ...
+            raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # a truncated or damaged zip archive, an empty file, ...
+        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a checkpoint dict, got {type(obj).__name__}")
     return obj
