@@ -272,3 +272,13 @@ def test_train_run_dir_guard(tmp_path):
     with pytest.raises(RunDirExistsError):  # a checkpoint of ANOTHER run does not make this a resume
         refuse_existing_run(run, {**cfg, "ckpt_path": str(tmp_path / "other" / "last.ckpt")})
     refuse_existing_run(tmp_path / "fresh", cfg)
+
+
+def test_predict_model_overrides_apply_on_top_of_the_stored_config(trained, tmp_path):
+    from src.predict import build_model
+
+    args = [f"ckpt_path={trained}", f"input={tmp_path}", f"output={tmp_path / 'out'}"]
+    model = build_model(compose_cfg("predict", args + ["model.net.channels=32"], tmp_path / "p"), torch.device("cpu"))
+    assert model.net.variant == "b_a"  # from the checkpoint, not predict.yaml's default spanet
+    with pytest.raises(ValueError, match="weights do not fit the network"):
+        build_model(compose_cfg("predict", args + ["model.net.variant=b_b"], tmp_path / "q"), torch.device("cpu"))
