@@ -54,3 +54,19 @@ def test_training_counts_skipped_files_in_metrics(train_cfg, tmp_path):
     assert saved["bad_files"]["skipped"] == 2 and result["global_step"] == 4
     assert len(saved["bad_files"]["first"]) == 1 and saved["bad_files"]["first"][0].startswith(str(bad))
     assert saved["complete"] is True
+
+
+def test_missing_test_pair_stops_training_setup(tmp_path):
+    """A deleted test ground truth: training refuses to score a test split smaller than it is (the issue's
+    "tests on 4 of 5 images"); missing TRAINING pairs stay a counted warning."""
+    from src.data.paired_module import PairedDataModule
+
+    t, bad = _tree(tmp_path / "set")
+    bad.unlink()
+    (t.root / "train/target/a.png").unlink()
+    (t.root / "test/target/e.png").unlink()
+    dm = PairedDataModule(str(t.root), "same_names", train_dir="train", test_dir="test",
+                          train_transform={"crop": 16})
+    with pytest.raises(FileNotFoundError, match=r"test \(.*test/input\): 1 of 1 pairs have a missing file "
+                                                r"\(first: .*e.png -> .*test/target/e.png\)"):
+        dm.setup("fit")
