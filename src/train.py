@@ -21,7 +21,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.lit.trainer import IncompleteRunError, build_trainer, count_bad_files, incomplete_reasons, shortened_on_purpose
-from src.utils.ddp import ddp_job
+from src.utils.checkpoint import check_resumable
+from src.utils.ddp import choose_strategy, ddp_job
 from src.utils.guards import refuse_existing_run
 from src.utils.report import print_report
 from src.utils.run import finish_wandb, instantiate_group, require_set, setup_environment, write_json
@@ -34,8 +35,12 @@ def train(cfg: DictConfig) -> dict:
     require_set(cfg, "data")
     refuse_existing_run(cfg.paths.output_dir, cfg)
     L.seed_everything(cfg.seed, workers=True)
+    resume = cfg.get("ckpt_path")
+    if resume:  # only a checkpoint of a src.train run of this model; other weights go to model.init_from
+        check_resumable(resume, model=cfg.run_info.model)
+    choose_strategy(cfg.trainer)
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
+    model = instantiate(cfg.model, **({"init_from": None} if resume else {}))  # resuming restores all weights
     model.suite_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = instantiate_group(cfg.get("logger"))
     trainer = build_trainer(cfg, loggers)
@@ -44,14 +49,14 @@ def train(cfg: DictConfig) -> dict:
 
     try:
         with ddp_job(trainer):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             if not best and not trainer.fast_dev_run:
                 log.warning("no best checkpoint was saved; final metrics use the last weights")
             ckpt = best or None
-            trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+            trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
             if cfg.get("test"):
-                trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+                trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
             n_bad = count_bad_files(trainer, model)  # summed over processes, so inside the DDP job
         incomplete = incomplete_reasons(trainer, datamodule, model)
         result = {

@@ -70,13 +70,6 @@ def user_overrode(group: str) -> bool:
     return any(o.lstrip("+~").split("=", 1)[0] == group for o in HydraConfig.get().overrides.task)
 
 
-def stored_run_config(ckpt: Mapping) -> dict:
-    """The run config that src.train stored in a checkpoint's contents ({} for other files, e.g. the release's).
-
-    ``ckpt`` is what :func:`src.utils.release.load_checkpoint` returned for the file."""
-    return dict(ckpt.get("suite_config") or {})
-
-
 def stored_with_overrides(cfg: DictConfig, stored: Mapping, group: str, source: str) -> DictConfig:
     """The ``group`` config stored in a checkpoint, with the command line's ``group.*`` overrides applied on top.
 

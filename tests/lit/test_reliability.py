@@ -219,13 +219,13 @@ def test_eval_overrides_apply_on_top_of_the_stored_config(trained, tmp_path):
     assert cfg.data.eval_long_side == 40  # the rest still comes from the checkpoint
     cfg = compose_cfg("eval", [f"ckpt_path={trained}", "~data.test_photos"], tmp_path / "b")
     from src.utils.run import stored_with_overrides
-    from src.utils.release import load_checkpoint
+    from src.utils.checkpoint import read_checkpoint
 
-    stored = load_checkpoint(trained)["suite_config"]["data"]
+    stored = read_checkpoint(trained).run_config["data"]
     assert stored["test_photos"] == ["chelsea"]
     assert "test_photos" not in stored_with_overrides(cfg, stored, "data", str(trained))  # removed on top
     cfg = compose_cfg("eval", [f"ckpt_path={trained}", "model.net.variant=b_b"], tmp_path / "c")
-    with pytest.raises(ValueError, match="weights do not fit the network"):
+    with pytest.raises(ValueError, match="its weights do not fit SPANet; this checkpoint is model=b_a"):
         evaluate_checkpoint(cfg)  # b_a weights into a b_b network: the override reached the model
 
 
@@ -280,5 +280,5 @@ def test_predict_model_overrides_apply_on_top_of_the_stored_config(trained, tmp_
     args = [f"ckpt_path={trained}", f"input={tmp_path}", f"output={tmp_path / 'out'}"]
     model = build_model(compose_cfg("predict", args + ["model.net.channels=32"], tmp_path / "p"), torch.device("cpu"))
     assert model.net.variant == "b_a"  # from the checkpoint, not predict.yaml's default spanet
-    with pytest.raises(ValueError, match="weights do not fit the network"):
+    with pytest.raises(ValueError, match="its weights do not fit SPANet; this checkpoint is model=b_a"):
         build_model(compose_cfg("predict", args + ["model.net.variant=b_b"], tmp_path / "q"), torch.device("cpu"))
