@@ -278,7 +278,8 @@ def test_predict_model_overrides_apply_on_top_of_the_stored_config(trained, tmp_
     from src.predict import build_model
 
     args = [f"ckpt_path={trained}", f"input={tmp_path}", f"output={tmp_path / 'out'}"]
-    model = build_model(compose_cfg("predict", args + ["model.net.channels=32"], tmp_path / "p"), torch.device("cpu"))
-    assert model.net.variant == "b_a"  # from the checkpoint, not predict.yaml's default spanet
+    cpu = torch.device("cpu")
+    model, label = build_model(compose_cfg("predict", args + ["model.net.channels=32"], tmp_path / "p"), trained, cpu)
+    assert model.net.variant == "b_a" and label == "b_a"  # from the checkpoint, not predict.yaml's default spanet
     with pytest.raises(ValueError, match="its weights do not fit SPANet; this checkpoint is model=b_a"):
-        build_model(compose_cfg("predict", args + ["model.net.variant=b_b"], tmp_path / "q"), torch.device("cpu"))
+        build_model(compose_cfg("predict", args + ["model.net.variant=b_b"], tmp_path / "q"), trained, cpu)
