@@ -40,7 +40,7 @@ from src.inference.outputs import (
 )
 from src.inference.run import Job, derain_clip, derain_images, plan_clip_outputs, plan_image_outputs
 from src.utils.checkpoint import Checkpoint
-from src.utils.run import setup_environment, user_overrode
+from src.utils.run import setup_environment, stored_with_overrides, user_overrode
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ def model_config(cfg: DictConfig, ckpt: Optional[Checkpoint]) -> DictConfig:
     """The model config for one checkpoint: the one stored in it, unless ``model=`` was given (a copy: with
     several checkpoints each gets its own)."""
     stored = ckpt.run_config.get("model") if ckpt is not None else None
-    if stored and not user_overrode("model"):
-        return OmegaConf.create(stored)
+    if stored and not user_overrode("model"):  # model.* overrides still apply, on top of the stored config
+        return stored_with_overrides(cfg, stored, "model", str(ckpt.path))
     return OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True))
 
 
@@ -68,6 +68,7 @@ def model_label(cfg: DictConfig, ckpt: Optional[Checkpoint]) -> str:
 def build_model(cfg: DictConfig, ckpt_path: Optional[Path], device: torch.device):
     """(network in eval mode on ``device``, label) for one checkpoint file (read once), or, with ``ckpt_path``
     None, the model config's own ``init_from`` weights (e.g. model=spanet_release)."""
+    from src.lit.checkpoint_io import require_finite_weights
     from src.utils.checkpoint import load_net_weights, read_checkpoint
 
     if ckpt_path is None:
@@ -80,6 +81,7 @@ def build_model(cfg: DictConfig, ckpt_path: Optional[Path], device: torch.device
     ckpt = read_checkpoint(ckpt_path)
     model = instantiate(model_config(cfg, ckpt), optimizer=None, scheduler=None, init_from=None)
     load_net_weights(model.net, ckpt)
+    require_finite_weights(model.net.state_dict(), str(ckpt_path))
     return model.eval().to(device), model_label(cfg, ckpt)
 
 
