@@ -1,40 +1,127 @@
 """python -m src.train [overrides]: build data, model, trainer from config; fit; test the best checkpoint.
 
 Writes into the run dir (logs/<task>/runs/<timestamp>/): .hydra/ (resolved config), checkpoints/ (best by
-val/psnr_spanet, last), metrics.json (final validation and test reports of the best checkpoint), logger files.
+val/psnr_spanet, last), metrics.json (final validation and test reports of the best checkpoint, and the run's
+cost), logger files.
+
+A run continues exactly where it stopped (same step, learning rate, data order) from ``ckpt_path=<run>/
+checkpoints/last.ckpt`` (in that run's dir) or with ``resume=auto`` (the run dir's own last.ckpt; a job that
+SLURM requeued does this by itself); see src/utils/resume.py. SIGTERM / SIGINT / SIGUSR1 save last.ckpt and
+exit 143 / 130 / 138 (src/lit/preemption.py). One process writes a run dir at a time (a lock).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from pathlib import Path
 
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.lit.cost import RunCost
+from src.lit.preemption import ContinueLogs, Preemption, RunInterrupted, SignalGuard
 from src.utils.ddp import ddp_job
 from src.utils.report import print_report
+from src.utils.resume import (
+    INTERRUPTED_FILE, LAST, RunDirLock, continue_csv_logger, interruptions, record_interruption,
+    resume_checkpoint, wandb_run_id,
+)
 from src.utils.run import finish_wandb, instantiate_group, require_set, setup_environment, write_json
 
 log = logging.getLogger(__name__)
 
 
+def process_rank() -> int:
+    """This process's global rank as the launcher set it (0 for the process that owns the run dir)."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(key, "").isdigit():
+            if key == "SLURM_PROCID" and int(os.environ.get("SLURM_NTASKS", "1") or 1) == 1:
+                continue
+            return int(os.environ[key])
+    return 0
+
+
+def _sweep_job() -> tuple[Path | None, dict]:
+    """(sweep dir, what names this job) under Hydra multirun; (None, {}) for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None, {}
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None, {}
+    return Path(hc.sweep.dir), {"job": hc.job.num, "overrides": list(hc.overrides.task)}
+
+
+def _with_wandb_id(cfg: DictConfig, run_dir: Path, rank0: bool) -> None:
+    """Every W&B logger of the run continues the run dir's W&B run (id kept in the run dir)."""
+    loggers = cfg.get("logger") or {}
+    for key, conf in loggers.items():
+        if conf is not None and str(conf.get("_target_", "")).endswith("WandbLogger") and rank0:
+            with open_dict(cfg):
+                conf.id = wandb_run_id(run_dir)
+                conf.resume = "allow"
+
+
 def train(cfg: DictConfig) -> dict:
     setup_environment(cfg)
     require_set(cfg, "data")
+    run_dir = Path(cfg.paths.output_dir)
+    rank0 = process_rank() == 0
+    with contextlib.ExitStack() as stack:
+        if rank0:
+            stack.enter_context(RunDirLock(run_dir))
+        guard = stack.enter_context(SignalGuard())
+        ckpt_path = resume_checkpoint(cfg.get("resume"), cfg.get("ckpt_path"), run_dir)
+        try:
+            result = _fit_and_test(cfg, run_dir, ckpt_path, guard, rank0)
+        except (RunInterrupted, SIGTERMException) as exc:
+            if not isinstance(exc, RunInterrupted):  # Lightning's, from a SIGTERM during the final val/test
+                exc = RunInterrupted(guard.received or 15, -1, None)
+            log.error("%s", exc)
+            if rank0:
+                sweep_dir, job = _sweep_job()
+                record_interruption(run_dir, {
+                    "signal": exc.signal_name, "exit_code": exc.code, "step": exc.step, "checkpoint": exc.checkpoint,
+                    "requeued": exc.requeued, "run_dir": str(run_dir), **job,
+                    "resume": f"python -m src.train ckpt_path={exc.checkpoint}" if exc.checkpoint else None,
+                }, sweep_dir)
+            raise exc from None
+    return result
+
+
+def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: SignalGuard, rank0: bool) -> dict:
     L.seed_everything(cfg.seed, workers=True)
+    _with_wandb_id(cfg, run_dir, rank0)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     model.suite_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = instantiate_group(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=loggers or False)
+    cost = RunCost()
+    callbacks = instantiate_group(cfg.get("callbacks")) + [
+        cost, Preemption(guard, run_dir / "checkpoints" / LAST), ContinueLogs(resumed=bool(ckpt_path))]
+    if cfg.get("speed") is not None:
+        callbacks.append(instantiate(cfg.speed))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if ckpt_path:
+        for lg in loggers:
+            if isinstance(lg, CSVLogger):
+                continue_csv_logger(lg)
     for lg in loggers:
         lg.log_hyperparams(model.suite_config)
 
     try:
         with ddp_job(trainer):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            if guard.received is not None:  # a signal after the last training step
+                raise RunInterrupted(guard.received, trainer.global_step, None)
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             if not best and not trainer.fast_dev_run:
                 log.warning("no best checkpoint was saved; final metrics use the last weights")
@@ -42,14 +129,19 @@ def train(cfg: DictConfig) -> dict:
             trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
             if cfg.get("test"):
                 trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+            if guard.received is not None:
+                raise RunInterrupted(guard.received, trainer.global_step, None)
         result = {
             "task": cfg.task, "experiment": cfg.get("experiment_name"), **cfg.run_info, "seed": cfg.seed,
             "ckpt_path": ckpt, "global_step": trainer.global_step,
             "val": model.reports.get("val"), "val_input": model.reports.get("val_input"),
             "test": model.reports.get("test"), "test_input": model.reports.get("test_input"),
+            "cost": cost.report(trainer),
+            "resumed_from": ckpt_path, "interruptions": interruptions(run_dir),
         }
         if trainer.is_global_zero:
             write_json(result, f"{cfg.paths.output_dir}/metrics.json")
+            (run_dir / INTERRUPTED_FILE).unlink(missing_ok=True)
             print_report(result, title=f"{cfg.run_info.model} on {cfg.run_info.data}")
         return result
     finally:

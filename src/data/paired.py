@@ -70,7 +70,13 @@ def check_orientation(pairs: Sequence[Pair], samples: int = 16, where: str = "da
 
 
 class PairedDataset(Dataset):
-    """Decode + optional paired transform of a list of :class:`Pair` -> sample dicts."""
+    """Decode + optional paired transform of a list of :class:`Pair` -> sample dicts.
+
+    Items are read by index, or by ``(index, sample_seed)`` as the training sampler hands them out
+    (:class:`src.data.base.ResumableSampler`): the transform then draws from a generator seeded with it.
+    """
+
+    takes_sample_seed = True
 
     def __init__(self, pairs: Sequence[Pair], transform: Optional[Callable] = None) -> None:
         self._rain = np.array([p.rain.encode() for p in pairs], dtype=np.bytes_)
@@ -87,12 +93,14 @@ class PairedDataset(Dataset):
         return Pair(self._rain[index].decode(), self._clean[index].decode(), self._name[index].decode(),
                     int(self._label[index]), "", _HALVES[self._halves[index]])
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key) -> dict:
+        index, seed = key if isinstance(key, tuple) else (key, None)
         pair = self.pair(index)
         rain, clean = load_pair(pair)
         if self.transform is not None:
+            g = torch.Generator().manual_seed(seed) if seed is not None else None
             try:
-                rain, clean = self.transform(rain, clean)
+                rain, clean = self.transform(rain, clean, g)
             except ValueError as exc:
                 raise ValueError(f"{pair.rain}: {exc}") from exc
         return {"rain": to_tensor(rain), "clean": to_tensor(clean), "name": pair.name,

@@ -11,9 +11,22 @@ from typing import Any, Mapping, Optional
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+
+
+def _register_resolvers() -> None:
+    """Resolvers the configs use (registered on import: every entry point imports this module)."""
+    from src.utils.resume import hydra_run_dir
+
+    if not OmegaConf.has_resolver("suite_run_dir"):  # conf/hydra/default.yaml: a resumed run keeps its dir
+        OmegaConf.register_new_resolver("suite_run_dir", hydra_run_dir)
+    if not OmegaConf.has_resolver("suite_add"):  # conf/hydra/launcher/*.yaml: CPUs = data workers + 1
+        OmegaConf.register_new_resolver("suite_add", lambda a, b: int(a) + int(b))
+
+
+_register_resolvers()
 
 
 def wandb_default_mode() -> None:
