@@ -95,6 +95,9 @@ class RunCost(L.Callback):
         self._trainer = trainer
 
     def load_state_dict(self, state_dict: dict) -> None:
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None and trainer.state.fn != "fit":
+            return  # validate/test of a checkpoint after fit: not a resume
         self.previous = {k: state_dict.get(k, v) for k, v in self.previous.items()}
 
     # --- the metrics.json block ------------------------------------------------------------------
