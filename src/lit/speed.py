@@ -23,13 +23,15 @@ log = logging.getLogger(__name__)
 
 
 class SpeedOptions(L.Callback):
-    def __init__(self, channels_last: bool = False, compile: bool = False, compile_mode: str = "default") -> None:
+    def __init__(self, channels_last: bool = False, compile: bool = False, compile_mode: str = "default",
+                 compile_backend: str = "inductor") -> None:
         modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
         if compile_mode not in modes:
             raise ValueError(f"speed.compile_mode={compile_mode!r}: expected one of {modes}")
         self.channels_last = bool(channels_last)
         self.compile = bool(compile)
         self.compile_mode = compile_mode
+        self.compile_backend = compile_backend
         self._done = False
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -40,6 +42,10 @@ class SpeedOptions(L.Callback):
             net.to(memory_format=torch.channels_last)
             log.info("speed.channels_last: network in NHWC memory format")
         if self.compile:
-            net.compile(mode=self.compile_mode)
-            log.info("speed.compile: torch.compile(network, mode=%s)", self.compile_mode)
+            if self.compile_backend == "inductor":
+                net.compile(mode=self.compile_mode)
+            else:  # e.g. "aot_eager": traced like inductor but not code-generated (a quick check of tracing)
+                net.compile(backend=self.compile_backend)
+            log.info("speed.compile: torch.compile(network, backend=%s, mode=%s)", self.compile_backend,
+                     self.compile_mode)
         self._done = True

@@ -30,6 +30,8 @@ def child_command(local_rank: int) -> list[str]:
 
     hc = HydraConfig.get()
     module = getattr(__main__.__spec__, "name", None)
+    if module and module.startswith("submitit."):  # a job of hydra/launcher=local_parallel|slurm
+        module = f"src.{hc.job.name}"  # the entry point's job name is its module's (src/train.py: "train")
     entry = ["-m", module] if module else [os.path.abspath(sys.argv[0])]
     return [
         sys.executable, *entry, *hc.overrides.task,
