@@ -132,14 +132,45 @@ class Preemption(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not self._received(trainer):
             return
+        if self._validation_due(trainer):
+            # stop after this step's validation (its scores, best.ckpt and last.ckpt are written first); a stop
+            # here would make the resumed run skip it
+            self._after_validation = True
+            return
+        self._stop(trainer)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if getattr(self, "_after_validation", False):
+            self._stop(trainer)
+
+    @staticmethod
+    def _validation_due(trainer) -> bool:
+        try:  # Lightning's own decision, made right after this hook
+            loop = trainer.fit_loop
+            return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
+        except Exception:  # another Lightning version: stop now (the resumed run skips one validation)
+            return False
+
+    def _stop(self, trainer) -> None:
         signum = self.guard.received or signal.SIGTERM  # another rank received it
-        Path(self.ckpt_path).parent.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(self.ckpt_path)
+        if not self._saved_at_this_step(trainer):
+            Path(self.ckpt_path).parent.mkdir(parents=True, exist_ok=True)
+            trainer.save_checkpoint(self.ckpt_path)
         requeued = False
         if signum == signal.SIGUSR1 and trainer.is_global_zero:
             requeued = slurm_requeue(trainer._accelerator_connector.cluster_environment)
         raise RunInterrupted(signum, trainer.global_step, self.ckpt_path, requeued)
 
+    def _saved_at_this_step(self, trainer) -> bool:
+        """Whether a ModelCheckpoint wrote ``ckpt_path`` at this step (at the validation just before)."""
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        target = Path(self.ckpt_path).resolve()
+        for cb in trainer.callbacks:
+            if isinstance(cb, ModelCheckpoint) and getattr(cb, "_last_global_step_saved", -1) == trainer.global_step:
+                if target in {Path(p).resolve() for p in (cb.last_model_path, cb.best_model_path) if p}:
+                    return True
+        return False
 
 class ContinueLogs(L.Callback):
     """Keeps CSV logs continuous over interruptions: flushes them with every checkpoint (rows up to a checkpoint

@@ -75,16 +75,24 @@ def test_sigkill_at_any_step_then_resume_equals_uninterrupted_run(tmp_path, refe
     assert json.loads((run / "metrics.json").read_text())["resumed_from"].endswith("last.ckpt")
 
 
-@pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGINT", 130)])
-def test_signal_saves_checkpoint_exits_nonzero_and_sweep_records_job(tmp_path, reference, name, code):
+def val_rows(run_dir: Path) -> list[dict]:
+    rows = csv.DictReader(open(run_dir / "csv" / "metrics.csv"))
+    return [{k: v for k, v in r.items() if k.startswith("val/") or k == "step"} for r in rows
+            if r.get("val/psnr_spanet")]
+
+
+# SIGTERM at step 7: saved at the end of that step. SIGINT at step 9, a validation step: the run stops after
+# that validation (its scores, best.ckpt and last.ckpt written), so the resumed run skips nothing.
+@pytest.mark.parametrize("name, code, step", [("SIGTERM", 143, 7), ("SIGINT", 130, 9)])
+def test_signal_saves_checkpoint_exits_nonzero_and_sweep_records_job(tmp_path, reference, name, code, step):
     sweep = tmp_path / "sweep"
-    stopped = run_train(f"hydra.sweep.dir={sweep}", *signal_at(7, name), multirun=True)
+    stopped = run_train(f"hydra.sweep.dir={sweep}", *signal_at(step, name), multirun=True)
     assert stopped.returncode == code, stopped.stderr[-3000:]
     job = sweep / "0"
     ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["global_step"] == 7  # saved at the end of the step the signal arrived in
+    assert ckpt["global_step"] == step
     record = json.loads((job / "interrupted.json").read_text())
-    assert record["signal"] == name and record["exit_code"] == code and record["step"] == 7
+    assert record["signal"] == name and record["exit_code"] == code and record["step"] == step
     lines = [json.loads(x) for x in (sweep / "interrupted.jsonl").read_text().splitlines()]
     assert [(x["job"], x["signal"]) for x in lines] == [(0, name)]
 
@@ -92,6 +100,7 @@ def test_signal_saves_checkpoint_exits_nonzero_and_sweep_records_job(tmp_path, r
     again = run_train(f"hydra.sweep.dir={sweep}", "resume=auto", multirun=True)
     assert again.returncode == 0, again.stderr[-3000:]
     assert scores(job) == scores(reference)
+    assert val_rows(job) == val_rows(reference)  # every validation, once, with the same scores
     assert not (job / "interrupted.json").exists()
     assert [x["signal"] for x in json.loads((job / "metrics.json").read_text())["interruptions"]] == [name]
 
