@@ -14,8 +14,10 @@ Each step is split into
 * forward + backward: the network, the recipe's loss (float32) and ``backward()``,
 * optimiser: ``optimizer.step()``, ``zero_grad()``, the scheduler step,
 
-timed with a device synchronisation between the parts (so the parts add up to the step). Medians over
-``--steps`` after ``--warmup`` steps (compilation happens in warm-up). The projected wall time is the recipe's
+timed with a device synchronisation between the parts (so the parts add up to the step). All rows are set up
+side by side and their timed steps interleaved (one step of each row in turn, ``--steps`` rounds, after
+``--warmup`` untimed steps each; compilation happens in warm-up), so a change of load on a shared machine hits
+every row alike; medians. The projected wall time is the recipe's
 ``schedule.max_steps`` x the median step, training only (validation excluded).
 
 Rows (``--options``): ``default`` (float32, NCHW, eager), ``bf16`` (autocast bfloat16, as
@@ -121,66 +123,72 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_row(args, root: Path, option: str) -> dict:
-    import torch
-    from hydra.utils import instantiate
+class Row:
+    """One option's training set-up (network, optimiser, loader); :meth:`step` runs and times one step."""
 
-    from src.lit.module import _float32
+    def __init__(self, args, root: Path, option: str) -> None:
+        import torch
+        from hydra.utils import instantiate
 
-    cfg = compose(args, root, option)
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    torch.backends.cudnn.benchmark = option == "cudnn_benchmark"
-    dm = instantiate(cfg.data)
-    dm.setup("fit")
-    module = instantiate(cfg.model).to(device)
-    net = module.net
-    if option == "channels_last":
-        net.to(memory_format=torch.channels_last)
-    if option == "compile":
-        net.compile()
-    opt_conf = module.configure_optimizers()
-    optimizer = opt_conf["optimizer"] if isinstance(opt_conf, dict) else opt_conf
-    scheduler = opt_conf["lr_scheduler"]["scheduler"] if isinstance(opt_conf, dict) else None
-    loader = dm.train_dataloader()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=option == "bf16")
-    parts = {"data_wait": [], "fwd_bwd": [], "optimizer": []}
-    it = iter(loader)
-    for step in range(args.warmup + args.steps):
+        self.option = option
+        self.cfg = cfg = compose(args, root, option)
+        self.device = device = torch.device(args.device)
+        torch.manual_seed(0)
+        dm = instantiate(cfg.data)
+        dm.setup("fit")
+        self.module = module = instantiate(cfg.model).to(device)
+        if option == "channels_last":
+            module.net.to(memory_format=torch.channels_last)
+        if option == "compile":
+            module.net.compile()
+        opt_conf = module.configure_optimizers()
+        self.optimizer = opt_conf["optimizer"] if isinstance(opt_conf, dict) else opt_conf
+        self.scheduler = opt_conf["lr_scheduler"]["scheduler"] if isinstance(opt_conf, dict) else None
+        self.loader = dm.train_dataloader()
+        self.it = iter(self.loader)
+        self.parts: dict[str, list[float]] = {"data_wait": [], "fwd_bwd": [], "optimizer": []}
+
+    def step(self, record: bool) -> None:
+        import torch
+
+        from src.lit.module import _float32
+
+        torch.backends.cudnn.benchmark = self.option == "cudnn_benchmark"
+        device, module = self.device, self.module
         t0 = time.perf_counter()
         try:
-            batch = next(it)
+            batch = next(self.it)
         except StopIteration:
-            it = iter(loader)
-            batch = next(it)
+            self.it = iter(self.loader)
+            batch = next(self.it)
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         sync(device)
         t1 = time.perf_counter()
-        with autocast:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.option == "bf16"):
             out = module(batch["rain"], batch.get("label"))
         with torch.autocast(device.type, enabled=False):
             loss, _ = module.loss(_float32(out), batch)
         loss.backward()
         sync(device)
         t2 = time.perf_counter()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if scheduler is not None:
-            scheduler.step()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
         sync(device)
         t3 = time.perf_counter()
-        if step >= args.warmup:
-            for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2)):
-                parts[k].append(v)
-    med = {k: statistics.median(v) for k, v in parts.items()}
-    step_s = statistics.median([a + b + c for a, b, c in zip(*parts.values())])
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    return {"option": option, "batch": int(cfg.schedule.batch_size), "crop": int(cfg.data.train_patch or 256),
-            "max_steps": int(cfg.schedule.max_steps), **{f"{k}_ms": 1e3 * v for k, v in med.items()},
-            "step_ms": 1e3 * step_s, "it_per_s": 1 / step_s,
-            "projected_h": cfg.schedule.max_steps * step_s / 3600, "peak_memory_gb": peak}
+        if record:
+            for k, v in zip(self.parts, (t1 - t0, t2 - t1, t3 - t2)):
+                self.parts[k].append(v)
+
+    def result(self) -> dict:
+        med = {k: statistics.median(v) for k, v in self.parts.items()}
+        step_s = statistics.median([a + b + c for a, b, c in zip(*self.parts.values())])
+        cfg = self.cfg
+        return {"option": self.option, "batch": int(cfg.schedule.batch_size),
+                "crop": int(cfg.data.train_patch or 256), "max_steps": int(cfg.schedule.max_steps),
+                **{f"{k}_ms": 1e3 * v for k, v in med.items()}, "step_ms": 1e3 * step_s, "it_per_s": 1 / step_s,
+                "projected_h": cfg.schedule.max_steps * step_s / 3600}
 
 
 def device_line(device: str) -> str:
@@ -203,12 +211,18 @@ def main(argv=None) -> list[dict]:
         raise SystemExit("--device cuda: no CUDA device")
     options = [o for o in args.options if args.device == "cuda" or o not in CUDA_ONLY]
     skipped = sorted(set(args.options) - set(options))
-    rows = []
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         root = make_spa_tree(Path(tmp) / "SPA-Data", args.pairs)
-        for option in options:
-            print(f"... {option}", file=sys.stderr, flush=True)
-            rows.append(run_row(args, root, option))
+        set_ups = [Row(args, root, option) for option in options]
+        for r in set_ups:  # warm-up (compilation, cuDNN autotuning, loader workers starting)
+            print(f"... warm-up {r.option}", file=sys.stderr, flush=True)
+            for _ in range(args.warmup):
+                r.step(record=False)
+        for n in range(args.steps):  # interleaved: a change of load on a shared machine hits every row alike
+            print(f"... round {n + 1}/{args.steps}", file=sys.stderr, flush=True)
+            for r in set_ups:
+                r.step(record=True)
+        rows = [r.result() for r in set_ups]
     base = next((r for r in rows if r["option"] == "default"), rows[0])
     for r in rows:
         r["ratio"] = base["step_ms"] / r["step_ms"]
