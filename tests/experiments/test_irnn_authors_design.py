@@ -25,7 +25,7 @@ def test_rescan_design_in_torch_equals_the_reference():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.triton
 def test_rescan_design_in_triton_equals_the_reference_forward_and_backward():
     design = load_experiment_script("irnn_authors_design")
     x, w, b = (t.requires_grad_() for t in inputs("cuda"))

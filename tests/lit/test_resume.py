@@ -59,6 +59,7 @@ def reference(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_step_then_resume_equals_uninterrupted_run(tmp_path, reference):
     run = tmp_path / "run"
     killed = run_train(f"hydra.run.dir={run}", *signal_at(13, "SIGKILL"))
@@ -83,6 +84,7 @@ def val_rows(run_dir: Path) -> list[dict]:
 
 # SIGTERM at step 7: saved at the end of that step. SIGINT at step 9, a validation step: the run stops after
 # that validation (its scores, best.ckpt and last.ckpt written), so the resumed run skips nothing.
+@pytest.mark.slow
 @pytest.mark.parametrize("name, code, step", [("SIGTERM", 143, 7), ("SIGINT", 130, 9)])
 def test_signal_saves_checkpoint_exits_nonzero_and_sweep_records_job(tmp_path, reference, name, code, step):
     sweep = tmp_path / "sweep"
@@ -105,6 +107,7 @@ def test_signal_saves_checkpoint_exits_nonzero_and_sweep_records_job(tmp_path, r
     assert [x["signal"] for x in json.loads((job / "metrics.json").read_text())["interruptions"]] == [name]
 
 
+@pytest.mark.slow
 def test_sigusr1_on_slurm_requeues_and_requeued_job_continues_in_its_run_dir(tmp_path, reference):
     """SLURM simulated: its job variables, and an ``scontrol`` on PATH that records what it was asked."""
     bin_dir = tmp_path / "bin"

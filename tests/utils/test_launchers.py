@@ -16,6 +16,7 @@ from src.utils.launchers import gpu_slots, sbatch_script
 from tests.conftest import CONF, ROOT, TINY_SYNTHETIC
 
 
+@pytest.mark.slow
 def test_local_parallel_runs_a_two_job_sweep_each_job_its_own_dir_metrics_and_logger_run(tmp_path):
     cmd = [sys.executable, "-m", "src.train", "-m", "seed=1,2", "hydra/launcher=local_parallel",
            "hydra.launcher.n_parallel=2", "hydra.launcher.gpus_per_job=0", f"hydra.sweep.dir={tmp_path}",
