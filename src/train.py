@@ -26,7 +26,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.lit.cost import RunCost
 from src.lit.preemption import ContinueLogs, Preemption, RunInterrupted, SignalGuard
-from src.utils.ddp import ddp_job
+from src.utils.checkpoint import check_resumable
+from src.utils.ddp import choose_strategy, ddp_job
 from src.utils.report import print_report
 from src.utils.resume import (
     INTERRUPTED_FILE, LAST, RunDirLock, continue_csv_logger, interruptions, record_interruption,
@@ -99,9 +100,12 @@ def train(cfg: DictConfig) -> dict:
 
 def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: SignalGuard, rank0: bool) -> dict:
     L.seed_everything(cfg.seed, workers=True)
+    if ckpt_path:  # only a checkpoint of a src.train run of this model; other weights go to model.init_from
+        check_resumable(ckpt_path, model=cfg.run_info.model)
+    choose_strategy(cfg.trainer)
     _with_wandb_id(cfg, run_dir, rank0)
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
+    model = instantiate(cfg.model, **({"init_from": None} if ckpt_path else {}))  # resuming restores all weights
     model.suite_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = instantiate_group(cfg.get("logger"))
     cost = RunCost()
@@ -119,16 +123,16 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: 
 
     try:
         with ddp_job(trainer):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
             if guard.received is not None:  # a signal after the last training step
                 raise RunInterrupted(guard.received, trainer.global_step, None)
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             if not best and not trainer.fast_dev_run:
                 log.warning("no best checkpoint was saved; final metrics use the last weights")
             ckpt = best or None
-            trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+            trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
             if cfg.get("test"):
-                trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+                trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
             if guard.received is not None:
                 raise RunInterrupted(guard.received, trainer.global_step, None)
         result = {
