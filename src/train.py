@@ -61,6 +61,19 @@ def _sweep_job() -> tuple[Path | None, dict]:
     return Path(hc.sweep.dir), {"job": hc.job.num, "overrides": list(hc.overrides.task)}
 
 
+def _resume_command(checkpoint: str | None) -> str | None:
+    """The command that continues an interrupted run: its own overrides + ckpt_path=<its last.ckpt>."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not checkpoint:
+        return None
+    overrides = []
+    if HydraConfig.initialized():
+        overrides = [o for o in HydraConfig.get().overrides.task
+                     if not o.lstrip("+~").startswith(("ckpt_path=", "resume=", "hydra."))]
+    return " ".join(["python -m src.train", *overrides, f"ckpt_path={checkpoint}"])
+
+
 def _with_wandb_id(cfg: DictConfig, run_dir: Path, rank0: bool) -> None:
     """Every W&B logger of the run continues the run dir's W&B run (id kept in the run dir)."""
     loggers = cfg.get("logger") or {}
@@ -92,7 +105,7 @@ def train(cfg: DictConfig) -> dict:
                 record_interruption(run_dir, {
                     "signal": exc.signal_name, "exit_code": exc.code, "step": exc.step, "checkpoint": exc.checkpoint,
                     "requeued": exc.requeued, "run_dir": str(run_dir), **job,
-                    "resume": f"python -m src.train ckpt_path={exc.checkpoint}" if exc.checkpoint else None,
+                    "resume": _resume_command(exc.checkpoint),
                 }, sweep_dir)
             raise exc from None
     return result

@@ -95,6 +95,7 @@ def test_signal_saves_checkpoint_exits_nonzero_and_sweep_records_job(tmp_path, r
     assert ckpt["global_step"] == step
     record = json.loads((job / "interrupted.json").read_text())
     assert record["signal"] == name and record["exit_code"] == code and record["step"] == step
+    assert "model=b_a" in record["resume"] and record["resume"].endswith(f"ckpt_path={job}/checkpoints/last.ckpt")
     lines = [json.loads(x) for x in (sweep / "interrupted.jsonl").read_text().splitlines()]
     assert [(x["job"], x["signal"]) for x in lines] == [(0, name)]
 
