@@ -4,6 +4,13 @@ Writes into the run dir (logs/<task>/runs/<timestamp>/): .hydra/ (resolved confi
 val/psnr_spanet, last), metrics.json (final validation and test reports of the best checkpoint, and the run's
 cost), logger files.
 
+A run never reports what it did not do: before fit every process must get a full training batch
+(``src.data.base.require_train_batch``); a run that stops before ``max_steps`` or scores fewer images than its
+validation / test set holds writes ``"complete": false`` and the reasons (``"incomplete"``) into metrics.json
+and exits non-zero, unless the shortening was asked for (``trainer.fast_dev_run``, ``limit_*_batches``,
+``overfit_batches``: the debug configs). A diverged run stops before saving (``src.lit.checkpoint_io``).
+An existing run dir is not written over unless ``overwrite=true`` or the run resumes there.
+
 A run continues exactly where it stopped (same step, learning rate, data order) from ``ckpt_path=<run>/
 checkpoints/last.ckpt`` (in that run's dir) or with ``resume=auto`` (the run dir's own last.ckpt; a job that
 SLURM requeued does this by itself); see src/utils/resume.py. SIGTERM / SIGINT / SIGUSR1 save last.ckpt and
@@ -26,8 +33,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.lit.cost import RunCost
 from src.lit.preemption import ContinueLogs, Preemption, RunInterrupted, SignalGuard
+from src.lit.trainer import IncompleteRunError, build_trainer, count_bad_files, incomplete_reasons, shortened_on_purpose
 from src.utils.checkpoint import check_resumable
 from src.utils.ddp import choose_strategy, ddp_job
+from src.utils.guards import refuse_existing_run
 from src.utils.report import print_report
 from src.utils.resume import (
     INTERRUPTED_FILE, LAST, RunDirLock, continue_csv_logger, interruptions, record_interruption,
@@ -87,6 +96,7 @@ def _with_wandb_id(cfg: DictConfig, run_dir: Path, rank0: bool) -> None:
 def train(cfg: DictConfig) -> dict:
     setup_environment(cfg)
     require_set(cfg, "data")
+    refuse_existing_run(cfg.paths.output_dir, cfg)
     run_dir = Path(cfg.paths.output_dir)
     rank0 = process_rank() == 0
     with contextlib.ExitStack() as stack:
@@ -122,11 +132,10 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: 
     model.suite_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = instantiate_group(cfg.get("logger"))
     cost = RunCost()
-    callbacks = instantiate_group(cfg.get("callbacks")) + [
-        cost, Preemption(guard, run_dir / "checkpoints" / LAST), ContinueLogs(resumed=bool(ckpt_path))]
+    extra = [cost, Preemption(guard, run_dir / "checkpoints" / LAST), ContinueLogs(resumed=bool(ckpt_path))]
     if cfg.get("speed") is not None:
-        callbacks.append(instantiate(cfg.speed))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        extra.append(instantiate(cfg.speed))
+    trainer = build_trainer(cfg, loggers, extra_callbacks=extra)
     if ckpt_path:
         for lg in loggers:
             if isinstance(lg, CSVLogger):
@@ -148,9 +157,14 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: 
                 trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
             if guard.received is not None:
                 raise RunInterrupted(guard.received, trainer.global_step, None)
+            n_bad = count_bad_files(trainer, model)  # summed over processes, so inside the DDP job
+        incomplete = incomplete_reasons(trainer, datamodule, model)
         result = {
             "task": cfg.task, "experiment": cfg.get("experiment_name"), **cfg.run_info, "seed": cfg.seed,
-            "ckpt_path": ckpt, "global_step": trainer.global_step,
+            "ckpt_path": ckpt, "global_step": trainer.global_step, "max_steps": trainer.max_steps,
+            "complete": not incomplete, "incomplete": incomplete,
+            "shortened_on_purpose": shortened_on_purpose(trainer),
+            "bad_files": {"skipped": n_bad, "first": list(dict.fromkeys(model.bad_files))[:20]},
             "val": model.reports.get("val"), "val_input": model.reports.get("val_input"),
             "test": model.reports.get("test"), "test_input": model.reports.get("test_input"),
             "cost": cost.report(trainer),
@@ -168,6 +182,9 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     result = train(cfg)
+    if result["incomplete"] and not result["shortened_on_purpose"]:
+        raise IncompleteRunError(f"the run did not do all it was configured to do ({'; '.join(result['incomplete'])}); "
+                                 f"metrics.json in {cfg.paths.output_dir} records this as complete: false")
     test = result.get("test") or result.get("val") or {}
     return test.get("mean", {}).get("spanet", {}).get("psnr")  # the value a sweeper would optimise
 

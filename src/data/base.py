@@ -35,6 +35,22 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
+def require_train_batch(n_pairs: int, batch_size: int, world: int = 1) -> int:
+    """Full training batches per process and epoch; an error naming the numbers when there is none.
+
+    Training drops incomplete batches (``drop_last``) and each of the ``world`` processes gets ``n_pairs // world``
+    pairs, so a set smaller than one batch per process would "train" for zero steps and report the untrained
+    network."""
+    per_process = batch_size // max(1, world)
+    batches = (n_pairs // max(1, world)) // max(1, per_process)
+    if batches == 0:
+        raise ValueError(
+            f"the training set has {n_pairs} pairs, fewer than one batch per process: data.batch_size={batch_size} "
+            f"(the global batch) over {world} process(es) is {per_process} pairs per process. Use a smaller "
+            f"batch (schedule.batch_size) or fewer processes, or check the training data (python -m src.data.check)")
+    return batches
+
+
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """The augmentation seed of sample ``index`` in ``epoch`` of a run seeded ``seed`` (a 63-bit int)."""
     return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]).generate_state(2, np.uint64)[0] >> 1)
@@ -178,6 +194,9 @@ class DerainDataModule(L.LightningDataModule):
         self._train_sampler.resume(state["epoch"], state["samples_drawn"])
 
     def train_dataloader(self) -> DataLoader:
+        if self.train_set is not None:
+            world = self.trainer.world_size if self.trainer is not None else 1
+            require_train_batch(len(self.train_set), self.batch_size, world)
         return self._loader(self.train_set, self.batch_size_per_device, True, "training")
 
     def val_dataloader(self) -> DataLoader:
