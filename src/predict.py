@@ -21,9 +21,8 @@ import torch
 from hydra.utils import instantiate
 from matplotlib import colormaps
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
 
-from src.data.io import ImageReadError, is_image_file, read_image
+from src.utils.image_io import ImageReadError, describe_mode, is_image_file, read_image
 from src.utils.run import stored_run_config, user_overrode
 
 log = logging.getLogger(__name__)
@@ -51,19 +50,6 @@ def build_model(cfg: DictConfig, device: torch.device):
     model = instantiate(cfg.model, optimizer=None, scheduler=None)
     load_net_weights(model.net, cfg.ckpt_path, ckpt)
     return model.eval().to(device)
-
-
-def describe_mode(path: Path) -> str | None:
-    """How the file's colour mode is converted to RGB, or None when it already is RGB."""
-    with Image.open(path) as im:
-        mode = im.mode
-    if mode in ("L", "I;16", "I;16B", "I;16L", "I", "1", "LA"):
-        return f"grayscale ({mode}) -> replicated to 3 RGB channels" + ("; alpha dropped" if mode == "LA" else "")
-    if mode in ("RGBA", "PA"):
-        return f"{mode} -> alpha channel dropped (not composited)"
-    if mode not in ("RGB",):
-        return f"{mode} -> converted to RGB"
-    return None
 
 
 def heat_map(att: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Optional
 
-from src.data.io import grey_levels, read_array
+from src.utils.image_io import grey_levels, read_array
 from src.data.readers import LABEL_NAMES, Pair, ReadResult
 
 

@@ -82,15 +82,32 @@ class ProtocolMetrics(Metric):
 
     def update(self, pred: Tensor, target: Tensor, names: Optional[Sequence[str]] = None) -> None:
         """Score a batch; pred/target (B, 3, H, W) RGB [0, 1] scale; names: B strings (or None)."""
-        scores = score_all(pred, target)
         batch = pred.shape[0]
+        if names is not None and (isinstance(names, str) or len(names) != batch):
+            raise ValueError(f"names must be a list of {batch} strings (one per image), got {names!r}")
+        scores = score_all(pred, target)
+        self._append(lambda protocol, measure: scores[protocol][measure], batch, names)
+
+    def update_scores(self, scores: dict[str, Tensor], names: Optional[Sequence[str]] = None) -> None:
+        """Add per-image scores computed elsewhere (e.g. by a folder-scoring worker or a cache):
+        ``scores`` maps every key of :meth:`compute` (``"psnr_spanet"``, ...) to a (B,) tensor."""
+        missing = {_key(m, p) for p in PROTOCOLS for m in MEASURES} - set(scores)
+        if missing:
+            raise ValueError(f"update_scores: no scores for {sorted(missing)}")
+        batch = len(scores[_key(MEASURES[0], PROTOCOLS[0])])
+        self._append(lambda protocol, measure: scores[_key(measure, protocol)], batch, names)
+
+    def _append(self, get: Any, batch: int, names: Optional[Sequence[str]]) -> None:
         if names is None:
             names = [""] * batch
         elif isinstance(names, str) or len(names) != batch:
             raise ValueError(f"names must be a list of {batch} strings (one per image), got {names!r}")
         for protocol in PROTOCOLS:
             for measure in MEASURES:
-                getattr(self, _key(measure, protocol)).append(scores[protocol][measure].to(self.device))
+                values = get(protocol, measure)
+                if values.shape != (batch,):
+                    raise ValueError(f"{_key(measure, protocol)}: expected {batch} scores, got {tuple(values.shape)}")
+                getattr(self, _key(measure, protocol)).append(values.to(self.device, torch.float64))
         self.names.append(_encode_names(list(names), self.device))
 
     # --- reading the states -----------------------------------------------------------------------------

@@ -34,25 +34,28 @@ Conventions fixed here and used everywhere in the suite:
   mean into inf). 100 dB is far above any real restoration (8-bit images differing in one level at one pixel
   of a 1-megapixel image still read about 113 dB, which is also reported as 100).
 
-Where the libraries stand:
+Where the libraries stand, and why the kernels are written here (:mod:`src.metrics.kernels`):
 
-* ``kornia.metrics.ssim(x, y, 11, max_val=255.0, eps=0.0, padding="valid")`` is exactly the Gaussian SSIM
-  map of ``y_matlab`` / ``rgb_uint8`` (11x11 sampled Gaussian, sigma 1.5, 'valid' region, population
-  covariance, as Wang et al.'s ``ssim_index.m``), so those protocols use it.
+* ``kornia.metrics.ssim(x, y, 11, max_val=255.0, eps=0.0, padding="valid")`` computes exactly the Gaussian
+  SSIM map of ``y_matlab`` / ``rgb_uint8`` (11x11 sampled Gaussian, sigma 1.5, 'valid' region, population
+  covariance, as Wang et al.'s ``ssim_index.m``), but with a non-separable 11x11 convolution per statistic.
 * Neither library computes the ``spanet`` SSIM: kornia only has a Gaussian window, and torchmetrics'
   ``structural_similarity_index_measure`` reflect-pads the image and averages the WHOLE map (border
-  included), uses the population covariance and clamps variances at 0. :func:`ssim_spanet` is therefore
-  written here (a valid 7x7 box filter equals scikit-image's filter-then-crop-3-pixels).
+  included), uses the population covariance and clamps variances at 0. A 'valid' 7x7 box filter equals
+  scikit-image's filter-then-crop-3-pixels.
+* :mod:`src.metrics.kernels` computes both families with separable filters and shared intermediate results
+  (one pass for RGB and Y, one conversion to 8-bit levels per image in :func:`score_all`), in float64; the
+  tests pin it to scikit-image, kornia and a direct implementation of the formulas.
 * torchmetrics' ``peak_signal_noise_ratio`` reduces over the whole batch unless given ``dim``; the PSNR here
   is one line per image instead.
 """
 
 from __future__ import annotations
 
-import kornia
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from src.metrics.kernels import gaussian_taps, mse_per_image, ssim_means, uniform_taps
 
 __all__ = [
     "PROTOCOLS",
@@ -93,7 +96,8 @@ GAUSS_WIN = 11  # Gaussian window (sigma 1.5) of the y_matlab / rgb_uint8 SSIM
 
 
 def _check_pair(pred: Tensor, target: Tensor, min_side: int) -> tuple[Tensor, Tensor]:
-    """Validate (B, 3, H, W) pairs and return float64 copies (detached)."""
+    """Validate (B, 3, H, W) pairs; return a float64 copy of pred (the caller may clip it in place) and target
+    as float64 (not copied when it already is; never modified)."""
     if not isinstance(pred, Tensor) or not isinstance(target, Tensor):
         raise TypeError(f"pred and target must be torch tensors, got {type(pred).__name__}, {type(target).__name__}")
     if pred.ndim != 4 or pred.shape[1] != 3:
@@ -103,7 +107,7 @@ def _check_pair(pred: Tensor, target: Tensor, min_side: int) -> tuple[Tensor, Te
     h, w = pred.shape[-2:]
     if min(h, w) < min_side:
         raise ValueError(f"images of {h}x{w} pixels are smaller than the {min_side}x{min_side} SSIM window")
-    return pred.detach().to(torch.float64), target.detach().to(torch.float64)
+    return pred.detach().to(torch.float64, copy=True), target.detach().to(torch.float64)
 
 
 def to_uint8_levels(x: Tensor) -> Tensor:
@@ -111,7 +115,12 @@ def to_uint8_levels(x: Tensor) -> Tensor:
 
     ``floor(clip(x, 0, 1) * 255 + 0.5)`` (round half up; see the module docstring). Shape is kept.
     """
-    return torch.floor(x.to(torch.float64).clamp(0.0, 1.0) * 255.0 + 0.5)
+    return _levels(x.to(torch.float64), torch.empty(x.shape, dtype=torch.float64, device=x.device))
+
+
+def _levels(x: Tensor, out: Tensor) -> Tensor:
+    """:func:`to_uint8_levels` of a float64 tensor, written into ``out`` (same shape)."""
+    return torch.clamp(x, 0.0, 1.0, out=out).mul_(255.0).add_(0.5).floor_()
 
 
 def rgb_to_y_matlab(levels: Tensor) -> Tensor:
@@ -124,9 +133,22 @@ def rgb_to_y_matlab(levels: Tensor) -> Tensor:
     """
     if levels.ndim != 4 or levels.shape[1] != 3:
         raise ValueError(f"expected RGB levels of shape (B, 3, H, W), got {tuple(levels.shape)}")
-    r, g, b = levels.round().to(torch.int64).unbind(dim=1)
-    numerator = 16 * 255_000 + 65_481 * r + 128_553 * g + 24_966 * b + 127_500
-    return torch.div(numerator, 255_000, rounding_mode="floor").unsqueeze(1).to(torch.float64)
+    return _y_of_levels(levels.to(torch.float64).round())
+
+
+def _y_of_levels(levels: Tensor, out: Tensor | None = None) -> Tensor:
+    """:func:`rgb_to_y_matlab` of float64 integer levels (B, 3, H, W) -> (B, 1, H, W), into ``out`` if given.
+
+    The numerator is an integer below 2^53, so float64 holds it exactly, and ``floor(n / 255000)`` is exact
+    too: a quotient that is not an integer lies at least 1/255000 below the next one, far more than float64's
+    rounding error on a number below 236."""
+    if out is None:
+        out = torch.empty_like(levels[:, :1])
+    r, g, b = levels.unbind(dim=1)
+    numerator = torch.mul(r, 65_481.0, out=out[:, 0])
+    numerator.add_(g, alpha=128_553.0).add_(b, alpha=24_966.0).add_(16 * 255_000 + 127_500)
+    numerator.div_(255_000.0).floor_()
+    return out
 
 
 # --- the two measures, per image ------------------------------------------------------------------------
@@ -134,19 +156,26 @@ def rgb_to_y_matlab(levels: Tensor) -> Tensor:
 
 def _psnr(x: Tensor, y: Tensor, peak: float) -> Tensor:
     """Per-image PSNR in dB of (B, C, H, W) float64 tensors: 10 log10(peak^2 / MSE over C, H, W), capped."""
-    mse = (x - y).pow(2).flatten(1).mean(dim=1)
-    psnr = 10.0 * torch.log10(peak**2 / mse)  # +inf where mse == 0
+    psnr = 10.0 * torch.log10(peak**2 / mse_per_image(x, y))  # +inf where mse == 0
     return psnr.clamp(max=PSNR_CAP_DB)
 
 
-def _ssim_gaussian_valid(x: Tensor, y: Tensor, data_range: float) -> Tensor:
-    """Per-image mean SSIM of (B, C, H, W) float64 tensors; 11x11 Gaussian sigma 1.5, 'valid' region.
+_GAUSS = gaussian_taps(GAUSS_WIN, 1.5)
+_BOX = uniform_taps(SPANET_WIN)
+_C_255 = ((K1 * 255.0) ** 2, (K2 * 255.0) ** 2)
+_C_SPANET = ((K1 * SPANET_DATA_RANGE) ** 2, (K2 * SPANET_DATA_RANGE) ** 2)
 
-    Mean over channels and pixels = mean over channels of the per-channel means (all channels have the same
-    number of valid pixels).
-    """
-    ssim_map = kornia.metrics.ssim(x, y, GAUSS_WIN, max_val=float(data_range), eps=0.0, padding="valid")
-    return ssim_map.flatten(1).mean(dim=1)
+
+def _ssim_gaussian_valid(x: Tensor, y: Tensor) -> Tensor:
+    """Per-channel mean SSIM (B, C) of float64 levels (0..255 scale); 11x11 Gaussian sigma 1.5, 'valid' region,
+    population covariance, L = 255."""
+    return ssim_means(x, y, _GAUSS, *_C_255)
+
+
+def _ssim_spanet_channels(x: Tensor, y: Tensor) -> Tensor:
+    """Per-channel mean SSIM (B, 3) of the spanet protocol on float64 images (x already clipped)."""
+    n = SPANET_WIN * SPANET_WIN
+    return ssim_means(x, y, _BOX, *_C_SPANET, cov_norm=n / (n - 1))
 
 
 # --- protocol `spanet` ----------------------------------------------------------------------------------
@@ -162,7 +191,7 @@ def psnr_spanet(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 PSNR in dB, no border crop, capped at ``PSNR_CAP_DB``.
     """
     pred, target = _check_pair(pred, target, min_side=1)
-    return _psnr(pred.clamp(0.0, 1.0), target, peak=1.0)
+    return _psnr(pred.clamp_(0.0, 1.0), target, peak=1.0)
 
 
 def ssim_spanet(pred: Tensor, target: Tensor) -> Tensor:
@@ -181,20 +210,7 @@ def ssim_spanet(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 SSIM.
     """
     x, y = _check_pair(pred, target, min_side=SPANET_WIN)
-    x = x.clamp(0.0, 1.0)
-
-    def box(t: Tensor) -> Tensor:  # mean over each 7x7 window that fits inside the image ('valid')
-        return F.avg_pool2d(t, SPANET_WIN, stride=1)
-
-    n = SPANET_WIN * SPANET_WIN
-    cov_norm = n / (n - 1)
-    mu_x, mu_y = box(x), box(y)
-    var_x = cov_norm * (box(x * x) - mu_x * mu_x)
-    var_y = cov_norm * (box(y * y) - mu_y * mu_y)
-    cov_xy = cov_norm * (box(x * y) - mu_x * mu_y)
-    c1, c2 = (K1 * SPANET_DATA_RANGE) ** 2, (K2 * SPANET_DATA_RANGE) ** 2
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return ssim_map.flatten(2).mean(dim=2).mean(dim=1)  # per channel, then mean of the channels
+    return _ssim_spanet_channels(x.clamp_(0.0, 1.0), y).mean(dim=1)  # per channel, then mean of the channels
 
 
 # --- protocol `y_matlab` --------------------------------------------------------------------------------
@@ -209,7 +225,7 @@ def psnr_y_matlab(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 PSNR in dB, capped at ``PSNR_CAP_DB``.
     """
     pred, target = _check_pair(pred, target, min_side=1)
-    return _psnr(rgb_to_y_matlab(to_uint8_levels(pred)), rgb_to_y_matlab(to_uint8_levels(target)), peak=255.0)
+    return _psnr(_y_of_levels(to_uint8_levels(pred)), _y_of_levels(to_uint8_levels(target)), peak=255.0)
 
 
 def ssim_y_matlab(pred: Tensor, target: Tensor) -> Tensor:
@@ -224,8 +240,8 @@ def ssim_y_matlab(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 SSIM.
     """
     pred, target = _check_pair(pred, target, min_side=GAUSS_WIN)
-    y_pred, y_target = rgb_to_y_matlab(to_uint8_levels(pred)), rgb_to_y_matlab(to_uint8_levels(target))
-    return _ssim_gaussian_valid(y_pred, y_target, data_range=255.0)
+    y_pred, y_target = _y_of_levels(to_uint8_levels(pred)), _y_of_levels(to_uint8_levels(target))
+    return _ssim_gaussian_valid(y_pred, y_target)[:, 0]
 
 
 # --- protocol `rgb_uint8` -------------------------------------------------------------------------------
@@ -255,7 +271,7 @@ def ssim_rgb_uint8(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 SSIM.
     """
     pred, target = _check_pair(pred, target, min_side=GAUSS_WIN)
-    return _ssim_gaussian_valid(to_uint8_levels(pred), to_uint8_levels(target), data_range=255.0)
+    return _ssim_gaussian_valid(to_uint8_levels(pred), to_uint8_levels(target)).mean(dim=1)
 
 
 # --- everything at once ---------------------------------------------------------------------------------
@@ -270,9 +286,24 @@ PROTOCOL_FUNCTIONS = {
 def score_all(pred: Tensor, target: Tensor) -> dict[str, dict[str, Tensor]]:
     """All protocols on a batch: ``{"spanet": {"psnr": (B,), "ssim": (B,)}, "y_matlab": ..., "rgb_uint8": ...}``.
 
-    pred, target: (B, 3, H, W) RGB on the [0, 1] scale, H, W >= 11. Values are float64 per-image scores.
+    pred, target: (B, 3, H, W) RGB on the [0, 1] scale, H, W >= 11. Values are float64 per-image scores,
+    identical to the single-protocol functions'. Intermediate results are shared: one float64 copy of the
+    prediction, one conversion to 8-bit levels and one Y per image, and one Gaussian filtering pass for the
+    RGB and Y channels together.
     """
+    x, y = _check_pair(pred, target, min_side=GAUSS_WIN)
+    x.clamp_(0.0, 1.0)  # the spanet protocol clips the prediction; the levels clip both anyway
+    spanet = {"psnr": _psnr(x, y, peak=1.0), "ssim": _ssim_spanet_channels(x, y).mean(dim=1)}
+    b, _, h, w = x.shape
+    # levels: (B, 4, H, W) = 8-bit R, G, B and their Y, so that one filtering pass serves both protocols
+    lx = torch.empty(b, 4, h, w, dtype=torch.float64, device=x.device)
+    ly = torch.empty_like(lx)
+    for src, levels in ((x, lx), (y, ly)):
+        _levels(src, levels[:, :3])
+        _y_of_levels(levels[:, :3], out=levels[:, 3:])
+    gauss = _ssim_gaussian_valid(lx, ly)
     return {
-        name: {"psnr": psnr_fn(pred, target), "ssim": ssim_fn(pred, target)}
-        for name, (psnr_fn, ssim_fn) in PROTOCOL_FUNCTIONS.items()
+        "spanet": spanet,
+        "y_matlab": {"psnr": _psnr(lx[:, 3:], ly[:, 3:], peak=255.0), "ssim": gauss[:, 3]},
+        "rgb_uint8": {"psnr": _psnr(lx[:, :3], ly[:, :3], peak=255.0), "ssim": gauss[:, :3].mean(dim=1)},
     }
