@@ -5,6 +5,8 @@
       Also accepts the authors' release file with model=spanet_release.
   python -m src.eval pred_dir=DIR gt_dir=DIR          (ground truth matched by file name)
   python -m src.eval pred_dir=DIR data=realrain data.root=...   (ground truth = the data config's test split)
+      folder scoring options: num_workers=N (decoding processes; on the CPU they also score),
+      batch_size=N (pairs per batch on a GPU), device=auto|cpu|cuda, progress=true|false.
 
 Writes metrics.json (schema: n_images / mean / per_image, all protocols) in the run dir and to
 metrics_file=PATH when given, and prints a table naming each protocol.
@@ -54,15 +56,18 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
 def evaluate_folder(cfg: DictConfig) -> dict:
     from src.metrics.folder import score_folders
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # the protocols' float64 convolutions
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    options = dict(device=device, num_workers=cfg.num_workers, batch_size=cfg.batch_size, progress=cfg.progress)
     if cfg.gt_dir:
-        return {"output": score_folders(cfg.pred_dir, cfg.gt_dir, device=device)}
+        return {"output": score_folders(cfg.pred_dir, cfg.gt_dir, **options)}
     if not user_overrode("data"):
         raise ValueError("pred_dir= needs gt_dir=DIR or a data config (data=NAME data.root=DIR) for ground truth")
     require_set(cfg, "data")
     datamodule = instantiate(cfg.data)
     pairs = datamodule.gt_pairs(cfg.split)  # (result name, ground-truth path) of the split, in order
-    return {"output": score_folders(cfg.pred_dir, None, gt_pairs=pairs, device=device)}
+    return {"output": score_folders(cfg.pred_dir, None, gt_pairs=pairs, **options)}
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
