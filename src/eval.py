@@ -5,7 +5,7 @@
       Also accepts the authors' release file with model=spanet_release.
   python -m src.eval pred_dir=DIR gt_dir=DIR          (ground truth matched by file name)
   python -m src.eval pred_dir=DIR data=realrain data.root=...   (ground truth = the data config's test split)
-      folder scoring options: num_workers=N (decoding processes; on the CPU they also score),
+      folder scoring options: num_workers=N|auto (decoding processes; on the CPU they also score),
       batch_size=N (pairs per batch on a GPU), device=auto|cpu|cuda, progress=true|false.
 
 Writes metrics.json (schema: n_images / mean / per_image, all protocols) in the run dir and to
@@ -15,6 +15,7 @@ metrics_file=PATH when given, and prints a table naming each protocol.
 from __future__ import annotations
 
 import logging
+import os
 
 import hydra
 import lightning as L
@@ -59,7 +60,12 @@ def evaluate_folder(cfg: DictConfig) -> dict:
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    options = dict(device=device, num_workers=cfg.num_workers, batch_size=cfg.batch_size, progress=cfg.progress)
+    workers = cfg.num_workers
+    if workers == "auto":  # the CPUs this process may use (a SLURM allocation, taskset), at most 16
+        workers = min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    elif not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"num_workers={workers!r}: expected 'auto' or an integer >= 0")
+    options = dict(device=device, num_workers=workers, batch_size=cfg.batch_size, progress=cfg.progress)
     if cfg.gt_dir:
         return {"output": score_folders(cfg.pred_dir, cfg.gt_dir, **options)}
     if not user_overrode("data"):
