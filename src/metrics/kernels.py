@@ -16,6 +16,10 @@ scikit-image's ``structural_similarity`` and Wang et al.'s ``ssim_index.m`` (che
   the CPU cache; the column pass is a matrix product of the band with a banded ``(rows, rows + k - 1)``
   matrix (one BLAS call for all maps), the row pass ``k`` fused multiply-adds on shifted views. On a GPU
   all images and channels of the batch share each band (bands of :data:`GPU_MAX_ROWS` rows).
+* No full-size intermediate image. The protocol's channels (clipped values, 8-bit levels, Y) are made band
+  by band from the inputs (a :data:`Channels` function), and the squared errors for the PSNR are summed
+  from the same band buffers: only band-sized buffers are allocated, which stay in cache and are recycled
+  by the allocator (a fresh multi-megabyte buffer costs page faults that take longer than the arithmetic).
 * float64 throughout. The variance ``E[x^2] - mu^2`` cancels most of its digits on flat regions, so the
   statistics need double precision to agree with the float64 references.
 
@@ -26,11 +30,12 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
-__all__ = ["gaussian_taps", "uniform_taps", "ssim_means", "mse_per_image", "CPU_BAND_BYTES", "GPU_BAND_BYTES"]
+__all__ = ["Channels", "copy_channels", "gaussian_taps", "uniform_taps", "ssim_means", "sse_per_channel"]
 
 CPU_BAND_BYTES = 3 << 19
 """Size (bytes) of the maps of one band of rows on the CPU: about half of a core's L2 cache."""
@@ -45,7 +50,7 @@ CPU_MAX_ROWS = 16
 """Output rows per band on the CPU (taller bands multiply more zeros in the banded column-pass matrix)."""
 
 CPU_CHANNEL_GROUP = 4
-"""On the CPU, at most this many channels (images x channels) are filtered together, to keep bands tall."""
+"""On the CPU, images are filtered together only while their channels number at most this many."""
 
 
 @lru_cache(maxsize=None)
@@ -85,59 +90,104 @@ def _rows_per_band(n_channels: int, width: int, k: int, budget: int, height_out:
     return int(min(height_out, max_rows, max(8, rows)))
 
 
+Channels = Callable[[Tensor, Tensor, Tensor, Tensor], None]
+"""``channels(rows_x, rows_y, out_x, out_y)``: write the protocol's channels of a band of image rows.
+
+``rows_x``, ``rows_y``: (n, B, C_in, W) views of the inputs (any float dtype); ``out_x``, ``out_y``: (n, B, C, W)
+float64 views to fill (e.g. the clipped RGB values, the 8-bit levels, their Y)."""
+
+
+def copy_channels(rows_x: Tensor, rows_y: Tensor, out_x: Tensor, out_y: Tensor) -> None:
+    """The identity :data:`Channels`: the inputs' own channels, as float64."""
+    out_x.copy_(rows_x)
+    out_y.copy_(rows_y)
+
+
 def ssim_means(
-    x: Tensor, y: Tensor, taps: tuple[float, ...], c1: float, c2: float, cov_norm: float = 1.0
-) -> Tensor:
-    """Mean of the SSIM map over the 'valid' region, per image and channel.
+    x: Tensor, y: Tensor, taps: tuple[float, ...], c1: float, c2: float, cov_norm: float = 1.0,
+    channels: Channels = copy_channels, n_channels: Optional[int] = None,
+) -> tuple[Tensor, Tensor]:
+    """Mean of the SSIM map over the 'valid' region, and the sum of squared differences, per image and channel.
 
     Args:
-        x, y: (B, C, H, W) float64 tensors on one device, H and W at least ``len(taps)``.
+        x, y: (B, C_in, H, W) tensors on one device, H and W at least ``len(taps)``; never modified.
         taps: the 1-D window (the 2-D window is its outer product).
         c1, c2: the SSIM constants ``(K1 L)^2`` and ``(K2 L)^2``.
         cov_norm: factor applied to the variances and the covariance (``n / (n - 1)`` for the sample
             covariance over an n-pixel window, 1 for the population covariance).
+        channels: how the compared channels are made from the inputs' rows (:data:`Channels`), band by
+            band, so that no full-size intermediate image is ever allocated; default: the inputs as float64.
+        n_channels: how many channels ``channels`` makes (default C_in).
     Returns:
-        (B, C) float64: for each image and channel, the mean over the (H - k + 1) x (W - k + 1) map of
-        ``((2 mu_x mu_y + c1)(2 s_xy + c2)) / ((mu_x^2 + mu_y^2 + c1)(s_x^2 + s_y^2 + c2))``.
+        ``(ssim, sse)``, both (B, C) float64: for each image and channel, the mean over the
+        (H - k + 1) x (W - k + 1) map of
+        ``((2 mu_x mu_y + c1)(2 s_xy + c2)) / ((mu_x^2 + mu_y^2 + c1)(s_x^2 + s_y^2 + c2))``, and the sum over
+        ALL H x W pixels of ``(x_c - y_c)^2`` (for the PSNR).
     """
-    b, c, h, w = x.shape
+    b, c_in, h, w = x.shape
+    c = c_in if n_channels is None else n_channels
     k = len(taps)
     h_out, w_out = h - k + 1, w - k + 1
     if h_out < 1 or w_out < 1:
         raise ValueError(f"images of {h}x{w} pixels are smaller than the {k}x{k} window")
-    n = b * c
-    # rows outermost: (H, B*C, W) views, so that a band of rows is one contiguous block of the maps buffer
-    xt, yt = x.reshape(n, h, w).transpose(0, 1), y.reshape(n, h, w).transpose(0, 1)
+    # rows outermost: (H, B, C_in, W) views, so that a band of rows maps to one block of the band's buffer
+    xt, yt = x.detach().permute(2, 0, 1, 3), y.detach().permute(2, 0, 1, 3)
     on_gpu = x.device.type != "cpu"
-    group = n if on_gpu else min(n, CPU_CHANNEL_GROUP)
+    images = b if on_gpu else max(1, min(b, CPU_CHANNEL_GROUP // c))
     budget = GPU_BAND_BYTES if on_gpu else CPU_BAND_BYTES
-    sums = torch.zeros(n, dtype=torch.float64, device=x.device)
-    for first in range(0, n, group):
-        last = min(n, first + group)
-        rows = _rows_per_band(last - first, w, k, budget, h_out, GPU_MAX_ROWS if on_gpu else CPU_MAX_ROWS)
+    ssim = torch.zeros(b, c, dtype=torch.float64, device=x.device)
+    sse = torch.zeros(b, c, dtype=torch.float64, device=x.device)
+    for first in range(0, b, images):
+        last = min(b, first + images)
+        rows = _rows_per_band((last - first) * c, w, k, budget, h_out, GPU_MAX_ROWS if on_gpu else CPU_MAX_ROWS)
         band = _band_matrix(rows, taps, x.device)
         for r0 in range(0, h_out, rows):
             r = min(rows, h_out - r0)
-            sums[first:last] += _band_ssim_sums(
-                xt[r0 : r0 + r + k - 1, first:last], yt[r0 : r0 + r + k - 1, first:last],
-                band[:r, : r + k - 1], taps, c1, c2, cov_norm,
+            own = r if r0 + r < h_out else r + k - 1  # rows this band counts in the squared error
+            band_ssim, band_sse = _band_sums(
+                xt[r0 : r0 + r + k - 1, first:last], yt[r0 : r0 + r + k - 1, first:last], band[:r, : r + k - 1],
+                taps, c1, c2, cov_norm, channels, c, own,
             )
-    return (sums / (h_out * w_out)).view(b, c)
+            ssim[first:last] += band_ssim
+            sse[first:last] += band_sse
+    return ssim / (h_out * w_out), sse
 
 
-def _band_ssim_sums(
-    xs: Tensor, ys: Tensor, band: Tensor, taps: tuple[float, ...], c1: float, c2: float, cov_norm: float
-) -> Tensor:
-    """Sum of the SSIM map over one band: xs, ys (r + k - 1, N, W) -> (N,)."""
-    n_in, n, w = xs.shape
+def sse_per_channel(x: Tensor, y: Tensor, channels: Channels = copy_channels, n_channels: Optional[int] = None,
+                    rows: int = 64) -> Tensor:
+    """Sum over all pixels of ``(x_c - y_c)^2`` per image and channel (B, C), computed ``rows`` rows at a time
+    (no full-size intermediate image)."""
+    b, c_in, h, w = x.shape
+    c = c_in if n_channels is None else n_channels
+    xt, yt = x.detach().permute(2, 0, 1, 3), y.detach().permute(2, 0, 1, 3)
+    sse = torch.zeros(b, c, dtype=torch.float64, device=x.device)
+    for r0 in range(0, h, rows):
+        n = min(rows, h - r0)
+        both = torch.empty(2, n, b, c, w, dtype=torch.float64, device=x.device)
+        channels(xt[r0 : r0 + n], yt[r0 : r0 + n], both[0], both[1])
+        diff = both[0].sub_(both[1])
+        sse += diff.mul_(diff).sum(dim=(0, 3))
+    return sse
+
+
+def _band_sums(
+    xs: Tensor, ys: Tensor, band: Tensor, taps: tuple[float, ...], c1: float, c2: float, cov_norm: float,
+    channels: Channels, c: int, own: int,
+) -> tuple[Tensor, Tensor]:
+    """SSIM-map sums (b, c) over one band of output rows and squared-error sums (b, c) over its first ``own``
+    input rows. xs, ys: (r + k - 1, b, C_in, W) input rows."""
+    n_in, b, _, w = xs.shape
     r, k = band.shape[0], len(taps)
     w_out = w - k + 1
+    n = b * c
     maps = torch.empty(n_in, 4, n, w, dtype=torch.float64, device=xs.device)
-    maps[:, 0] = xs
-    maps[:, 1] = ys
-    torch.mul(xs, xs, out=maps[:, 2])
-    maps[:, 2].addcmul_(ys, ys)
-    torch.mul(xs, ys, out=maps[:, 3])
+    mx, my = maps[:, 0], maps[:, 1]
+    channels(xs, ys, mx.view(n_in, b, c, w), my.view(n_in, b, c, w))
+    diff = mx[:own] - my[:own]
+    sse = diff.mul_(diff).sum(dim=(0, 2))
+    torch.mul(mx, mx, out=maps[:, 2])
+    maps[:, 2].addcmul_(my, my)
+    torch.mul(mx, my, out=maps[:, 3])
     # column pass: one matrix product for all maps of the band
     cols = (band @ maps.view(n_in, -1)).view(r, 4, n, w)
     # row pass: k multiply-adds on shifted views
@@ -153,10 +203,4 @@ def _band_ssim_sums(
     num2 = xy.sub_(mu_xy).mul_(2.0 * cov_norm).add_(c2)  # 2 s_xy + c2
     num = mu_xy.mul_(2.0).add_(c1).mul_(num2)
     den = mu_sq.add_(c1).mul_(den2)
-    return num.div_(den).sum(dim=(0, 2))
-
-
-def mse_per_image(x: Tensor, y: Tensor) -> Tensor:
-    """Mean squared difference per image: (B, ...) float64 tensors -> (B,)."""
-    diff = x - y
-    return diff.mul_(diff).flatten(1).mean(dim=1)
+    return num.div_(den).sum(dim=(0, 2)).view(b, c), sse.view(b, c)

@@ -55,7 +55,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from src.metrics.kernels import gaussian_taps, mse_per_image, ssim_means, uniform_taps
+from src.metrics.kernels import gaussian_taps, sse_per_channel, ssim_means, uniform_taps
 
 __all__ = [
     "PROTOCOLS",
@@ -96,8 +96,7 @@ GAUSS_WIN = 11  # Gaussian window (sigma 1.5) of the y_matlab / rgb_uint8 SSIM
 
 
 def _check_pair(pred: Tensor, target: Tensor, min_side: int) -> tuple[Tensor, Tensor]:
-    """Validate (B, 3, H, W) pairs; return a float64 copy of pred (the caller may clip it in place) and target
-    as float64 (not copied when it already is; never modified)."""
+    """Validate (B, 3, H, W) pairs of floating-point tensors; return them detached (never modified)."""
     if not isinstance(pred, Tensor) or not isinstance(target, Tensor):
         raise TypeError(f"pred and target must be torch tensors, got {type(pred).__name__}, {type(target).__name__}")
     if pred.ndim != 4 or pred.shape[1] != 3:
@@ -107,7 +106,10 @@ def _check_pair(pred: Tensor, target: Tensor, min_side: int) -> tuple[Tensor, Te
     h, w = pred.shape[-2:]
     if min(h, w) < min_side:
         raise ValueError(f"images of {h}x{w} pixels are smaller than the {min_side}x{min_side} SSIM window")
-    return pred.detach().to(torch.float64, copy=True), target.detach().to(torch.float64)
+    if not pred.is_floating_point() or not target.is_floating_point():
+        raise TypeError(f"pred and target must be floating-point images on the [0, 1] scale, got {pred.dtype} and "
+                        f"{target.dtype}")
+    return pred.detach(), target.detach()
 
 
 def to_uint8_levels(x: Tensor) -> Tensor:
@@ -115,12 +117,19 @@ def to_uint8_levels(x: Tensor) -> Tensor:
 
     ``floor(clip(x, 0, 1) * 255 + 0.5)`` (round half up; see the module docstring). Shape is kept.
     """
-    return _levels(x.to(torch.float64), torch.empty(x.shape, dtype=torch.float64, device=x.device))
+    return _levels(x, torch.empty(x.shape, dtype=torch.float64, device=x.device))
 
 
 def _levels(x: Tensor, out: Tensor) -> Tensor:
-    """:func:`to_uint8_levels` of a float64 tensor, written into ``out`` (same shape)."""
-    return torch.clamp(x, 0.0, 1.0, out=out).mul_(255.0).add_(0.5).floor_()
+    """:func:`to_uint8_levels` of ``x`` written into the float64 tensor ``out`` (same shape)."""
+    return _clip_into(x, out).mul_(255.0).add_(0.5).floor_()
+
+
+def _clip_into(x: Tensor, out: Tensor) -> Tensor:
+    """``clip(x, 0, 1)`` as float64, written into ``out`` (same shape)."""
+    if x.dtype == torch.float64:
+        return torch.clamp(x, 0.0, 1.0, out=out)
+    return out.copy_(x).clamp_(0.0, 1.0)
 
 
 def rgb_to_y_matlab(levels: Tensor) -> Tensor:
@@ -133,30 +142,57 @@ def rgb_to_y_matlab(levels: Tensor) -> Tensor:
     """
     if levels.ndim != 4 or levels.shape[1] != 3:
         raise ValueError(f"expected RGB levels of shape (B, 3, H, W), got {tuple(levels.shape)}")
-    return _y_of_levels(levels.to(torch.float64).round())
+    out = torch.empty_like(levels[:, :1], dtype=torch.float64)
+    return _y_of_levels(levels.to(torch.float64).round(), out, dim=1)
 
 
-def _y_of_levels(levels: Tensor, out: Tensor | None = None) -> Tensor:
-    """:func:`rgb_to_y_matlab` of float64 integer levels (B, 3, H, W) -> (B, 1, H, W), into ``out`` if given.
+def _y_of_levels(levels: Tensor, out: Tensor, dim: int) -> Tensor:
+    """:func:`rgb_to_y_matlab` of float64 integer levels (R, G, B along ``dim``) into ``out`` (size 1 there).
 
     The numerator is an integer below 2^53, so float64 holds it exactly, and ``floor(n / 255000)`` is exact
     too: a quotient that is not an integer lies at least 1/255000 below the next one, far more than float64's
     rounding error on a number below 236."""
-    if out is None:
-        out = torch.empty_like(levels[:, :1])
-    r, g, b = levels.unbind(dim=1)
-    numerator = torch.mul(r, 65_481.0, out=out[:, 0])
+    r, g, b = levels.unbind(dim=dim)
+    numerator = torch.mul(r, 65_481.0, out=out.squeeze(dim))
     numerator.add_(g, alpha=128_553.0).add_(b, alpha=24_966.0).add_(16 * 255_000 + 127_500)
     numerator.div_(255_000.0).floor_()
     return out
 
 
+# --- the protocols' channels, made band by band (see src.metrics.kernels.Channels) -------------------------
+# rows: (n, B, 3, W) views of the inputs; out: (n, B, C, W) float64.
+
+
+def _spanet_channels(rows_x: Tensor, rows_y: Tensor, out_x: Tensor, out_y: Tensor) -> None:
+    """RGB on the [0, 1] scale, the prediction clipped."""
+    _clip_into(rows_x, out_x)
+    out_y.copy_(rows_y)
+
+
+def _rgb_level_channels(rows_x: Tensor, rows_y: Tensor, out_x: Tensor, out_y: Tensor) -> None:
+    """8-bit RGB levels of both."""
+    _levels(rows_x, out_x)
+    _levels(rows_y, out_y)
+
+
+def _y_channel(rows_x: Tensor, rows_y: Tensor, out_x: Tensor, out_y: Tensor) -> None:
+    """Y (MATLAB rgb2ycbcr) of the 8-bit levels of both."""
+    for rows, out in ((rows_x, out_x), (rows_y, out_y)):
+        _y_of_levels(_levels(rows, torch.empty(rows.shape, dtype=torch.float64, device=rows.device)), out, dim=2)
+
+
+def _rgb_y_channels(rows_x: Tensor, rows_y: Tensor, out_x: Tensor, out_y: Tensor) -> None:
+    """8-bit R, G, B and their Y: the channels of both Gaussian protocols, filtered in one pass."""
+    for rows, out in ((rows_x, out_x), (rows_y, out_y)):
+        _y_of_levels(_levels(rows, out[:, :, :3]), out[:, :, 3:], dim=2)
+
+
 # --- the two measures, per image ------------------------------------------------------------------------
 
 
-def _psnr(x: Tensor, y: Tensor, peak: float) -> Tensor:
-    """Per-image PSNR in dB of (B, C, H, W) float64 tensors: 10 log10(peak^2 / MSE over C, H, W), capped."""
-    psnr = 10.0 * torch.log10(peak**2 / mse_per_image(x, y))  # +inf where mse == 0
+def _psnr(sse: Tensor, n_values: int, peak: float) -> Tensor:
+    """Per-image PSNR in dB from the (B, C) sums of squared errors over ``n_values`` values per image, capped."""
+    psnr = 10.0 * torch.log10(peak**2 / (sse.sum(dim=1) / n_values))  # +inf where the error is 0
     return psnr.clamp(max=PSNR_CAP_DB)
 
 
@@ -164,18 +200,22 @@ _GAUSS = gaussian_taps(GAUSS_WIN, 1.5)
 _BOX = uniform_taps(SPANET_WIN)
 _C_255 = ((K1 * 255.0) ** 2, (K2 * 255.0) ** 2)
 _C_SPANET = ((K1 * SPANET_DATA_RANGE) ** 2, (K2 * SPANET_DATA_RANGE) ** 2)
+_SPANET_COV_NORM = SPANET_WIN**2 / (SPANET_WIN**2 - 1)  # sample covariance over the 7x7 window
 
 
-def _ssim_gaussian_valid(x: Tensor, y: Tensor) -> Tensor:
-    """Per-channel mean SSIM (B, C) of float64 levels (0..255 scale); 11x11 Gaussian sigma 1.5, 'valid' region,
-    population covariance, L = 255."""
-    return ssim_means(x, y, _GAUSS, *_C_255)
+def _spanet(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, 3) per-channel SSIM means and squared-error sums of the spanet protocol."""
+    return ssim_means(pred, target, _BOX, *_C_SPANET, cov_norm=_SPANET_COV_NORM, channels=_spanet_channels)
 
 
-def _ssim_spanet_channels(x: Tensor, y: Tensor) -> Tensor:
-    """Per-channel mean SSIM (B, 3) of the spanet protocol on float64 images (x already clipped)."""
-    n = SPANET_WIN * SPANET_WIN
-    return ssim_means(x, y, _BOX, *_C_SPANET, cov_norm=n / (n - 1))
+def _gaussian(pred: Tensor, target: Tensor, channels, n_channels: int) -> tuple[Tensor, Tensor]:
+    """(B, C) per-channel SSIM means and squared-error sums on 0..255 channels: 11x11 Gaussian sigma 1.5,
+    'valid' region, population covariance, L = 255."""
+    return ssim_means(pred, target, _GAUSS, *_C_255, channels=channels, n_channels=n_channels)
+
+
+def _n_pixels(x: Tensor) -> int:
+    return x.shape[-2] * x.shape[-1]
 
 
 # --- protocol `spanet` ----------------------------------------------------------------------------------
@@ -191,7 +231,7 @@ def psnr_spanet(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 PSNR in dB, no border crop, capped at ``PSNR_CAP_DB``.
     """
     pred, target = _check_pair(pred, target, min_side=1)
-    return _psnr(pred.clamp_(0.0, 1.0), target, peak=1.0)
+    return _psnr(sse_per_channel(pred, target, _spanet_channels), 3 * _n_pixels(pred), peak=1.0)
 
 
 def ssim_spanet(pred: Tensor, target: Tensor) -> Tensor:
@@ -209,8 +249,8 @@ def ssim_spanet(pred: Tensor, target: Tensor) -> Tensor:
     Returns:
         (B,) float64 SSIM.
     """
-    x, y = _check_pair(pred, target, min_side=SPANET_WIN)
-    return _ssim_spanet_channels(x.clamp_(0.0, 1.0), y).mean(dim=1)  # per channel, then mean of the channels
+    pred, target = _check_pair(pred, target, min_side=SPANET_WIN)
+    return _spanet(pred, target)[0].mean(dim=1)  # per channel, then mean of the channels
 
 
 # --- protocol `y_matlab` --------------------------------------------------------------------------------
@@ -225,7 +265,7 @@ def psnr_y_matlab(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 PSNR in dB, capped at ``PSNR_CAP_DB``.
     """
     pred, target = _check_pair(pred, target, min_side=1)
-    return _psnr(_y_of_levels(to_uint8_levels(pred)), _y_of_levels(to_uint8_levels(target)), peak=255.0)
+    return _psnr(sse_per_channel(pred, target, _y_channel, n_channels=1), _n_pixels(pred), peak=255.0)
 
 
 def ssim_y_matlab(pred: Tensor, target: Tensor) -> Tensor:
@@ -240,8 +280,7 @@ def ssim_y_matlab(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 SSIM.
     """
     pred, target = _check_pair(pred, target, min_side=GAUSS_WIN)
-    y_pred, y_target = _y_of_levels(to_uint8_levels(pred)), _y_of_levels(to_uint8_levels(target))
-    return _ssim_gaussian_valid(y_pred, y_target)[:, 0]
+    return _gaussian(pred, target, _y_channel, 1)[0][:, 0]
 
 
 # --- protocol `rgb_uint8` -------------------------------------------------------------------------------
@@ -256,7 +295,7 @@ def psnr_rgb_uint8(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 PSNR in dB, capped at ``PSNR_CAP_DB``.
     """
     pred, target = _check_pair(pred, target, min_side=1)
-    return _psnr(to_uint8_levels(pred), to_uint8_levels(target), peak=255.0)
+    return _psnr(sse_per_channel(pred, target, _rgb_level_channels), 3 * _n_pixels(pred), peak=255.0)
 
 
 def ssim_rgb_uint8(pred: Tensor, target: Tensor) -> Tensor:
@@ -271,7 +310,7 @@ def ssim_rgb_uint8(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 SSIM.
     """
     pred, target = _check_pair(pred, target, min_side=GAUSS_WIN)
-    return _ssim_gaussian_valid(to_uint8_levels(pred), to_uint8_levels(target)).mean(dim=1)
+    return _gaussian(pred, target, _rgb_level_channels, 3)[0].mean(dim=1)
 
 
 # --- everything at once ---------------------------------------------------------------------------------
@@ -286,24 +325,17 @@ PROTOCOL_FUNCTIONS = {
 def score_all(pred: Tensor, target: Tensor) -> dict[str, dict[str, Tensor]]:
     """All protocols on a batch: ``{"spanet": {"psnr": (B,), "ssim": (B,)}, "y_matlab": ..., "rgb_uint8": ...}``.
 
-    pred, target: (B, 3, H, W) RGB on the [0, 1] scale, H, W >= 11. Values are float64 per-image scores,
-    identical to the single-protocol functions'. Intermediate results are shared: one float64 copy of the
-    prediction, one conversion to 8-bit levels and one Y per image, and one Gaussian filtering pass for the
-    RGB and Y channels together.
+    pred, target: (B, 3, H, W) RGB on the [0, 1] scale, H, W >= 11. Values are float64 per-image scores, those
+    of the single-protocol functions. Intermediate results are shared: each PSNR comes from the squared errors
+    of its SSIM's band buffers, and the Gaussian protocols share one conversion to 8-bit levels and one
+    filtering pass (R, G, B and Y as four channels).
     """
-    x, y = _check_pair(pred, target, min_side=GAUSS_WIN)
-    x.clamp_(0.0, 1.0)  # the spanet protocol clips the prediction; the levels clip both anyway
-    spanet = {"psnr": _psnr(x, y, peak=1.0), "ssim": _ssim_spanet_channels(x, y).mean(dim=1)}
-    b, _, h, w = x.shape
-    # levels: (B, 4, H, W) = 8-bit R, G, B and their Y, so that one filtering pass serves both protocols
-    lx = torch.empty(b, 4, h, w, dtype=torch.float64, device=x.device)
-    ly = torch.empty_like(lx)
-    for src, levels in ((x, lx), (y, ly)):
-        _levels(src, levels[:, :3])
-        _y_of_levels(levels[:, :3], out=levels[:, 3:])
-    gauss = _ssim_gaussian_valid(lx, ly)
+    pred, target = _check_pair(pred, target, min_side=GAUSS_WIN)
+    n = _n_pixels(pred)
+    spanet_ssim, spanet_sse = _spanet(pred, target)
+    gauss_ssim, gauss_sse = _gaussian(pred, target, _rgb_y_channels, 4)
     return {
-        "spanet": spanet,
-        "y_matlab": {"psnr": _psnr(lx[:, 3:], ly[:, 3:], peak=255.0), "ssim": gauss[:, 3]},
-        "rgb_uint8": {"psnr": _psnr(lx[:, :3], ly[:, :3], peak=255.0), "ssim": gauss[:, :3].mean(dim=1)},
+        "spanet": {"psnr": _psnr(spanet_sse, 3 * n, peak=1.0), "ssim": spanet_ssim.mean(dim=1)},
+        "y_matlab": {"psnr": _psnr(gauss_sse[:, 3:], n, peak=255.0), "ssim": gauss_ssim[:, 3]},
+        "rgb_uint8": {"psnr": _psnr(gauss_sse[:, :3], 3 * n, peak=255.0), "ssim": gauss_ssim[:, :3].mean(dim=1)},
     }

@@ -11,7 +11,7 @@ from skimage.metrics import structural_similarity
 
 import src.metrics.kernels as kernels
 from src.metrics import ProtocolMetrics, ScoreCache
-from src.metrics.kernels import gaussian_taps, ssim_means, uniform_taps
+from src.metrics.kernels import gaussian_taps, sse_per_channel, ssim_means, uniform_taps
 from src.metrics.protocols import PROTOCOL_FUNCTIONS, PROTOCOLS, rgb_to_y_matlab, score_all, to_uint8_levels
 
 C255 = ((0.01 * 255) ** 2, (0.03 * 255) ** 2)
@@ -29,10 +29,11 @@ def test_gaussian_ssim_equals_kornia(shape, monkeypatch):
     """Window-sized images (one output pixel), odd sizes, several bands (16 rows max) and channel groups."""
     monkeypatch.setattr(kernels, "CPU_MAX_ROWS", 8)  # more bands on these small images
     x, y = _levels(shape, seed=sum(shape))
-    got = ssim_means(x, y, gaussian_taps(11, 1.5), *C255)
+    got, sse = ssim_means(x, y, gaussian_taps(11, 1.5), *C255)
     want = kornia.metrics.ssim(x, y, 11, max_val=255.0, eps=0.0, padding="valid").mean(dim=(2, 3))
-    assert got.shape == shape[:2]
+    assert got.shape == sse.shape == shape[:2]
     torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert torch.equal(sse, (x - y).pow(2).sum(dim=(2, 3)))  # every pixel, border rows included (exact integers)
 
 
 def test_uniform_sample_covariance_ssim_equals_skimage(monkeypatch):
@@ -41,10 +42,21 @@ def test_uniform_sample_covariance_ssim_equals_skimage(monkeypatch):
     x = rng.random((45, 38, 3))
     y = np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1)
     t = lambda a: torch.from_numpy(a.transpose(2, 0, 1).copy())[None]  # noqa: E731
-    got = ssim_means(t(x), t(y), uniform_taps(7), (0.01 * 2) ** 2, (0.03 * 2) ** 2, cov_norm=49 / 48)
+    got, _ = ssim_means(t(x), t(y), uniform_taps(7), (0.01 * 2) ** 2, (0.03 * 2) ** 2, cov_norm=49 / 48)
     for c in range(3):
         want = structural_similarity(x[..., c], y[..., c], win_size=7, data_range=2)
         assert got[0, c].item() == pytest.approx(want, abs=1e-12)
+
+
+def test_sse_in_chunks_of_rows():
+    x, y = _levels((2, 3, 37, 9), seed=5)
+    assert torch.equal(sse_per_channel(x, y, rows=8), (x - y).pow(2).sum(dim=(2, 3)))
+
+
+def test_integer_images_are_refused():
+    x = torch.zeros(1, 3, 16, 16, dtype=torch.uint8)
+    with pytest.raises(TypeError, match="floating-point images"):
+        score_all(x, x)
 
 
 def test_window_larger_than_image_is_refused():
