@@ -80,22 +80,35 @@ class ProtocolMetrics(Metric):
                 self.add_state(_key(measure, protocol), default=[], dist_reduce_fx="cat")
         self.add_state("names", default=[], dist_reduce_fx="cat")
 
-    def update(self, pred: Tensor, target: Tensor, names: Optional[Sequence[str]] = None) -> None:
-        """Score a batch; pred/target (B, 3, H, W) RGB [0, 1] scale; names: B strings (or None)."""
+    def update(
+        self, pred: Optional[Tensor] = None, target: Optional[Tensor] = None, names: Optional[Sequence[str]] = None,
+        scores: Optional[dict[str, Tensor]] = None,
+    ) -> None:
+        """Score a batch: pred/target (B, 3, H, W) RGB [0, 1] scale; names: B strings (or None).
+
+        Or add per-image scores computed elsewhere (a folder-scoring worker, a :class:`ScoreCache`): ``scores``
+        maps every key of :meth:`compute` (``"psnr_spanet"``, ...) to a (B,) tensor, and pred/target are None.
+        """
+        if scores is not None:
+            if pred is not None or target is not None:
+                raise ValueError("update: give pred and target, or scores, not both")
+            missing = {_key(m, p) for p in PROTOCOLS for m in MEASURES} - set(scores)
+            if missing:
+                raise ValueError(f"update: no scores for {sorted(missing)}")
+            self._append(lambda protocol, measure: scores[_key(measure, protocol)],
+                         len(scores[_key(MEASURES[0], PROTOCOLS[0])]), names)
+            return
+        if pred is None or target is None:
+            raise ValueError("update: give pred and target (or scores)")
         batch = pred.shape[0]
         if names is not None and (isinstance(names, str) or len(names) != batch):
             raise ValueError(f"names must be a list of {batch} strings (one per image), got {names!r}")
-        scores = score_all(pred, target)
-        self._append(lambda protocol, measure: scores[protocol][measure], batch, names)
+        computed = score_all(pred, target)
+        self._append(lambda protocol, measure: computed[protocol][measure], batch, names)
 
     def update_scores(self, scores: dict[str, Tensor], names: Optional[Sequence[str]] = None) -> None:
-        """Add per-image scores computed elsewhere (e.g. by a folder-scoring worker or a cache):
-        ``scores`` maps every key of :meth:`compute` (``"psnr_spanet"``, ...) to a (B,) tensor."""
-        missing = {_key(m, p) for p in PROTOCOLS for m in MEASURES} - set(scores)
-        if missing:
-            raise ValueError(f"update_scores: no scores for {sorted(missing)}")
-        batch = len(scores[_key(MEASURES[0], PROTOCOLS[0])])
-        self._append(lambda protocol, measure: scores[_key(measure, protocol)], batch, names)
+        """``update(names=names, scores=scores)``: add per-image scores computed elsewhere."""
+        self.update(names=names, scores=scores)
 
     def _append(self, get: Any, batch: int, names: Optional[Sequence[str]]) -> None:
         if names is None:
