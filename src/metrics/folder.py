@@ -120,7 +120,8 @@ def _explicit_pairs(
 
 
 class _PairReader(Dataset):
-    """Item i: pair i decoded (float64 (3, H, W) tensors) or, with ``score=True``, already scored on the CPU.
+    """Item i: pair i decoded ((3, H, W) uint8 / uint16 tensors, as in the files: the protocols divide by 255 or
+    65535 in float64 as :func:`read_rgb` does) or, with ``score=True``, already scored on the CPU.
 
     Returns a dict: ``name``, ``problems`` (list of messages), ``grey`` (paths of grayscale files), and either
     ``images`` (pred, gt) or ``scores`` ({"psnr_spanet": float, ...}) when there was no problem.
@@ -139,12 +140,13 @@ class _PairReader(Dataset):
         images = []
         for path in (pred_file, gt_file):
             try:
-                img, grey = read_rgb(path)
+                decoded = decode(path)
             except ImageReadError as err:
                 item["problems"].append(str(err))
                 continue
-            images.append(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))))
-            if grey:
+            array = decoded.array if decoded.array.flags.writeable else decoded.array.copy()  # torch wants writable
+            images.append(torch.from_numpy(array).permute(2, 0, 1))
+            if decoded.grey:
                 item["grey"].append(str(path))
         if item["problems"]:
             return item
@@ -252,7 +254,7 @@ def _score_on_device(metrics: ProtocolMetrics, batch: list[dict[str, Any]], devi
             end += 1
         group = batch[start:end]
         pred = torch.stack([item["images"][0] for item in group]).to(device, non_blocking=True)
-        gt = torch.stack([item["images"][1] for item in group]).to(device, non_blocking=True)
+        gt = torch.stack([item["images"][1] for item in group]).to(device, non_blocking=True)  # uint8 / uint16
         metrics.update(pred, gt, [item["name"] for item in group])
         start = end
 

@@ -1,7 +1,8 @@
 """The three named evaluation protocols: ``spanet``, ``y_matlab`` and ``rgb_uint8``.
 
 Every function takes a batch of predictions and targets as torch tensors of shape (B, 3, H, W), RGB,
-values on the [0, 1] scale (the prediction may lie outside: each protocol clips it), and returns one score
+values on the [0, 1] scale (the prediction may lie outside: each protocol clips it) -- or uint8 / uint16
+images as decoded from files, divided by 255 / 65535 in float64 -- and returns one score
 per image, a float64 tensor of shape (B,) on the input's device. Averaging over images is the caller's job
 (``ProtocolMetrics``): scores are always computed per image and then averaged, never from an error pooled
 over a batch. Everything is computed in float64.
@@ -95,8 +96,13 @@ GAUSS_WIN = 11  # Gaussian window (sigma 1.5) of the y_matlab / rgb_uint8 SSIM
 # --- input handling -------------------------------------------------------------------------------------
 
 
+_INTEGER_SCALES = {torch.uint8: 255.0, torch.uint16: 65535.0}
+"""Integer images are accepted as they come out of a file and divided by these (in float64, exactly as
+``src.utils.image_io.to_float``), band by band."""
+
+
 def _check_pair(pred: Tensor, target: Tensor, min_side: int) -> tuple[Tensor, Tensor]:
-    """Validate (B, 3, H, W) pairs of floating-point tensors; return them detached (never modified)."""
+    """Validate (B, 3, H, W) pairs of floating-point (or uint8 / uint16) tensors; return them detached."""
     if not isinstance(pred, Tensor) or not isinstance(target, Tensor):
         raise TypeError(f"pred and target must be torch tensors, got {type(pred).__name__}, {type(target).__name__}")
     if pred.ndim != 4 or pred.shape[1] != 3:
@@ -106,9 +112,10 @@ def _check_pair(pred: Tensor, target: Tensor, min_side: int) -> tuple[Tensor, Te
     h, w = pred.shape[-2:]
     if min(h, w) < min_side:
         raise ValueError(f"images of {h}x{w} pixels are smaller than the {min_side}x{min_side} SSIM window")
-    if not pred.is_floating_point() or not target.is_floating_point():
-        raise TypeError(f"pred and target must be floating-point images on the [0, 1] scale, got {pred.dtype} and "
-                        f"{target.dtype}")
+    for t in (pred, target):
+        if not t.is_floating_point() and t.dtype not in _INTEGER_SCALES:
+            raise TypeError(f"pred and target must be floating-point images on the [0, 1] scale (or uint8 / uint16 "
+                            f"images), got {pred.dtype} and {target.dtype}")
     return pred.detach(), target.detach()
 
 
@@ -125,11 +132,20 @@ def _levels(x: Tensor, out: Tensor) -> Tensor:
     return _clip_into(x, out).mul_(255.0).add_(0.5).floor_()
 
 
+def _unit_into(x: Tensor, out: Tensor) -> Tensor:
+    """``x`` on the [0, 1] scale as float64, written into ``out`` (same shape); integer images are divided by
+    255 or 65535 (by a tensor, not a Python number: CUDA would multiply by the rounded reciprocal instead)."""
+    out.copy_(x)
+    if x.dtype in _INTEGER_SCALES:
+        out.div_(torch.tensor(_INTEGER_SCALES[x.dtype], dtype=torch.float64, device=out.device))
+    return out
+
+
 def _clip_into(x: Tensor, out: Tensor) -> Tensor:
     """``clip(x, 0, 1)`` as float64, written into ``out`` (same shape)."""
     if x.dtype == torch.float64:
         return torch.clamp(x, 0.0, 1.0, out=out)
-    return out.copy_(x).clamp_(0.0, 1.0)
+    return _unit_into(x, out).clamp_(0.0, 1.0)
 
 
 def rgb_to_y_matlab(levels: Tensor) -> Tensor:
@@ -166,7 +182,7 @@ def _y_of_levels(levels: Tensor, out: Tensor, dim: int) -> Tensor:
 def _spanet_channels(rows_x: Tensor, rows_y: Tensor, out_x: Tensor, out_y: Tensor) -> None:
     """RGB on the [0, 1] scale, the prediction clipped."""
     _clip_into(rows_x, out_x)
-    out_y.copy_(rows_y)
+    _unit_into(rows_y, out_y)
 
 
 def _rgb_level_channels(rows_x: Tensor, rows_y: Tensor, out_x: Tensor, out_y: Tensor) -> None:

@@ -53,10 +53,18 @@ def test_sse_in_chunks_of_rows():
     assert torch.equal(sse_per_channel(x, y, rows=8), (x - y).pow(2).sum(dim=(2, 3)))
 
 
-def test_integer_images_are_refused():
-    x = torch.zeros(1, 3, 16, 16, dtype=torch.uint8)
+def test_uint8_and_uint16_images_score_as_their_float64_values():
+    """Decoded files can be scored directly: integers divided by 255 / 65535 in float64 (as image_io.to_float)."""
+    g = torch.Generator().manual_seed(6)
+    p8 = torch.randint(0, 256, (2, 3, 20, 23), generator=g).to(torch.uint8)
+    t16 = torch.randint(0, 65536, (2, 3, 20, 23), generator=g).to(torch.int32).to(torch.uint16)
+    got = score_all(p8, t16)
+    want = score_all(p8.double() / 255.0, t16.to(torch.int32).double() / 65535.0)
+    for p in PROTOCOLS:
+        for m in ("psnr", "ssim"):
+            assert torch.equal(got[p][m], want[p][m]), (p, m)
     with pytest.raises(TypeError, match="floating-point images"):
-        score_all(x, x)
+        score_all(p8.to(torch.int64), p8.to(torch.int64))
 
 
 def test_window_larger_than_image_is_refused():

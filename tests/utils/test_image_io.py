@@ -87,7 +87,7 @@ def _scoring(path: Path) -> np.ndarray:
     except ImageReadError as err:
         assert item["problems"] == [str(err)] * 2  # the worker reports the reader's message
         raise
-    assert np.array_equal(item["images"][0].numpy().transpose(1, 2, 0), img)
+    assert np.array_equal(to_float(item["images"][0].numpy().transpose(1, 2, 0), np.float64), img)
     return img
 
 
