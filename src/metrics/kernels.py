@@ -1,4 +1,4 @@
-"""The computational core of the protocols: windowed SSIM means and per-image MSE, exact and fast.
+"""The computational core of the protocols: windowed SSIM means and squared errors, exact and fast.
 
 :func:`ssim_means` computes, per image and channel, the mean of an SSIM map whose local statistics come from a
 separable window (7x7 uniform for ``spanet``, 11x11 Gaussian sigma 1.5 for ``y_matlab`` / ``rgb_uint8``),

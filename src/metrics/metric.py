@@ -10,6 +10,9 @@ Usage in a LightningModule (one instance per split, e.g. ``self.val_metrics = Pr
     report = self.val_metrics.report()          # JSON-ready dict, see `report()`
     self.val_metrics.reset()
 
+Scores computed elsewhere (a folder-scoring worker, a :class:`ScoreCache` of the rainy input's scores) are
+added with ``update(names=..., scores=...)``.
+
 Distributed runs: the score states are lists with ``dist_reduce_fx="cat"``, so ``compute()`` and
 ``report()`` see the images of every process. Image names are strings, which torchmetrics cannot gather, so
 each name is stored as a fixed-width UTF-8 byte row (a uint8 tensor of :data:`NAME_BYTES` columns) in a
