@@ -137,7 +137,7 @@ def _unit_into(x: Tensor, out: Tensor) -> Tensor:
     255 or 65535 (by a tensor, not a Python number: CUDA would multiply by the rounded reciprocal instead)."""
     out.copy_(x)
     if x.dtype in _INTEGER_SCALES:
-        out.div_(torch.tensor(_INTEGER_SCALES[x.dtype], dtype=torch.float64, device=out.device))
+        out.div_(torch.full((), _INTEGER_SCALES[x.dtype], dtype=torch.float64, device=out.device))
     return out
 
 
