@@ -195,12 +195,12 @@ def _band_sums(
     for j in range(1, k):
         stats.add_(cols[..., j : j + w_out], alpha=taps[j])
     mu_x, mu_y, sq, xy = stats.unbind(1)
-    # SSIM map, in place on the band's statistics
-    mu_xy = mu_x * mu_y
-    mu_sq = mu_x * mu_x
-    mu_sq.addcmul_(mu_y, mu_y)  # mu_x^2 + mu_y^2
-    den2 = sq.sub_(mu_sq).mul_(cov_norm).add_(c2)  # s_x^2 + s_y^2 + c2
-    num2 = xy.sub_(mu_xy).mul_(2.0 * cov_norm).add_(c2)  # 2 s_xy + c2
-    num = mu_xy.mul_(2.0).add_(c1).mul_(num2)
-    den = mu_sq.add_(c1).mul_(den2)
-    return num.div_(den).sum(dim=(0, 2)).view(b, c), sse.view(b, c)
+    # SSIM map, in place on the band's statistics, with the constant factors taken out of the fraction:
+    # (2 m + c1)(2 cn (xy - m) + c2) / ((q + c1)(cn (sq - q) + c2))
+    #   = 4 (m + c1 / 2)(xy - m + c2 / (2 cn)) / ((q + c1)(sq - q + c2 / cn)),  m = mu_x mu_y, q = mu_x^2 + mu_y^2
+    m = mu_x * mu_y
+    q = mu_x * mu_x
+    q.addcmul_(mu_y, mu_y)
+    num = xy.sub_(m).add_(c2 / (2.0 * cov_norm)).mul_(m.add_(c1 / 2.0))
+    den = sq.sub_(q).add_(c2 / cov_norm).mul_(q.add_(c1))
+    return num.div_(den).sum(dim=(0, 2)).mul_(4.0).view(b, c), sse.view(b, c)
