@@ -27,7 +27,7 @@ def _levels(shape, seed):
 @pytest.mark.parametrize("shape", [(1, 1, 11, 11), (2, 3, 29, 17), (3, 4, 61, 40), (1, 5, 12, 80)])
 def test_gaussian_ssim_equals_kornia(shape, monkeypatch):
     """Window-sized images (one output pixel), odd sizes, several bands (16 rows max) and channel groups."""
-    monkeypatch.setattr(kernels, "CPU_MAX_ROWS", 8)  # more bands on these small images
+    monkeypatch.setattr(kernels, "CPU_ROWS", (3, 8))  # several bands on these small images
     x, y = _levels(shape, seed=sum(shape))
     got, sse = ssim_means(x, y, gaussian_taps(11, 1.5), *C255)
     want = kornia.metrics.ssim(x, y, 11, max_val=255.0, eps=0.0, padding="valid").mean(dim=(2, 3))
@@ -37,7 +37,7 @@ def test_gaussian_ssim_equals_kornia(shape, monkeypatch):
 
 
 def test_uniform_sample_covariance_ssim_equals_skimage(monkeypatch):
-    monkeypatch.setattr(kernels, "CPU_MAX_ROWS", 8)
+    monkeypatch.setattr(kernels, "CPU_ROWS", (3, 8))
     rng = np.random.default_rng(3)
     x = rng.random((45, 38, 3))
     y = np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1)
