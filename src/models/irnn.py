@@ -342,11 +342,9 @@ class _BufferPool:
     """Reuses the memory of large CPU outputs once every tensor using it has died.
 
     A fresh large tensor comes from mmap (or from a heap that malloc grows and trims again),
-    and its first write page-faults every 4 kB page, which the kernel zero-fills. On the
-    project's VM a fault costs ~2.7 us: a fresh (8, 4, 32, 64, 64) float32 output (16 MB)
-    then takes ~11 ms to fault in against ~3 ms for the whole forward scan, and malloc does
-    not reliably keep such sizes (measured: 20-23 ms vs 8.5-10.7 ms per IRNN forward+backward
-    in short benchmark runs, before vs after pooling from 1 MB instead of 32 MB).
+    and its first write page-faults every 4 kB page, which the kernel zero-fills: faulting in
+    a fresh output can take longer than the scan that fills it, and malloc does not reliably
+    keep such sizes (README's performance section has the numbers).
     The buffer is a numpy array wrapped by torch.from_numpy; a weakref finalizer on the
     wrapped array object (kept alive by the tensor's storage) hands the memory back here.
     Holds at most ``max_bytes`` of free buffers (env SPANET_IRNN_POOL_MB, default 4096; 0

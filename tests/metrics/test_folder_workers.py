@@ -78,7 +78,6 @@ def test_problems_from_workers_are_collected(tmp_path, folders):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_folder_scoring_equals_cpu(folders):
     pred_dir, gt_dir, _ = folders
     cpu = score_folders(pred_dir, gt_dir)

@@ -142,7 +142,6 @@ def test_update_scores_equals_update():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_scores_equal_cpu_scores():
     g = torch.Generator().manual_seed(4)
     target = torch.rand(3, 3, 150, 97, generator=g)
