@@ -20,7 +20,8 @@ back), in ms per pair, medians over ``--repeats`` runs after ``--warmup``:
   against the PNG decode floor: decoding the pair's two PNG files with Pillow (what any scoring must do);
 * with ``--pairs N``: folder scoring end to end (``score_folders`` with ``--workers`` decoding/scoring
   processes): N pairs written to a temporary folder (``--workdir``, removed afterwards unless ``--keep``), then
-  matching, decoding, scoring and the report, timed as a whole.
+  matching, decoding, scoring and the report, timed as a whole (wall clock), with the CPU time it took in all
+  processes (on a shared machine, CPU time / cores is what the run would take with the cores to itself).
 
 The suite's scores are checked against scikit-image's on the benchmark pair (to 1e-9) before timing.
 The machine may be shared: the load average is printed; ratios measured in the same run are more
@@ -234,15 +235,29 @@ def _folder_row(args, iio, score_folders, make_pair) -> dict:
             else:
                 shutil.copyfile(pred_dir / f"{i % args.distinct:05d}.png", pred_dir / f"{i:05d}.png")
                 shutil.copyfile(gt_dir / f"{i % args.distinct:05d}.png", gt_dir / f"{i:05d}.png")
+        cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
         report = score_folders(pred_dir, gt_dir, device=args.device, num_workers=args.workers)
         seconds = time.perf_counter() - t0
+        cpu = _cpu_seconds() - cpu0
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     if report["n_images"] != args.pairs:
         sys.exit(f"bench_eval: the folder row scored {report['n_images']} of {args.pairs} pairs")
-    return {"pairs": args.pairs, "workers": args.workers, "seconds": seconds, "pairs_per_s": args.pairs / seconds}
+    return {"pairs": args.pairs, "workers": args.workers, "seconds": seconds, "pairs_per_s": args.pairs / seconds,
+            "cpu_seconds": cpu, "cpu_ms_per_pair": cpu / args.pairs * 1e3}
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its finished children (the DataLoader workers)."""
+    import resource
+
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def render(out: dict) -> str:
@@ -261,7 +276,8 @@ def render(out: dict) -> str:
     folder = out.get("folder")
     if folder:
         lines += ["", f"folder scoring end to end: {folder['pairs']} pairs of {size}x{size}, "
-                  f"num_workers={folder['workers']}: {folder['seconds']:.1f} s ({folder['pairs_per_s']:.1f} pairs/s)"]
+                  f"num_workers={folder['workers']}: {folder['seconds']:.1f} s ({folder['pairs_per_s']:.1f} pairs/s); "
+                  f"CPU time of all processes {folder['cpu_seconds']:.1f} s ({folder['cpu_ms_per_pair']:.1f} ms a pair)"]
     return "\n".join(lines)
 
 
