@@ -13,12 +13,14 @@ computed once per image and reused at every later validation: ``src.metrics.Scor
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional
 
 import lightning as L
 import torch
 from torch import nn
 
+from src.lit.checkpoint_io import NonFiniteError, require_finite_weights
 from src.metrics import ProtocolMetrics, ScoreCache
 from src.utils.padding import pad_to_multiple
 
@@ -31,10 +33,19 @@ class DerainModule(L.LightningModule):
         optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
         scheduler: Optional[Callable[..., Any]] = None,
         scheduler_interval: str = "step",
+        init_from: Optional[str] = None,
+        init_sha256: Optional[str] = None,
     ) -> None:
+        """``init_from``: a weights file (the authors' release, a suite checkpoint, a state dict) loaded into
+        ``net`` now, as far as it fits (:func:`src.utils.checkpoint.init_weights` reports what was not);
+        ``init_sha256``: the file must have this sha256 (conf/model/spanet_release.yaml pins the release)."""
         super().__init__()
         self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"], logger=False)
         self.net = net
+        if init_from:
+            from src.utils.checkpoint import init_weights
+
+            init_weights(self.net, init_from, sha256=init_sha256)
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -45,6 +56,7 @@ class DerainModule(L.LightningModule):
         self.input_scores = {k: ScoreCache() for k in ("val", "test")}  # the rainy input's scores, per stage
         self.reports: dict[str, dict] = {}  # last full report per stage (see ProtocolMetrics.report)
         self.suite_config: Optional[dict] = None  # resolved run config, stored in checkpoints by train.py
+        self.bad_files: list[str] = []  # training files skipped as unreadable (data.on_bad_file=skip), this process
 
     # --- forward ------------------------------------------------------------------------------
     def forward(self, rain: torch.Tensor, label: Optional[torch.Tensor] = None) -> dict:
@@ -80,6 +92,8 @@ class DerainModule(L.LightningModule):
                 f"{ {k: float(v) for k, v in parts.items()} }); lower the learning rate (schedule.optimizer.lr)"
             )
         bs = batch["rain"].shape[0]
+        for errors in batch.get("bad_files") or ():  # data.on_bad_file=skip: files skipped for this batch
+            self.bad_files += [e for e in errors.split("\n") if e]
         self.log("train/loss", total, prog_bar=True, batch_size=bs)
         for k, v in parts.items():
             self.log(f"train/loss_{k}", v, batch_size=bs)
@@ -114,6 +128,19 @@ class DerainModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
+        if not self.trainer.sanity_checking:
+            self._require_finite("val")
+
+    def _require_finite(self, stage: str) -> None:
+        """Stop a diverged run here, before the checkpoint callbacks save anything of this validation."""
+        where = f"step {self.global_step}, {stage}"
+        require_finite_weights(dict(self.named_parameters()), where)
+        report = self.reports.get(stage) or {}
+        bad = [f"{proto} {m}" for proto, scores in report.get("mean", {}).items() for m, v in scores.items()
+               if isinstance(v, float) and math.isnan(v)]
+        if bad:
+            raise NonFiniteError(f"{where}: non-finite validation metrics ({', '.join(bad)}); the network output "
+                                 f"is not a number (lower the learning rate, schedule.optimizer.lr)")
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")

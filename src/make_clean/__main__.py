@@ -2,12 +2,14 @@
 
     python -m src.make_clean input=VIDEO_OR_FRAME_DIR output=FILE.png [frames=N] [start=K]
                              [density=sparse|normal|dense] [cache_dir=DIR] [band_pixels=4096]
+                             [overwrite=true]
 
 Options are Hydra overrides of ``conf/make_clean.yaml`` (see :mod:`src.make_clean.cli`; ``--help`` lists them).
 Writes FILE.png (uint8 RGB) and FILE.json ({"p_hat", "frames", "size": [H, W], "start", "input"}).
 ``frames`` defaults to the paper's count for ``density`` (sparse 20, normal 100, dense 200; default normal).
 Frames are cached in a raw file under ``cache_dir`` (default: the system temporary folder; N x H x W x 3
 bytes, 1.9 GB for 300 frames of 1080p) while the two passes run; memory stays at one band of rows.
+An existing FILE.png or FILE.json is refused unless overwrite=true; FILE.png may not lie inside the frame folder.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import hydra
 from omegaconf import DictConfig
 
 from src.make_clean.algorithm import DENSITY_FRAMES
-from src.make_clean.cli import CONFIG_PATH, choice, integer, read_options, run_main, text
+from src.make_clean.cli import CONFIG_PATH, boolean, choice, integer, read_options, run_main, text
 from src.make_clean.pipeline import generate, record_path
 
 OPTIONS = {
@@ -29,13 +31,14 @@ OPTIONS = {
     "density": choice(*DENSITY_FRAMES),
     "cache_dir": text,
     "band_pixels": integer(1),
+    "overwrite": boolean,
 }
 
 
 def main(cfg: DictConfig) -> int:
     opts = read_options(cfg, OPTIONS, required=("input", "output"), nullable=("frames", "cache_dir"))
     record = generate(opts["input"], opts["output"], opts["frames"], opts["start"], opts["density"],
-                      opts["cache_dir"], opts["band_pixels"])
+                      opts["cache_dir"], opts["band_pixels"], overwrite=opts["overwrite"])
     print(f"{opts['output']}: p_hat={record['p_hat']} from {record['frames']} frames "
           f"(start {record['start']}), size {record['size'][0]}x{record['size'][1]}; "
           f"record {record_path(opts['output'])}")

@@ -1,7 +1,7 @@
 """The four CNN baselines (DDN, JORDER-E, DID-MDN, RESCAN): parameter counts, shapes, one training step,
 DDN's guided filter against a direct numpy implementation, DID-MDN's per-sample labels, and the configs.
 
-Parameter counts are the numbers measured on the authors' released model code (../shared/spec/baselines.md);
+Parameter counts are the numbers measured on the authors' released model code (docs/models.md);
 where a count is recomputed here it is from layer shapes, independently of the model code.
 """
 

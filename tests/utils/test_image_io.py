@@ -92,8 +92,7 @@ def _scoring(path: Path) -> np.ndarray:
 
 
 def _prediction(path: Path) -> np.ndarray:
-    predict.describe_mode(path)
-    return predict.read_image(path)
+    return predict.read_input(path)  # what src.predict derains
 
 
 def _outcome(fn, path):
