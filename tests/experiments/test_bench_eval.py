@@ -21,6 +21,7 @@ def test_rows_ratios_and_folder_row(tmp_path, capsys):
     for row in report["rows"]:
         assert row["speedup"] == pytest.approx(row["skimage_ms"] / row["suite_ms"])
     assert report["all_over_decode"] == pytest.approx(report["rows"][-1]["suite_ms"] / report["decode_pair_ms"])
+    # (one repeat: the median of the per-run ratios is the ratio of the medians)
     assert report["folder"]["pairs"] == 3 and report["folder"]["seconds"] > 0 and report["folder"]["cpu_seconds"] > 0
     assert not work.exists()  # the generated pairs are removed (no --keep)
     assert json.loads(out.read_text())["rows"] == report["rows"]
