@@ -1,8 +1,13 @@
 """IRNN: the four-direction ReLU recurrence of SPANet's spatial attentive module.
 
 For every channel c and direction d there is one scalar weight w[d, c] and one bias
-b[d, c]. Along each direction the first element is relu(x) (no bias, no recurrence) and
-every later element is relu(w * h_prev + b + x):
+b[d, c]. Along each direction the first element (the border the sweep starts from) has no
+bias and no recurrence, and every later element is relu(w * h_prev + b + x). The border
+rule (``border=``) says what the first element is:
+
+* ``"relu"``: h_0 = relu(x_0), the authors' release code (its CUDA kernel);
+* ``"identity"``: h_0 = x_0, the PyTorch loop of the commit that shipped the released
+  checkpoint (the checkpoint was trained with it; see docs/models.md).
 
 * up    (index 0): sweeps bottom -> top along H
 * right (index 1): sweeps left -> right along W
@@ -28,7 +33,8 @@ Backends (``backend=``):
 * ``"auto"``: "c" on CPU when it builds, "triton" on CUDA when triton imports, else "torch".
 
 Backward (shared by c / triton / torch), per direction with G_t = dL/dh_t:
-g_t = [h_t > 0] * (G_t + w * g_{t+1}), dx = sum over directions of g,
+g_t = [h_t > 0] * (G_t + w * g_{t+1}) (at t = 0 under the identity border rule the
+factor [h_0 > 0] is 1), dx = sum over directions of g,
 dw = sum_{t>0} g_t * h_{t-1}, db = sum_{t>0} g_t. It needs h only: the torch and triton
 backends read the saved outputs; the C backend saves x and recomputes h plane by plane
 in cache (reading 1 plane per (b, c) instead of 4: memory, not arithmetic, bounds the scan).
@@ -56,6 +62,7 @@ import threading
 import warnings
 import weakref
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -65,6 +72,9 @@ logger = logging.getLogger(__name__)
 
 DIRECTIONS = ("up", "right", "down", "left")
 BACKENDS = ("auto", "c", "triton", "torch", "naive", "identity")
+BORDERS = ("relu", "identity")
+#: IRNN initialisations (see :class:`IRNN`)
+INITS = ("release", "conv_default", "identity")
 
 _CSRC = Path(__file__).with_name("csrc")
 _C_SOURCES = (_CSRC / "irnn_scan.c", _CSRC / "irnn_scan_impl.h")
@@ -84,46 +94,80 @@ _C_TYPES = {torch.float32: "f32", torch.float64: "f64"}
 # --------------------------------------------------------------------------------------
 
 
-def irnn(x: Tensor, weight: Tensor, bias: Tensor, backend: str = "auto") -> Tensor:
+def irnn(x: Tensor, weight: Tensor, bias: Tensor, backend: str = "auto", border: str = "relu") -> Tensor:
     """Four-direction IRNN of ``x`` (B, C, H, W) -> (B, 4, C, H, W), order up, right, down, left.
 
-    ``weight`` and ``bias`` are (4, C), rows in the same direction order. See the module
-    docstring for the recurrence and the backends.
+    ``weight`` and ``bias`` are (4, C), rows in the same direction order. ``border``: "relu"
+    (h_0 = relu(x_0)) or "identity" (h_0 = x_0). See the module docstring for the recurrence
+    and the backends.
     """
-    _check_inputs(x, weight, bias, backend)
+    _check_inputs(x, weight, bias, backend, border)
     name = resolve_backend(backend, x)
     if name == "identity":
         return x.unsqueeze(1).expand(-1, 4, -1, -1, -1)
     if name == "naive":
-        return _irnn_naive(x, weight, bias)
-    return _IRNNFunction.apply(x, weight, bias, name)
+        return _irnn_naive(x, weight, bias, border)
+    return _IRNNFunction.apply(x, weight, bias, name, border == "relu")
 
 
 class IRNN(nn.Module):
     """IRNN layer with learnable (4, C) ``weight`` and ``bias``.
 
-    ``weight`` starts at ``init_weight`` (0.2 in the authors' release, 1.0 is the identity
-    initialisation of Le et al.); ``bias`` like the release's depthwise 1x1 conv bias, i.e.
-    PyTorch's Conv2d default for fan_in = 1: U(-1, 1).
+    ``init`` (the release stores each direction as a depthwise 1x1 ``Conv2d(C, C, groups=C)``,
+    created under PyTorch 0.4.1, whose default init drew weight and bias from U(-1/sqrt(C),
+    +1/sqrt(C)): it did not divide the fan-in by the groups):
+
+    * ``"release"``: the authors' release code: weight 0.2, bias U(-1/sqrt(C), 1/sqrt(C));
+    * ``"conv_default"``: the code of the commit that shipped the released checkpoint:
+      weight and bias both U(-1/sqrt(C), 1/sqrt(C));
+    * ``"identity"``: identity initialisation of Le et al. (the IRNN the paper cites):
+      weight 1, bias 0.
+
+    ``init_weight`` (optional) replaces the initial weight of the scheme by a constant.
+    ``border``: "relu" | "identity", see :func:`irnn`.
     forward: x (B, C, H, W) -> (B, 4, C, H, W), directions up, right, down, left.
     """
 
-    def __init__(self, channels: int, init_weight: float = 0.2, backend: str = "auto"):
+    def __init__(self, channels: int, init: str = "release", init_weight: Optional[float] = None,
+                 border: str = "relu", backend: str = "auto"):
         super().__init__()
         if channels < 1:
             raise ValueError(f"IRNN channels must be >= 1, got {channels}")
         if backend not in BACKENDS:
             raise ValueError(f"IRNN backend must be one of {BACKENDS}, got {backend!r}")
+        if border not in BORDERS:
+            raise ValueError(f"IRNN border must be one of {BORDERS}, got {border!r}")
+        if init not in INITS:
+            raise ValueError(f"IRNN init must be one of {INITS}, got {init!r}")
         self.channels = channels
         self.backend = backend
-        self.weight = nn.Parameter(torch.full((4, channels), float(init_weight)))
-        self.bias = nn.Parameter(torch.empty(4, channels).uniform_(-1.0, 1.0))
+        self.border = border
+        self.init = init
+        self.weight = nn.Parameter(torch.empty(4, channels))
+        self.bias = nn.Parameter(torch.empty(4, channels))
+        self.init_weight = init_weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.channels)  # PyTorch 0.4.1's Conv2d default, fan-in C * 1 * 1
+        with torch.no_grad():
+            if self.init == "identity":
+                self.weight.fill_(1.0)
+                self.bias.zero_()
+            else:
+                if self.init == "release":
+                    self.weight.fill_(0.2)
+                else:
+                    self.weight.uniform_(-bound, bound)
+                self.bias.uniform_(-bound, bound)
+            if self.init_weight is not None:
+                self.weight.fill_(float(self.init_weight))
 
     def forward(self, x: Tensor) -> Tensor:
-        return irnn(x, self.weight, self.bias, self.backend)
+        return irnn(x, self.weight, self.bias, self.backend, self.border)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, backend={self.backend!r}"
+        return f"channels={self.channels}, init={self.init!r}, border={self.border!r}, backend={self.backend!r}"
 
 
 def resolve_backend(backend: str, x: Tensor) -> str:
@@ -159,7 +203,9 @@ def c_backend_available() -> bool:
 # --------------------------------------------------------------------------------------
 
 
-def _check_inputs(x: Tensor, weight: Tensor, bias: Tensor, backend: str) -> None:
+def _check_inputs(x: Tensor, weight: Tensor, bias: Tensor, backend: str, border: str) -> None:
+    if border not in BORDERS:
+        raise ValueError(f"irnn: border must be one of {BORDERS}, got {border!r}")
     if x.dim() != 4:
         raise ValueError(f"irnn: x must be (B, C, H, W), got shape {tuple(x.shape)}")
     C = x.shape[1]
@@ -193,14 +239,15 @@ class _IRNNFunction(torch.autograd.Function):
     """Linear-time forward; backward from the saved outputs h (torch, triton) or from x (c; see module docstring)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, backend: str) -> Tensor:
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, backend: str, border_relu: bool) -> Tensor:
         x = x.contiguous()
         w = weight.detach().to(x.dtype).contiguous()
         b = bias.detach().to(x.dtype).contiguous()
         if backend == "c" and _c_library() is None:
             backend = "torch"  # explicit "c" without a compiler: warned once in _c_library
-        out = _FORWARD[backend](x, w, b)
+        out = _FORWARD[backend](x, w, b, border_relu)
         ctx.backend = backend
+        ctx.border_relu = border_relu
         ctx.save_for_backward(x if backend in _BACKWARD_FROM_X else out, w, b)
         ctx.weight_dtype = weight.dtype
         return out
@@ -210,8 +257,8 @@ class _IRNNFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         saved, w, b = ctx.saved_tensors
         grad_out = grad_out.to(saved.dtype).contiguous()
-        dx, dw, db = _BACKWARD[ctx.backend](saved, grad_out, w, b)
-        return dx, dw.to(ctx.weight_dtype), db.to(ctx.weight_dtype), None
+        dx, dw, db = _BACKWARD[ctx.backend](saved, grad_out, w, b, ctx.border_relu)
+        return dx, dw.to(ctx.weight_dtype), db.to(ctx.weight_dtype), None, None
 
 
 # --------------------------------------------------------------------------------------
@@ -292,10 +339,10 @@ def _c_library():
                 i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
                 for sfx in _C_TYPES.values():
                     f = getattr(lib, f"irnn_forward_{sfx}")
-                    f.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, cint]
+                    f.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, cint, cint]
                     f.restype = cint
                     f = getattr(lib, f"irnn_backward_{sfx}")
-                    f.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, i64, i64, cint]
+                    f.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, i64, i64, cint, cint]
                     f.restype = cint
                 _c_state["lib"] = lib
             except (RuntimeError, OSError) as e:
@@ -311,19 +358,19 @@ def _c_threads(numel: int) -> int:
     return max(1, min(torch.get_num_threads(), numel // 32768))
 
 
-def _forward_c(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+def _forward_c(x: Tensor, w: Tensor, b: Tensor, border_relu: bool) -> Tensor:
     B, C, H, W = x.shape
     out = _POOL.empty((B, 4, C, H, W), x.dtype)
     if out.numel():
         fn = getattr(_c_library(), f"irnn_forward_{_C_TYPES[x.dtype]}")
         rc = fn(x.data_ptr(), w.data_ptr(), b.data_ptr(), out.data_ptr(),
-                B, C, H, W, _c_threads(x.numel()))
+                B, C, H, W, int(border_relu), _c_threads(x.numel()))
         if rc != 0:
             raise MemoryError("IRNN C scan: could not allocate scratch memory")
     return out
 
 
-def _backward_c(x: Tensor, grad_h: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _backward_c(x: Tensor, grad_h: Tensor, w: Tensor, b: Tensor, border_relu: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients from the forward's INPUT x: the C scan recomputes h plane by plane."""
     B, C, H, W = x.shape
     dx = _POOL.empty((B, C, H, W), x.dtype)
@@ -332,7 +379,8 @@ def _backward_c(x: Tensor, grad_h: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor
     if x.numel():
         fn = getattr(_c_library(), f"irnn_backward_{_C_TYPES[x.dtype]}")
         rc = fn(x.data_ptr(), grad_h.data_ptr(), w.data_ptr(), b.data_ptr(), dx.data_ptr(),
-                dw_part.data_ptr(), db_part.data_ptr(), B, C, H, W, _c_threads(dx.numel()))
+                dw_part.data_ptr(), db_part.data_ptr(), B, C, H, W, int(border_relu),
+                _c_threads(dx.numel()))
         if rc != 0:
             raise MemoryError("IRNN C scan: could not allocate scratch memory")
     return dx, dw_part.sum(0), db_part.sum(0)
@@ -400,7 +448,7 @@ _POOL = _BufferPool(int(os.environ.get("SPANET_IRNN_POOL_MB", "4096")) << 20)
 _SWEEPS = ((0, False, True), (1, True, False), (2, False, False), (3, True, True))
 
 
-def _scan_torch(x: Tensor, w: Tensor, b: Tensor, reverse: bool, out: Tensor) -> None:
+def _scan_torch(x: Tensor, w: Tensor, b: Tensor, reverse: bool, out: Tensor, border_relu: bool) -> None:
     """out[:, :, t] = relu(w * out[:, :, t_prev] + b + x[:, :, t]) along dim 2; x (B,C,L,M)."""
     L = x.shape[2]
     order = range(L - 1, -1, -1) if reverse else range(L)
@@ -409,18 +457,23 @@ def _scan_torch(x: Tensor, w: Tensor, b: Tensor, reverse: bool, out: Tensor) -> 
     prev = None
     for t in order:
         if prev is None:
-            torch.clamp(x[:, :, t], min=0, out=out[:, :, t])
+            if border_relu:
+                torch.clamp(x[:, :, t], min=0, out=out[:, :, t])
+            else:
+                out[:, :, t].copy_(x[:, :, t])
         else:
             torch.addcmul(xb[:, :, t], wv, out[:, :, prev], out=out[:, :, t]).clamp_(min=0)
         prev = t
 
 
-def _scan_torch_backward(h: Tensor, G: Tensor, w: Tensor, reverse: bool):
+def _scan_torch_backward(h: Tensor, G: Tensor, w: Tensor, reverse: bool, border_relu: bool):
     """Backward of _scan_torch: returns g (= dL/dx of this sweep), dw (C,), db (C,)."""
     L = h.shape[2]
     order = range(L) if reverse else range(L - 1, -1, -1)  # reverse of the sweep
     wv = w.view(1, -1, 1)
     mask = (h > 0).to(h.dtype)  # float once, so the loop multiplies without type promotion
+    if not border_relu and L:
+        mask[:, :, L - 1 if reverse else 0] = 1.0  # h_0 = x_0: no ReLU to mask
     g = torch.empty_like(h)
     nxt = None
     for t in order:
@@ -436,21 +489,21 @@ def _scan_torch_backward(h: Tensor, G: Tensor, w: Tensor, reverse: bool):
     return g, (g_later * h_prev).sum((0, 2, 3)), g_later.sum((0, 2, 3))
 
 
-def _forward_torch(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+def _forward_torch(x: Tensor, w: Tensor, b: Tensor, border_relu: bool = True) -> Tensor:
     B, C, H, W = x.shape
     out = x.new_empty((B, 4, C, H, W))
     xt = x.transpose(2, 3).contiguous()  # horizontal sweeps run on rows of the transpose
     for d, transposed, reverse in _SWEEPS:
         if transposed:
             buf = torch.empty_like(xt)
-            _scan_torch(xt, w[d], b[d], reverse, buf)
+            _scan_torch(xt, w[d], b[d], reverse, buf, border_relu)
             out[:, d] = buf.transpose(2, 3)
         else:
-            _scan_torch(x, w[d], b[d], reverse, out[:, d])
+            _scan_torch(x, w[d], b[d], reverse, out[:, d], border_relu)
     return out
 
 
-def _backward_torch(h: Tensor, grad_h: Tensor, w: Tensor):
+def _backward_torch(h: Tensor, grad_h: Tensor, w: Tensor, border_relu: bool = True):
     dx = torch.zeros_like(h[:, 0])
     dw = torch.empty_like(w)
     db = torch.empty_like(w)
@@ -458,7 +511,7 @@ def _backward_torch(h: Tensor, grad_h: Tensor, w: Tensor):
         hd, Gd = h[:, d], grad_h[:, d]
         if transposed:
             hd, Gd = hd.transpose(2, 3).contiguous(), Gd.transpose(2, 3).contiguous()
-        g, dw[d], db[d] = _scan_torch_backward(hd, Gd, w[d], reverse)
+        g, dw[d], db[d] = _scan_torch_backward(hd, Gd, w[d], reverse, border_relu)
         dx += g.transpose(2, 3) if transposed else g
     return dx, dw, db
 
@@ -485,26 +538,26 @@ def _triton_available() -> bool:
 _triton_state: dict = {}
 
 
-def _forward_triton(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+def _forward_triton(x: Tensor, w: Tensor, b: Tensor, border_relu: bool) -> Tensor:
     from src.models.irnn_triton import irnn_forward_triton
 
-    return irnn_forward_triton(x, w, b)
+    return irnn_forward_triton(x, w, b, border_relu)
 
 
-def _backward_triton(h: Tensor, grad_h: Tensor, w: Tensor):
+def _backward_triton(h: Tensor, grad_h: Tensor, w: Tensor, border_relu: bool):
     from src.models.irnn_triton import irnn_backward_triton
 
-    return irnn_backward_triton(h, grad_h, w)
+    return irnn_backward_triton(h, grad_h, w, border_relu)
 
 
 _FORWARD = {"c": _forward_c, "torch": _forward_torch, "triton": _forward_triton}
-# backward(saved, grad_h, w, b) -> (dx, dw, db). "saved" is the forward's input x for the backends in
+# backward(saved, grad_h, w, b, border_relu) -> (dx, dw, db). "saved" is the forward's input x for the backends in
 # _BACKWARD_FROM_X (the C scan recomputes h from x in cache: 1 plane of memory traffic per (b, c) instead
 # of 4), else its output h.
 _BACKWARD = {
     "c": _backward_c,
-    "torch": lambda h, grad_h, w, b: _backward_torch(h, grad_h, w),
-    "triton": lambda h, grad_h, w, b: _backward_triton(h, grad_h, w),
+    "torch": lambda h, grad_h, w, b, border_relu: _backward_torch(h, grad_h, w, border_relu),
+    "triton": lambda h, grad_h, w, b, border_relu: _backward_triton(h, grad_h, w, border_relu),
 }
 _BACKWARD_FROM_X = frozenset({"c"})
 
@@ -514,13 +567,13 @@ _BACKWARD_FROM_X = frozenset({"c"})
 # --------------------------------------------------------------------------------------
 
 
-def _irnn_naive(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+def _irnn_naive(x: Tensor, weight: Tensor, bias: Tensor, border: str = "relu") -> Tensor:
     """Direct autograd of the recurrence, one row / column at a time (slow, obviously right)."""
     C = x.shape[1]
 
     def sweep(slices, d):
         w, b = weight[d].view(1, C, 1), bias[d].view(1, C, 1)
-        hs = [torch.relu(slices[0])]
+        hs = [torch.relu(slices[0]) if border == "relu" else slices[0]]
         for s in slices[1:]:
             hs.append(torch.relu(w * hs[-1] + b + s))
         return hs
@@ -534,4 +587,4 @@ def _irnn_naive(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 
 
 __all__ = ["IRNN", "irnn", "resolve_backend", "c_backend_available", "build_c_library",
-           "DIRECTIONS", "BACKENDS"]
+           "DIRECTIONS", "BACKENDS", "BORDERS", "INITS"]
