@@ -1,7 +1,7 @@
 """SPANet (Wang et al., CVPR 2019) and its Table-4 ablations B_a..B_f as flags of one class.
 
 Image convention: ``forward(x)`` takes ``x`` of shape (B, 3, H, W), RGB, values in [0, 1], and predicts the
-clean image directly (no global skip from the input, no clamp). Any H, W >= 1 work (``pad_multiple = 1``).
+clean image directly (no global skip from the input, no clamp). Any H, W >= 1 work.
 
 Structure (../shared/spec/spanet.md; width C = 32, no normalisation layers)::
 
@@ -186,7 +186,6 @@ class SPANet(nn.Module):
     Only ``att[0]`` is supervised by the attention loss.
     """
 
-    pad_multiple: int = 1
     uses_label: bool = False
 
     num_pre_blocks = 3

@@ -289,7 +289,7 @@ def test_didmdn_io_is_on_unit_scale():
         out = net(x, label=torch.tensor([0]))
     assert 0 <= out["out"].min() and out["out"].max() <= 1  # (tanh + 1) / 2
     assert out["residual"].abs().max() <= 0.5  # tanh in [-1, 1] units = tanh / 2 in [0, 1] units
-    assert DIDMDN.pad_multiple == 32 and DIDMDN.uses_label
+    assert DIDMDN.uses_label
 
 
 # --- configs: conf/model/<name>.yaml with conf/schedule/<name>.yaml (recipe=<name>) -------------------------
