@@ -31,7 +31,8 @@ Generator structure::
 LeakyReLU slope 0.2 everywhere, convs of the dense/transition blocks without bias. 365,236 parameters; the
 released module also holds 7,603 parameters in layers its forward never calls (``RELEASE_UNUSED_LAYERS``),
 372,839 in all. They are left out here (unused parameters break DistributedDataParallel);
-:meth:`DIDMDN.load_release_state_dict` skips them when loading a released ``netG`` file's state dict.
+:meth:`DIDMDN.convert_release_state_dict` skips them when loading a released ``netG`` file's state dict
+(``model.init_from=PATH`` does that for a released generator file; see docs/models.md).
 
 BatchNorm: the authors train with batch 1 and tell users to test in train mode (README: "use netG.train()
 for testing"), i.e. with the statistics of the image itself. ``bn_batch_stats=True`` (default) does that in
@@ -48,6 +49,8 @@ script adds 1 to the argmax before feeding the generator, which was trained with
 """
 
 from __future__ import annotations
+
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -296,12 +299,14 @@ class DIDMDN(nn.Module):
         return result
 
     # --- the authors' released weights ------------------------------------------------------------------
-    def load_release_state_dict(self, state_dict: dict[str, Tensor]) -> None:
-        """Load a released ``Dense_rain`` state dict (e.g. ``netG_epoch_9.pth`` already read by the caller).
+    def convert_release_state_dict(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """A released ``Dense_rain`` state dict (e.g. ``netG_epoch_9.pth``, saved by their training script with
+        ``torch.save(netG.state_dict())``) in this network's naming, checked strictly.
 
-        Keys of ``RELEASE_UNUSED_LAYERS`` are skipped, and so are BatchNorm running statistics when
-        ``bn_batch_stats`` is on; an unexpected or missing key raises ``KeyError`` naming it. The classifier
-        (released separately as ``vgg19ca``) loads with ``model.classifier.load_state_dict`` (same names).
+        The names are the same; a ``module.`` prefix (DataParallel) is stripped, keys of
+        ``RELEASE_UNUSED_LAYERS`` are dropped, and so are BatchNorm running statistics when ``bn_batch_stats``
+        is on. An unexpected or missing key raises ``KeyError`` naming it; a wrong shape ``ValueError``. The
+        classifier (released separately as ``vgg19ca``) loads with ``model.classifier.load_state_dict``.
         """
         own = self.state_dict()
         kept: dict[str, Tensor] = {}
@@ -311,11 +316,23 @@ class DIDMDN(nn.Module):
             if layer in RELEASE_UNUSED_LAYERS:
                 continue
             if key in own:
+                if tuple(value.shape) != tuple(own[key].shape):
+                    raise ValueError(f"DIDMDN release weights: {key!r} has shape {tuple(value.shape)}, the network "
+                                     f"expects {tuple(own[key].shape)}")
                 kept[key] = value
             elif not (self.bn_batch_stats and key.endswith((".running_mean", ".running_var", ".num_batches_tracked"))):
-                raise KeyError(f"DIDMDN.load_release_state_dict: unexpected key {key!r}")
+                raise KeyError(f"DIDMDN release weights: unexpected key {key!r}")
         optional = ("classifier.", "num_batches_tracked")  # classifier: released separately; counter: 0.3 had none
         missing = [k for k in own if k not in kept and not any(o in k for o in optional)]
         if missing:
-            raise KeyError(f"DIDMDN.load_release_state_dict: missing keys {missing[:5]} ({len(missing)} in all)")
-        self.load_state_dict(kept, strict=False)
+            raise KeyError(f"DIDMDN release weights: missing keys {missing[:5]} ({len(missing)} in all)")
+        return kept
+
+    def load_release_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
+        """Load a released ``Dense_rain`` state dict (see :meth:`convert_release_state_dict`)."""
+        self.load_state_dict(self.convert_release_state_dict(state_dict), strict=False)
+
+    @staticmethod
+    def is_release_state_dict(state_dict: Mapping[str, Tensor]) -> bool:
+        """Whether a state dict is the authors' generator file: it holds their never-called layers."""
+        return any(k.removeprefix("module.").rsplit(".", 1)[0] in RELEASE_UNUSED_LAYERS for k in state_dict)

@@ -202,23 +202,24 @@ class RESCAN(nn.Module):
         return {"out": stages[-1], "rain_layers": rain_layers, "stages": stages, "vis": vis}
 
     # --- the authors' released weights ------------------------------------------------------------------
-    def load_release_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
-        """Load a state dict saved by the authors' code (their ``'net'`` entry; a ``module.`` prefix of
-        DataParallel is stripped), strictly, converting BGR to RGB. The network must be built with the
-        release's unit type, channels and dilations (their settings.py: ``uint``, ``channel``, ``depth``).
-        A missing, unexpected or wrongly shaped key raises ``KeyError`` / ``ValueError`` naming it."""
+    def convert_release_state_dict(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """A state dict saved by the authors' code (their ``'net'`` entry; a ``module.`` prefix of DataParallel
+        is stripped) in this network's naming and channel order (BGR -> RGB), checked strictly. The network
+        must be built with the release's unit type, channels and dilations (their settings.py: ``uint``,
+        ``channel``, ``depth``). A missing, unexpected or wrongly shaped key raises ``KeyError`` /
+        ``ValueError`` naming it."""
         release = {k.removeprefix("module."): v for k, v in state_dict.items()}
         own = self.state_dict()
         converted: dict[str, Tensor] = {}
         for key, target in own.items():
             src = release_key(key)
             if src not in release:
-                raise KeyError(f"RESCAN.load_release_state_dict: missing key {src!r} (for {key!r}); is the "
-                               f"unit type / depth the release's?")
+                raise KeyError(f"RESCAN release weights: missing key {src!r} (for {key!r}); is the unit type / "
+                               "depth the release's?")
             value = release[src]
             if tuple(value.shape) != tuple(target.shape):
-                raise ValueError(f"RESCAN.load_release_state_dict: {src!r} has shape {tuple(value.shape)}, the "
-                                 f"network expects {tuple(target.shape)} (channels?)")
+                raise ValueError(f"RESCAN release weights: {src!r} has shape {tuple(value.shape)}, the network "
+                                 f"expects {tuple(target.shape)} (channels?)")
             if key.startswith("units.0.conv_x.") and key.endswith(".weight"):
                 value = value.flip(1)  # BGR input channels -> RGB
             elif key.startswith(f"decoder.{len(self.decoder) - 1}."):
@@ -226,9 +227,18 @@ class RESCAN(nn.Module):
             converted[key] = value
         unexpected = sorted(set(release) - {release_key(k) for k in own})
         if unexpected:
-            raise KeyError(f"RESCAN.load_release_state_dict: unexpected keys {unexpected[:5]} ({len(unexpected)} "
-                           "in all); is the unit type the release's?")
-        self.load_state_dict(converted, strict=True)
+            raise KeyError(f"RESCAN release weights: unexpected keys {unexpected[:5]} ({len(unexpected)} in all); "
+                           "is the unit type the release's?")
+        return converted
+
+    def load_release_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
+        """Load a state dict saved by the authors' code (see :meth:`convert_release_state_dict`)."""
+        self.load_state_dict(self.convert_release_state_dict(state_dict), strict=True)
+
+    @staticmethod
+    def is_release_state_dict(state_dict: Mapping[str, Tensor]) -> bool:
+        """Whether a state dict uses the authors' names (``rnns.*``, ``dec.*``) rather than ours."""
+        return any(k.removeprefix("module.").startswith(("rnns.", "dec.")) for k in state_dict)
 
 
 _UNIT_CONV = re.compile(r"units\.(\d+)\.(conv_x|conv_h)\.(\w+)\.(weight|bias)$")

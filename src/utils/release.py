@@ -157,9 +157,16 @@ def load_net_weights(net: nn.Module, path: str | Path, ckpt: Optional[Mapping] =
         state = {k.removeprefix("module."): v for k, v in ckpt["net"].items()}  # their DataParallel prefix
         if is_release_state_dict(state):
             state = convert_release_state_dict(state, net, source=str(path))
+    elif ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
+        state = dict(ckpt)  # a bare state dict, e.g. DID-MDN's released generator
     else:
         raise ValueError(f"{path}: neither a release checkpoint ('net') nor a Lightning checkpoint ('state_dict'); "
                          f"top-level keys: {sorted(ckpt)}")
+    if hasattr(net, "convert_release_state_dict") and net.is_release_state_dict(state):
+        try:  # a baseline's weights released by its authors (RESCAN, DID-MDN): their names and channel order
+            state = net.convert_release_state_dict(state)
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{path}: {err}") from None
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:

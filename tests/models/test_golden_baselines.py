@@ -148,3 +148,30 @@ def test_didmdn_pads_only_to_the_next_size_it_accepts(didmdn_pair, side, padded)
     assert ours["out"].shape == (1, 3, side, side)
     _close(ours["out"] * 2 - 1, clean[..., :side, :side])
     _close(ours["residual"] * 2, residual[..., :side, :side])
+
+
+# --------------------------------------------------------------------------------------- released files
+def test_released_files_load_through_the_suite_reader(tmp_path):
+    """The files as the authors' training scripts write them: RESCAN {'net', 'clock', 'opt'} (train.py),
+    DID-MDN a bare generator state dict (torch.save(netG.state_dict())). Read by the suite's checkpoint reader
+    (as eval / predict / model.init_from do), they give the official outputs."""
+    from src.utils.release import load_net_weights
+
+    sd = random_state_dict(rescan_layout("GRU"), seed=7)
+    path = tmp_path / "latest"
+    torch.save({"net": sd, "clock": 20000, "opt": {"state": {}, "param_groups": [{"lr": 5e-5}]}}, path)
+    net = load_net_weights(RESCAN(unit="gru", frame="full").double(), path)
+    rgb = torch.rand(1, 3, 9, 11, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    with torch.no_grad():
+        _close(net(rgb)["out"], rgb - rescan_official(sd, rgb.flip(1), "GRU", "Full")[-1].flip(1))
+
+    sd = random_state_dict(didmdn_layout(), seed=9)
+    path = tmp_path / "netG_epoch_9.pth"
+    torch.save(sd, path)
+    net = load_net_weights(DIDMDN().double(), path)
+    x = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    with torch.no_grad():
+        _close(net(x, label=torch.tensor([2]))["out"] * 2 - 1, didmdn_official(sd, x * 2 - 1, 2)[1])
+    torch.save({k: v for k, v in sd.items() if not k.startswith("refine3")}, path)
+    with pytest.raises(ValueError, match="netG_epoch_9.pth: .*missing keys"):
+        load_net_weights(DIDMDN().double(), path)
