@@ -1,12 +1,17 @@
-"""python -m src.train [overrides]: build data, model, trainer from config; fit; test the best checkpoint.
+"""python -m src.train [overrides]: build data, model, trainer from config; fit; test the chosen weights.
 
 Writes into the run dir (logs/<task>/runs/<timestamp>/): .hydra/ (resolved config), checkpoints/ (best by
-val/psnr_spanet, last), metrics.json (final validation and test reports of the best checkpoint), logger files.
+val/psnr_spanet, last), metrics.json (final validation and test reports of the tested weights), logger files.
+
+``test_ckpt`` picks the weights that are validated and tested after fit: ``best`` (default), the best
+checkpoint by the monitored validation score, or ``last``, the final weights of the run (the SPANet paper's
+practice: its release tested the final 40K-iteration checkpoint).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 import hydra
 import lightning as L
@@ -20,8 +25,24 @@ from src.utils.run import finish_wandb, instantiate_group, require_set, setup_en
 log = logging.getLogger(__name__)
 
 
+TEST_CKPTS = ("best", "last")
+
+
+def tested_weights(cfg: DictConfig, trainer: L.Trainer) -> Optional[str]:
+    """The checkpoint that ``test_ckpt`` names after fit: the best checkpoint's path, or None for the weights in
+    memory (``last``: the final weights; ``best`` when no best checkpoint was saved, with a warning)."""
+    if cfg.get("test_ckpt", "best") == "last":
+        return None
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if not best and not trainer.fast_dev_run:
+        log.warning("no best checkpoint was saved; final metrics use the last weights")
+    return best or None
+
+
 def train(cfg: DictConfig) -> dict:
     setup_environment(cfg)
+    if cfg.get("test_ckpt", "best") not in TEST_CKPTS:
+        raise ValueError(f"test_ckpt={cfg.test_ckpt!r}: expected one of {TEST_CKPTS}")
     require_set(cfg, "data")
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
@@ -35,16 +56,13 @@ def train(cfg: DictConfig) -> dict:
     try:
         with ddp_job(trainer):
             trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            if not best and not trainer.fast_dev_run:
-                log.warning("no best checkpoint was saved; final metrics use the last weights")
-            ckpt = best or None
+            ckpt = tested_weights(cfg, trainer)
             trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
             if cfg.get("test"):
                 trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
         result = {
             "task": cfg.task, "experiment": cfg.get("experiment_name"), **cfg.run_info, "seed": cfg.seed,
-            "ckpt_path": ckpt, "global_step": trainer.global_step,
+            "test_ckpt": cfg.get("test_ckpt", "best"), "ckpt_path": ckpt, "global_step": trainer.global_step,
             "val": model.reports.get("val"), "val_input": model.reports.get("val_input"),
             "test": model.reports.get("test"), "test_input": model.reports.get("test_input"),
         }
