@@ -109,7 +109,8 @@ def test_cli_on_video_writes_png_and_json(video, tmp_path):
     expected, p_hat, _ = reference_clean_image(decoded(video)[2:10])
     assert np.array_equal(iio.imread(out), expected)
     record = json.loads(out.with_suffix(".json").read_text())
-    assert record == {"p_hat": p_hat, "frames": 8, "size": [48, 64], "start": 2, "input": str(video)}
+    assert record == {"p_hat": p_hat, "frames": 8, "size": [48, 64], "start": 2, "input": str(video),
+                      "notebook_compat": False}
     assert list(tmp_path.glob("frames-*")) == []  # the frame cache is gone
 
 
