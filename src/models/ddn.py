@@ -1,5 +1,5 @@
 """DDN, the deep detail network of Fu et al., "Removing rain from single images via a deep detail network"
-(CVPR 2017), as in the authors' TensorFlow code (../shared/spec/baselines.md).
+(CVPR 2017), as in the authors' TensorFlow code (docs/models.md).
 
 Image convention: ``forward(x)`` takes ``x`` of shape (B, 3, H, W), RGB, values in [0, 1], any H, W >= 1,
 and returns ``out`` on the same scale, not clamped.

@@ -1,6 +1,6 @@
 """DID-MDN, Zhang & Patel, "Density-aware single image de-raining using a multi-stream dense network"
 (CVPR 2018): the derain generator ``Dense_rain`` of the authors' PyTorch code (models/derain_dense.py) and
-an optional rain-density classifier (``vgg19ca``); ../shared/spec/baselines.md.
+an optional rain-density classifier (``vgg19ca``); docs/models.md.
 
 Image convention: ``forward(x, label)`` takes ``x`` of shape (B, 3, H, W), RGB, values in [0, 1]. The
 network works in [-1, 1] as the release does: the input is mapped by ``2x - 1`` inside and the output back by

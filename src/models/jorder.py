@@ -1,6 +1,6 @@
 """JORDER-E, Yang et al., "Joint rain detection and removal from a single image with contextualized deep
 networks" (TPAMI 2019), the official PyTorch successor of JORDER (CVPR 2017), as in the authors' code
-(src/model/jorder_e.py; ../shared/spec/baselines.md).
+(src/model/jorder_e.py; docs/models.md).
 
 Image convention: ``forward(x)`` takes ``x`` of shape (B, 3, H, W), RGB, values in [0, 1], any H, W >= 1.
 The official network works on the 0-255 scale (``rgb_range = 255``, no mean shift),

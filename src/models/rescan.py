@@ -1,5 +1,5 @@
 """RESCAN, Li et al., "Recurrent squeeze-and-excitation context aggregation net for single image deraining"
-(ECCV 2018), as in the authors' PyTorch code (config/model.py; ../shared/spec/baselines.md).
+(ECCV 2018), as in the authors' PyTorch code (config/model.py; docs/models.md).
 
 Image convention: ``forward(x)`` takes the rainy image ``O`` = ``x`` of shape (B, 3, H, W), RGB, values in
 [0, 1], any H, W >= 1. Each stage s predicts the rain layer ``R_s`` (same scale, can be

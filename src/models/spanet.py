@@ -3,7 +3,7 @@
 Image convention: ``forward(x)`` takes ``x`` of shape (B, 3, H, W), RGB, values in [0, 1], and predicts the
 clean image directly (no global skip from the input, no clamp). Any H, W >= 1 work.
 
-Structure (../shared/spec/spanet.md; width C = 32, no normalisation layers)::
+Structure (docs/models.md; width C = 32, no normalisation layers)::
 
     conv_in 3x3 (3->C, no bias) -> ReLU
     3 RBs                                      pre_blocks
