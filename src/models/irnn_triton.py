@@ -23,10 +23,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-BLOCK = 32  # lanes per program: one warp
+from src.models.irnn import DIRECTIONS
 
-# direction index -> (sweep along H?, reverse?) ; up, right, down, left
-_DIRECTIONS = ((True, True), (False, False), (True, False), (False, True))
+BLOCK = 32  # lanes per program: one warp
 
 
 @triton.jit
@@ -120,11 +119,11 @@ def irnn_forward_triton(x: Tensor, w: Tensor, b: Tensor, border_relu: bool = Tru
     out = torch.empty((B, 4, C, H, W), dtype=x.dtype, device=x.device)
     if out.numel() == 0:
         return out
-    for d, (vertical, reverse) in enumerate(_DIRECTIONS):
-        L, M, step, lane = _geometry(vertical, H, W)
+    for d, direction in enumerate(DIRECTIONS):
+        L, M, step, lane = _geometry(direction.vertical, H, W)
         grid = (B * C, triton.cdiv(M, BLOCK))
         _irnn_fwd_kernel[grid](x, out, w, b, C, L, M, step, lane, H * W, d,
-                               REVERSE=reverse, BORDER_RELU=bool(border_relu), BLOCK=BLOCK, num_warps=1)
+                               REVERSE=direction.reverse, BORDER_RELU=bool(border_relu), BLOCK=BLOCK, num_warps=1)
     return out
 
 
@@ -136,11 +135,11 @@ def irnn_backward_triton(h: Tensor, grad_h: Tensor, w: Tensor, border_relu: bool
     dw_part = torch.zeros((4, B * C, n_blocks), dtype=torch.float32, device=h.device)
     db_part = torch.zeros_like(dw_part)
     if h.numel():
-        for d, (vertical, reverse) in enumerate(_DIRECTIONS):
-            L, M, step, lane = _geometry(vertical, H, W)
+        for d, direction in enumerate(DIRECTIONS):
+            L, M, step, lane = _geometry(direction.vertical, H, W)
             grid = (B * C, triton.cdiv(M, BLOCK))
             _irnn_bwd_kernel[grid](h, grad_h, dx, w, dw_part, db_part, C, L, M, step, lane,
-                                   H * W, d, n_blocks, REVERSE=reverse, BORDER_RELU=bool(border_relu),
+                                   H * W, d, n_blocks, REVERSE=direction.reverse, BORDER_RELU=bool(border_relu),
                                    BLOCK=BLOCK, num_warps=1)
     dw = dw_part.view(4, B, C, n_blocks).sum((1, 3)).to(w.dtype)
     db = db_part.view(4, B, C, n_blocks).sum((1, 3)).to(w.dtype)

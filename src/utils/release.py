@@ -27,12 +27,11 @@ from typing import Mapping, Optional
 import torch
 from torch import Tensor, nn
 
+from src.models.irnn import DIRECTIONS
 from src.models.spanet import SPANet
 
 log = logging.getLogger(__name__)
 
-#: release IRNN direction names, in the order of our (4, C) IRNN parameters
-DIRECTIONS = ("up", "right", "down", "left")
 _BODY_CONVS = ("conv1", "conv2", "conv3")
 _SAM_CONVS = ("conv_in", "conv2", "conv3", "conv_out")
 _RELEASE_ATTENTION_PREFIX = "SAM1.attention_layer."
@@ -101,9 +100,9 @@ def convert_release_state_dict(
     for irnn in ("irnn1", "irnn2"):
         # release: per direction a depthwise 1x1 conv, weight (C, 1, 1, 1), bias (C,); ours: (4, C) each
         out[f"sams.0.{irnn}.weight"] = torch.stack(
-            [take(f"SAM1.{irnn}.{d}_weight.weight", (channels, 1, 1, 1)).reshape(-1) for d in DIRECTIONS])
+            [take(f"SAM1.{irnn}.{d.name}_weight.weight", (channels, 1, 1, 1)).reshape(-1) for d in DIRECTIONS])
         out[f"sams.0.{irnn}.bias"] = torch.stack(
-            [take(f"SAM1.{irnn}.{d}_weight.bias", (channels,)) for d in DIRECTIONS])
+            [take(f"SAM1.{irnn}.{d.name}_weight.bias", (channels,)) for d in DIRECTIONS])
 
     attention_keys = sorted(k for k in release if k.startswith(_RELEASE_ATTENTION_PREFIX))
     if net.direction_attention:

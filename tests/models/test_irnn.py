@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from src.models import irnn as irnn_mod
+from src.ops import cbuild
 from src.models.irnn import IRNN, c_backend_available, irnn, resolve_backend
 
 UP, RIGHT, DOWN, LEFT = range(4)
@@ -219,8 +220,8 @@ def test_auto_backend_reported_once(caplog, monkeypatch):
 def test_falls_back_to_torch_without_compiler(monkeypatch, tmp_path):
     monkeypatch.setenv("SPANET_CACHE_DIR", str(tmp_path))  # nothing cached there
     monkeypatch.setenv("CC", "no-such-compiler-xyz")
-    monkeypatch.setitem(irnn_mod._c_state, "tried", False)
-    monkeypatch.setitem(irnn_mod._c_state, "lib", None)
+    monkeypatch.setattr(irnn_mod.C_LIBRARY, "_tried", False)  # restored after the test, with the library
+    monkeypatch.setattr(irnn_mod.C_LIBRARY, "_lib", None)
     x, w, b, _ = _random_problem((1, 2, 5, 6), torch.float32)
     with pytest.warns(RuntimeWarning, match="no-such-compiler-xyz"):
         assert resolve_backend("auto", x) == "torch"
@@ -230,12 +231,13 @@ def test_falls_back_to_torch_without_compiler(monkeypatch, tmp_path):
 
 def test_library_cache_key(monkeypatch, tmp_path):
     monkeypatch.setenv("SPANET_CACHE_DIR", str(tmp_path))
-    flags = irnn_mod._C_FLAG_SETS[0]
-    path = irnn_mod._library_path("gcc", flags)
-    assert path.parent == tmp_path
-    assert irnn_mod._library_path("gcc", irnn_mod._C_FLAG_SETS[1]) != path
-    monkeypatch.setattr(irnn_mod, "_cpu_id", lambda: "some other CPU")
-    assert irnn_mod._library_path("gcc", flags) != path  # -march=native never crosses CPUs
+    lib = irnn_mod.C_LIBRARY
+    flags = lib.flag_sets[0]
+    path = lib.path("gcc", flags)
+    assert path.parent == tmp_path and path.name.startswith("irnn_scan_")
+    assert lib.path("gcc", lib.flag_sets[1]) != path
+    monkeypatch.setattr(cbuild, "cpu_id", lambda: "some other CPU")
+    assert lib.path("gcc", flags) != path  # -march=native never crosses CPUs
 
 
 def test_concurrent_builds_rename_atomically(monkeypatch, tmp_path):
@@ -291,7 +293,7 @@ def test_c_backend_with_two_threads_matches_torch(monkeypatch, dtype, border):
 def test_buffer_pool_reuses_memory(monkeypatch):
     if not c_backend_available():
         pytest.skip("no C compiler")
-    monkeypatch.setattr(irnn_mod._POOL, "min_bytes", 0)
+    monkeypatch.setattr(irnn_mod.POOL, "min_bytes", 0)
     x, w, b, _ = _random_problem((1, 2, 6, 7), torch.float32)
     ref = irnn(x, w, b, "naive")
     out = irnn(x, w, b, "c")
@@ -300,7 +302,7 @@ def test_buffer_pool_reuses_memory(monkeypatch):
     out = irnn(x, w, b, "c")
     assert out.data_ptr() == ptr
     torch.testing.assert_close(out, ref)
-    irnn_mod._POOL.clear()
+    irnn_mod.POOL.clear()
 
 
 @pytest.mark.gpu
