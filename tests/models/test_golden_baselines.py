@@ -15,6 +15,7 @@ import torch
 from src.models.didmdn import DIDMDN
 from src.models.jorder import JORDERE
 from src.models.rescan import RESCAN
+from tests.models.test_baselines import one_thread  # noqa: F401  (autouse: one intra-op thread)
 from tests.models.official_forwards import (
     didmdn_layout,
     didmdn_official,
@@ -24,14 +25,6 @@ from tests.models.official_forwards import (
     rescan_layout,
     rescan_official,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _close(got, ref, rel=1e-10):
