@@ -27,6 +27,9 @@ train: install
 test: install
 	WANDB_MODE=offline OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
+test-fast: install  # the suite without the end-to-end runs marked slow (sweeps, DDP)
+	WANDB_MODE=offline OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
+
 bench: install
 	$(PY) experiments/bench_spanet.py
 

@@ -2,6 +2,9 @@
 
     python experiments/bench_clean.py [--frames 300] [--height 1080] [--width 1920] [--crop 32] [--cache-dir DIR]
 
+A script of experiments/, not a suite entry point: it takes argparse options (``--help``); the suite's
+commands (``python -m src.*``) take Hydra overrides.
+
 1. small clips (20 frames of 64x64, and 100 frames of 24x24 synthetic rain): our time (best of 5) and the
    per-pixel reference's (``src.make_clean.reference``, one run) on the same frames, and whether the outputs
    are identical (image and p_hat);

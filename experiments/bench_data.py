@@ -1,8 +1,11 @@
 """Data-loading throughput: how many DataLoader workers keep a GPU fed with SPANet training batches.
 
-    python experiments/bench_data.py                                  # all sections, ~1-2 min on 2 cores
+    python experiments/bench_data.py                                  # all sections
     python experiments/bench_data.py --spanet-json bench.json         # + workers needed per SPANet step
     python experiments/bench_data.py --list-lines 0 --json data.json  # skip the 600K-line list section
+
+A script of experiments/, not a suite entry point: it takes argparse options (``--help``); the suite's
+commands (``python -m src.*``) take Hydra overrides.
 
 Everything is made on the fly in a temporary folder (removed afterwards), from photos bundled in
 scikit-image with synthetic bright streaks, saved as the real sets store them:

@@ -4,6 +4,9 @@
     python experiments/bench_spanet.py --device cuda --json bench.json
     python experiments/bench_spanet.py --sizes small --repeats 10 --threads 2
 
+A script of experiments/, not a suite entry point: it takes argparse options (``--help``); the suite's
+commands (``python -m src.*``) take Hydra overrides.
+
 Measured, per input size (batch 8 at 64x64 and batch 1 at 512x512, float32):
 
 * train step = forward + backward + Adam step, loss = L1(out, target), for B_a (no SAM), SPANet (b_f)

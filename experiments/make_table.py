@@ -4,6 +4,9 @@
     python experiments/make_table.py --wandb ENTITY/PROJECT [--wandb-group table2] --out DIR [--protocol ...]
     python experiments/make_table.py SWEEP_DIR --extra DSC=dsc/metrics.json --extra JBO@realrain=jbo.json
 
+A script of experiments/, not a suite entry point: it takes argparse options (``--help``); the suite's
+commands (``python -m src.*``) take Hydra overrides.
+
 Sources. SWEEP_DIR: every ``metrics.json`` below it (recursively) written by ``src.train``:
 ``{"task", "experiment", "model", "data", "schedule", "seed", "ckpt_path", "val": REPORT, "test": REPORT,
 "val_input": REPORT, "test_input": REPORT}`` with REPORT the ``src.metrics`` schema (n_images / mean /

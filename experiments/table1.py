@@ -2,6 +2,9 @@
 
     python experiments/table1.py [--videos 10] [--frames 100] [--size 256] [--seed 0] [--out table1.md]
 
+A script of experiments/, not a suite entry point: it takes argparse options (``--help``); the suite's
+commands (``python -m src.*``) take Hydra overrides.
+
 Videos: ``--videos`` still backgrounds (photos bundled in scikit-image, centre-cropped to a square and resized
 to ``--size``), each with the suite's synthetic rain (``src.data.synthetic.make_rain_video``: a new streak
 layer per frame, global brightness flicker 2 %, Gaussian sensor noise sigma 2 grey levels). Settings cycle

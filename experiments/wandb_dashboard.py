@@ -4,6 +4,9 @@
     python experiments/wandb_dashboard.py --group table4 --report            # + a report with the same panels
     python experiments/wandb_dashboard.py --group table4 --dry-run > v.json  # print the view; no login/network
 
+A script of experiments/, not a suite entry point: it takes argparse options (``--help``); the suite's
+commands (``python -m src.*``) take Hydra overrides.
+
 The runs are those of W&B project ``--project`` (default spanet-suite, the project of conf/logger/wandb.yaml) in
 run group ``--group`` (the ``experiment_name`` of the sweep, e.g. table4, table2, table4_smoke), grouped by
 ``run_info.model`` so seeds of one model are averaged (mean, band/error bar = std). Sections, top to bottom:

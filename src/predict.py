@@ -1,7 +1,7 @@
 """python -m src.predict ckpt_path=FILE input=DIR_OR_FILE output=DIR [model=NAME] [save_raw=true]
 
 Derains every image (any size, RGB / grayscale / RGBA) and writes, per input ``<stem>``:
-  <stem>.png       the derained image, 8-bit RGB (clipped to [0, 1], x255, rounded)
+  <stem>.png       the derained image, 8-bit RGB (clipped to [0, 1], x255, rounded half up)
   <stem>_att.png   the first SAM attention map as a heat map (models with attention only)
   <stem>.npy       with save_raw=true: H x W x 3 float32 RGB, the unclipped network output
   <stem>_att.npy   with save_raw=true: H x W float32 attention map
@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from src.data.io import ImageReadError, is_image_file, read_image
+from src.metrics.protocols import to_uint8_image
 from src.utils.run import stored_run_config, user_overrode
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def describe_mode(path: Path) -> str | None:
 
 def heat_map(att: np.ndarray) -> np.ndarray:
     """H x W map in [0, 1] -> uint8 H x W x 3 with matplotlib's 'inferno' colour map."""
-    return (colormaps["inferno"](np.clip(att, 0, 1))[..., :3] * 255).round().astype(np.uint8)
+    return to_uint8_image(colormaps["inferno"](np.clip(att, 0, 1))[..., :3])
 
 
 @torch.inference_mode()
@@ -92,7 +93,7 @@ def predict(cfg: DictConfig) -> list[Path]:
         x = torch.from_numpy(img.transpose(2, 0, 1).copy())[None].to(device)
         out = model.predict_full(x)
         y = out["out"][0].float().cpu().numpy().transpose(1, 2, 0)
-        iio.imwrite(out_dir / f"{f.stem}.png", (np.clip(y, 0, 1) * 255).round().astype(np.uint8))
+        iio.imwrite(out_dir / f"{f.stem}.png", to_uint8_image(y))
         written.append(out_dir / f"{f.stem}.png")
         att = out.get("att")
         a = att[0][0, 0].float().cpu().numpy() if att else None

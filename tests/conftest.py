@@ -24,6 +24,35 @@ CONF = ROOT / "conf"
 
 
 
+# --- requirements: one declared skip condition each (``@pytest.mark.<name>``; markers listed in pyproject.toml) ---
+def _cuda_device() -> bool:
+    return torch.cuda.is_available()
+
+
+def _triton() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def _c_scan() -> bool:
+    from src.models.irnn import c_backend_available  # builds the C scan once if a compiler is there
+
+    return c_backend_available()
+
+
+REQUIREMENTS = {
+    "gpu": (_cuda_device, "needs a CUDA device"),
+    "triton": (_triton, "needs triton (pip install triton)"),
+    "c_compiler": (_c_scan, "needs a C compiler: the IRNN 'c' backend falls back to 'torch' (tested separately)"),
+}
+
+
+def pytest_runtest_setup(item):
+    """Skip a test marked with a requirement this machine lacks (the reason names it)."""
+    for name, (available, reason) in REQUIREMENTS.items():
+        if item.get_closest_marker(name) is not None and not available():
+            pytest.skip(reason)
+
+
 def load_experiment_script(name: str):
     """Import experiments/<name>.py as the module ``name`` (registered in sys.modules: dataclasses need it)."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")

@@ -2,6 +2,8 @@
 
     python -m src.data.check data=NAME data.root=DIR [report=FILE] [workers=N]
 
+(Hydra overrides of ``conf/check.yaml``; ``--help`` lists the options.)
+
 Reads the splits of the data config exactly as training would (``FileDataModule.splits``), decodes every
 image once (a thread pool; Pillow releases the GIL while decoding) and reports, per split:
 
@@ -24,8 +26,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Optional
 
+import hydra
+from omegaconf import DictConfig
+
 from src.data.io import grey_levels, read_array
 from src.data.readers import LABEL_NAMES, Pair, ReadResult
+from src.utils.run import require_set
 
 
 def file_stats(path: str, halves: bool) -> tuple:
@@ -138,13 +144,11 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def run(cfg: Any) -> int:
+def run(cfg: DictConfig) -> int:
     """Build the data module of ``cfg.data``, check it, print / write the report; returns the exit status."""
-    import hydra
-
-    from src.utils.run import require_set
-
     try:
+        if cfg.get("data") is None:
+            raise ValueError("no data set chosen: pass data=NAME data.root=DIR (--help lists the data configs)")
         require_set(cfg, "data")
         module = hydra.utils.instantiate(cfg.data)
         report = check_module(module, int(cfg.workers), progress=bool(cfg.progress))
@@ -159,15 +163,10 @@ def run(cfg: Any) -> int:
     return 1 if report["problems"] else 0
 
 
-def _main() -> None:
-    import hydra
-
-    @hydra.main(config_path="../../conf", config_name="check", version_base="1.3")
-    def entry(cfg) -> None:
-        sys.exit(run(cfg))
-
-    entry()
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="check")
+def main(cfg: DictConfig) -> None:
+    sys.exit(run(cfg))
 
 
 if __name__ == "__main__":
-    _main()
+    main()

@@ -4,7 +4,8 @@
 
 * ``root`` (required; a config with ``root: ???`` fails with "set data.root=DIR"),
 * the training augmentation from the ``train_transform`` block (see :func:`src.data.transforms.build_train_transform`),
-  its cropping replaced by plain ``train_patch`` crops when a recipe sets ``schedule.train_patch``;
+  its cropping replaced by plain ``train_patch`` crops and its flips by ``train_flips`` when a recipe sets them
+  (``src.train`` passes ``schedule.train_patch`` / ``schedule.train_flips``);
   validation and test use full images, untouched (the Lightning module pads for the network),
 * missing pairs skipped with ONE warning that counts them; an empty split is an error naming its source,
 * the orientation guard: on ``orientation_samples`` evenly spaced pairs of each source the rainy image must be
@@ -28,12 +29,9 @@ from src.data.base import DerainDataModule
 from src.data.paired import PairedDataset, check_orientation
 from src.data.readers import (LAYOUTS, ORDERS, ReadResult, evenly_spaced, read_layout, require_pairs, split_groups,
                               warn_missing)
-from src.data.transforms import build_train_transform, with_train_patch
+from src.data.transforms import build_train_transform, with_train_flips, with_train_patch
 
 logger = logging.getLogger(__name__)
-
-#: Splits a module may read; "pairs" is the single folder of ``data=paired`` without sub-folders.
-SPLITS = ("train", "val", "test", "pairs")
 
 
 def require_root(root: Any) -> str:
@@ -54,6 +52,7 @@ class FileDataModule(DerainDataModule):
         root: str,
         train_transform: Optional[Mapping[str, Any]] = None,
         train_patch: Optional[int] = None,
+        train_flips: Optional[Mapping[str, bool]] = None,
         val_max: Optional[int] = None,
         swap: bool = False,
         check_orientation: bool = True,
@@ -67,6 +66,9 @@ class FileDataModule(DerainDataModule):
             train_transform = with_train_patch(train_transform, train_patch)
             logger.info("schedule.train_patch=%s: training on random %sx%s crops (data.train_transform's "
                         "scale / resized_crop / crop replaced)", train_patch, train_patch, train_patch)
+        if train_flips is not None:  # a recipe's flips (schedule.train_flips) win over the data config's
+            train_transform = with_train_flips(train_transform, train_flips)
+            logger.info("schedule.train_flips=%s: replaces data.train_transform's flips", dict(train_flips))
         self.train_transform = build_train_transform(**dict(train_transform or {}))
         self.val_max = None if val_max is None else int(val_max)
         self.swap = bool(swap)

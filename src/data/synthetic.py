@@ -32,7 +32,7 @@ from skimage.transform import resize
 from torch.utils.data import Dataset
 
 from src.data.base import DerainDataModule
-from src.data.transforms import check_train_patch
+from src.data.transforms import check_train_flips, check_train_patch
 
 LEVELS = ("heavy", "medium", "light")  # index = DID-MDN density label
 
@@ -192,6 +192,7 @@ class SyntheticRainDataset(Dataset):
         patch_size: Optional[int] = None,
         long_side: Optional[int] = None,
         haze_prob: float = 0.0,
+        flips: Optional[dict] = None,
     ) -> None:
         if not photos:
             raise ValueError("SyntheticRainDataset needs at least one photo name")
@@ -202,6 +203,7 @@ class SyntheticRainDataset(Dataset):
         self.patch_size = patch_size
         self.long_side = long_side
         self.haze_prob = haze_prob
+        self.flips = {"hflip": True, "vflip": False, "transpose": False} if flips is None else check_train_flips(flips)
         self.length = int(length) if patch_size else len(self.photos) * len(LEVELS)
         if patch_size and not length:
             raise ValueError("training synthetic data needs `length` (samples per epoch)")
@@ -219,8 +221,14 @@ class SyntheticRainDataset(Dataset):
                 raise ValueError(f"photo {name!r} ({h}x{w}) is smaller than data.patch_size={ps}")
             y, x = int(rng.integers(h - ps + 1)), int(rng.integers(w - ps + 1))
             patch = img[y : y + ps, x : x + ps]
-            if rng.random() < 0.5:
+            # horizontal flip with probability 1/2 (always drawn, so the stream of random numbers does not
+            # depend on the flips); a recipe's vertical flip / transposition each draw one more number
+            if rng.random() < 0.5 and self.flips["hflip"]:
                 patch = patch[:, ::-1]
+            if self.flips["vflip"] and rng.random() < 0.5:
+                patch = patch[::-1]
+            if self.flips["transpose"] and rng.random() < 0.5:
+                patch = patch.transpose(1, 0, 2)
             return np.ascontiguousarray(patch), f"{self.seed}_{idx}", int(rng.integers(len(LEVELS)))
         name, level = self.photos[idx // len(LEVELS)], idx % len(LEVELS)
         img = load_photo(name)
@@ -260,25 +268,28 @@ class SyntheticRainDataModule(DerainDataModule):
         seed: int = 0,
         eval_seed: int = 42,
         train_patch: Optional[int] = None,
+        train_flips: Optional[dict] = None,
         **loader_kwargs,
     ) -> None:
-        """``train_patch`` (``schedule.train_patch``, set by the baselines' recipes) replaces ``patch_size``."""
+        """``train_patch`` (``schedule.train_patch``, set by the baselines' recipes) replaces ``patch_size``;
+        ``train_flips`` (``schedule.train_flips``) replaces the default random horizontal flip of training patches."""
         super().__init__(seed=seed, **loader_kwargs)
         if train_patch is not None:
             patch_size = check_train_patch(train_patch)
+        flips = None if train_flips is None else check_train_flips(train_flips)
         overlap = set(train_photos) & (set(val_photos) | set(test_photos))
         if overlap:
             raise ValueError(f"data.train_photos and the val/test photos overlap: {sorted(overlap)}")
         self.kw = dict(
             train_photos=list(train_photos), val_photos=list(val_photos), test_photos=list(test_photos),
             train_length=train_length, patch_size=patch_size, eval_long_side=eval_long_side,
-            haze_prob=haze_prob, seed=seed, eval_seed=eval_seed,
+            haze_prob=haze_prob, seed=seed, eval_seed=eval_seed, flips=flips,
         )
 
     def build(self):
         k = self.kw
         train = SyntheticRainDataset(k["train_photos"], k["seed"], k["train_length"], k["patch_size"],
-                                     haze_prob=k["haze_prob"])
+                                     haze_prob=k["haze_prob"], flips=k["flips"])
         # val/test rain depends on eval_seed only, so runs with different training seeds score the same images
         val = SyntheticRainDataset(k["val_photos"], k["eval_seed"] + 1, long_side=k["eval_long_side"],
                                    haze_prob=k["haze_prob"])

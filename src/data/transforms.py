@@ -184,6 +184,32 @@ def with_train_patch(train_transform: Optional[Mapping[str, Any]], patch: Any) -
     return block
 
 
+FLIPS = ("hflip", "vflip", "transpose")
+
+
+def check_train_flips(flips: Any) -> dict[str, bool]:
+    """``schedule.train_flips`` (a recipe's flips, e.g. JORDER-E's horizontal / vertical flips and transposition)
+    as ``{"hflip": bool, "vflip": bool, "transpose": bool}``; keys left out are off. A clear error for anything
+    else."""
+    if not isinstance(flips, Mapping):
+        raise ValueError(f"schedule.train_flips must be null or a mapping of {', '.join(FLIPS)} to true/false, "
+                         f"got {flips!r}")
+    unknown = sorted(set(flips) - set(FLIPS))
+    if unknown:
+        raise ValueError(f"schedule.train_flips: unknown key(s) {unknown}; known: {', '.join(FLIPS)}")
+    for key, value in flips.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"schedule.train_flips.{key} must be true or false, got {value!r}")
+    return {key: bool(flips.get(key, False)) for key in FLIPS}
+
+
+def with_train_flips(train_transform: Optional[Mapping[str, Any]], flips: Any) -> dict:
+    """The ``train_transform`` block with its flips replaced by a recipe's (:func:`check_train_flips`)."""
+    block = dict(train_transform or {})
+    block.update(check_train_flips(flips))
+    return block
+
+
 def build_train_transform(
     crop: Optional[Size] = None,
     resized_crop: Union[None, int, Mapping[str, Any]] = None,

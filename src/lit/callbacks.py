@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
+from src.metrics.protocols import to_uint8_image
+
 
 def _as_rgb(x: torch.Tensor) -> torch.Tensor:
     """(C,H,W) with C in {1,3}, any range -> (3,H,W) clipped to [0,1]."""
@@ -31,7 +33,7 @@ def make_grid_rows(rows: list[list[torch.Tensor]], gap: int = 2) -> np.ndarray:
     w = max(r.shape[2] for r in rendered)
     rendered = [F.pad(r, (0, w - r.shape[2], 0, gap), value=1.0) for r in rendered]
     grid = torch.cat(rendered, dim=1).permute(1, 2, 0).numpy()
-    return np.round(grid * 255).astype(np.uint8)
+    return to_uint8_image(grid)
 
 
 class ImageGridLogger(L.Callback):

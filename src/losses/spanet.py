@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from kornia.filters import get_gaussian_kernel2d
 from torch import Tensor, nn
 
+from src.metrics.protocols import to_uint8_levels
+
 MASK_RULES = ("abs", "positive")
 
 
@@ -31,7 +33,7 @@ def ssim_zero_pad(
     is averaged over batch, channels and all pixels (borders included). Returns a scalar tensor.
 
     Why not a library: ``kornia.metrics.ssim`` pads with 'reflect' (or crops with 'valid') and
-    ``torchmetrics``' SSIM pads with 'reflect' and crops the border; both give different numbers near the
+    ``torchmetrics``' SSIM pads with 'reflect' and averages the whole map; both give different numbers near the
     image border from the zero padding the release trains with.
     """
     if pred.shape != target.shape or pred.ndim != 4:
@@ -59,14 +61,15 @@ def ssim_zero_pad(
 def rain_mask(rain: Tensor, clean: Tensor, threshold: float = 0, rule: str = "abs") -> Tensor:
     """Binary rain map M (B, 1, H, W) float {0, 1} from RGB images (B, 3, H, W) in [0, 1].
 
-    Both images are first quantised to 8-bit values ``round(x * 255)``; ``d = rain8 - clean8`` per channel.
+    Both images are first quantised to 8-bit levels by the suite's one rule
+    (:func:`src.metrics.protocols.to_uint8_levels`, round half up); ``d = rain8 - clean8`` per channel.
     ``rule="abs"``: M = 1 where ``max_c |d| > threshold``; ``rule="positive"``: M = 1 where ``max_c d > threshold``
     (only pixels brighter in the rain image). ``threshold`` is on the 8-bit scale. The default (abs, 0) equals the
     release's ``clip(sum_c uint8(O - B), 0, 1)``: its unsigned wrap-around makes darker rain pixels count too.
     """
     if rule not in MASK_RULES:
         raise ValueError(f"loss.mask_rule: {rule!r} is not one of {MASK_RULES}")
-    diff = torch.round(rain * 255) - torch.round(clean * 255)
+    diff = to_uint8_levels(rain) - to_uint8_levels(clean)
     if rule == "abs":
         diff = diff.abs()
     return (diff.amax(dim=1, keepdim=True) > threshold).to(rain.dtype)

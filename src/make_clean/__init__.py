@@ -7,7 +7,7 @@ accepted clips into an SPA-Data-style training set.
 * :mod:`.pipeline` one clip -> clean image + record (``python -m src.make_clean``)
 * :mod:`.review` the accept / reject loop (``python -m src.make_clean.review``)
 * :mod:`.assemble` accepted clips -> SPA-Data layout (``python -m src.make_clean.assemble``)
-* :mod:`.cli` the ``key=value`` option parsing the three commands share
+* :mod:`.cli` what the three Hydra entry points share (option checks, error lines, exit status)
 
 Never imports ``src.models`` or ``src.lit``.
 """

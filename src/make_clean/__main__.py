@@ -4,10 +4,11 @@
                              [density=sparse|normal|dense] [cache_dir=DIR] [band_pixels=4096]
                              [notebook_compat=false|true]
 
+Options are Hydra overrides of ``conf/make_clean.yaml`` (see :mod:`src.make_clean.cli`; ``--help`` lists them).
 Writes FILE.png (uint8 RGB) and FILE.json ({"p_hat", "frames", "size": [H, W], "start", "input",
 "notebook_compat"}). ``notebook_compat=true`` reproduces the release notebook's output bit for bit, including
 its two slips (luma + 128 outside image column 0; some pixels left out of the vote when H is odd or W is not
-a multiple of 4); the default is the algorithm as the paper describes it.
+a multiple of 4); the default is the algorithm as the paper describes it (docs/models.md).
 ``frames`` defaults to the paper's count for ``density`` (sparse 20, normal 100, dense 200; default normal).
 Frames are cached in a raw file under ``cache_dir`` (default: the system temporary folder; N x H x W x 3
 bytes, 1.9 GB for 300 frames of 1080p) while the two passes run; memory stays at one band of rows.
@@ -16,35 +17,40 @@ bytes, 1.9 GB for 300 frames of 1080p) while the two passes run; memory stays at
 from __future__ import annotations
 
 import sys
-from typing import Sequence
 
-from src.make_clean.algorithm import BAND_PIXELS, DENSITY_FRAMES
-from src.make_clean.cli import choice, integer, parse_options, run_main
+import hydra
+from omegaconf import DictConfig
+
+from src.make_clean.algorithm import DENSITY_FRAMES
+from src.make_clean.cli import CONFIG_PATH, boolean, choice, integer, read_options, run_main, text
 from src.make_clean.pipeline import generate, record_path
 
-USAGE = __doc__.strip()
 OPTIONS = {
-    "input": str,
-    "output": str,
+    "input": text,
+    "output": text,
     "frames": integer(1),
     "start": integer(0),
     "density": choice(*DENSITY_FRAMES),
-    "cache_dir": str,
+    "cache_dir": text,
     "band_pixels": integer(1),
-    "notebook_compat": choice("false", "true"),
+    "notebook_compat": boolean,
 }
 
 
-def main(args: Sequence[str]) -> int:
-    opts = parse_options(args, OPTIONS, {"start": 0, "density": "normal", "band_pixels": BAND_PIXELS,
-                                         "notebook_compat": "false"}, required=("input", "output"))
-    record = generate(opts["input"], opts["output"], opts.get("frames"), opts["start"], opts["density"],
-                      opts.get("cache_dir"), opts["band_pixels"], opts["notebook_compat"] == "true")
+def main(cfg: DictConfig) -> int:
+    opts = read_options(cfg, OPTIONS, required=("input", "output"), nullable=("frames", "cache_dir"))
+    record = generate(opts["input"], opts["output"], opts["frames"], opts["start"], opts["density"],
+                      opts["cache_dir"], opts["band_pixels"], opts["notebook_compat"])
     print(f"{opts['output']}: p_hat={record['p_hat']} from {record['frames']} frames "
           f"(start {record['start']}), size {record['size'][0]}x{record['size'][1]}; "
           f"record {record_path(opts['output'])}")
     return 0
 
 
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="make_clean")
+def entry(cfg: DictConfig) -> None:
+    sys.exit(run_main(main, cfg))
+
+
 if __name__ == "__main__":
-    sys.exit(run_main(main, USAGE))
+    entry()

@@ -98,8 +98,8 @@ class CleanResult:
 def luma(rgb: np.ndarray) -> np.ndarray:
     """uint8 luma of uint8 RGB ``(..., 3)``: ``uint8(0.299 R + 0.587 G + 0.114 B)`` in float64, truncated.
 
-    Evaluated in chunks of pixels with reused float64 buffers (5x faster than one whole-array expression;
-    the arithmetic is the same, element by element).
+    Evaluated in chunks of pixels with reused float64 buffers (no whole-array float64 temporaries; the
+    arithmetic is the same, element by element).
     """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,):

@@ -1,6 +1,9 @@
 """Accepted clips of a review folder -> a training set in the SPA-Data layout (``data=realrain`` reads it).
 
-    python -m src.make_clean.assemble OUT_DIR DATASET_DIR [patch=256] [list=real_world.txt] [overwrite=false]
+    python -m src.make_clean.assemble out=OUT_DIR dataset=DATASET_DIR [patch=256] [list=real_world.txt]
+                                      [overwrite=false]
+
+(Hydra overrides of ``conf/make_clean_assemble.yaml``; ``--help`` lists the options.)
 
 A clip counts as accepted when, in ``OUT_DIR/decisions.csv``, its latest version (see review.py) is marked
 ``accept``. Each accepted clip becomes one scene: every rain frame used for its clean image is paired with
@@ -23,11 +26,12 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Sequence
 
+import hydra
 import imageio.v3 as iio
+from omegaconf import DictConfig
 
-from src.make_clean.cli import UsageError, integer, parse_options, run_main
+from src.make_clean.cli import CONFIG_PATH, boolean, integer, read_options, run_main, text
 from src.make_clean.io import PathLike, iter_frames, write_image
 from src.make_clean.review import DECISIONS_FILE, STATE_FILE, load_state, read_decisions
 
@@ -120,28 +124,21 @@ def assemble(out_dir: PathLike, dataset_dir: PathLike, patch: int = 256, list_na
     return {"scenes": scenes, "pairs": len(lines), "list": str(list_file)}
 
 
-USAGE = __doc__.strip()
+OPTIONS = {"out": text, "dataset": text, "patch": integer(0), "list": text, "overwrite": boolean}
 
 
-def _boolean(raw: str) -> bool:
-    if raw.lower() in ("true", "1", "yes"):
-        return True
-    if raw.lower() in ("false", "0", "no"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def main(args: Sequence[str]) -> int:
-    positional = [a for a in args if "=" not in a]
-    if len(positional) != 2:
-        raise UsageError(f"expected OUT_DIR and DATASET_DIR, got {positional}")
-    opts = parse_options([a for a in args if "=" in a], {"patch": integer(0), "list": str, "overwrite": _boolean},
-                         {"patch": 256, "list": "real_world.txt", "overwrite": False})
-    result = assemble(positional[0], positional[1], opts["patch"], opts["list"], opts["overwrite"])
+def main(cfg: DictConfig) -> int:
+    opts = read_options(cfg, OPTIONS, required=("out", "dataset"))
+    result = assemble(opts["out"], opts["dataset"], opts["patch"], opts["list"], opts["overwrite"])
     print(f"{result['list']}: {result['pairs']} pairs from {len(result['scenes'])} scenes "
           f"({', '.join(f'{c} -> {s}' for c, s in result['scenes'].items())})")
     return 0
 
 
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="make_clean_assemble")
+def entry(cfg: DictConfig) -> None:
+    sys.exit(run_main(main, cfg))
+
+
 if __name__ == "__main__":
-    sys.exit(run_main(main, USAGE))
+    entry()

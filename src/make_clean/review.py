@@ -1,8 +1,9 @@
 """The human review loop of paper section 3: generate, let a person accept or reject, regenerate with more
 frames, until every clip is accepted or has no frames left.
 
-    python -m src.make_clean.review CLIPS_DIR OUT_DIR [density=normal] [gain=4] [cache_dir=DIR]
+    python -m src.make_clean.review clips=CLIPS_DIR out=OUT_DIR [density=normal] [gain=4] [cache_dir=DIR]
 
+(Hydra overrides of ``conf/make_clean_review.yaml``; ``--help`` lists the options.)
 ``CLIPS_DIR`` holds the clips: video files and/or folders of frames (the clip's name is the file stem or the
 folder name). Each run:
 
@@ -39,11 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+import hydra
 import imageio.v3 as iio
 import numpy as np
+from omegaconf import DictConfig
 
 from src.make_clean.algorithm import BAND_PIXELS, DENSITY_FRAMES, density_step, frames_for_density
-from src.make_clean.cli import UsageError, choice, integer, parse_options, run_main
+from src.make_clean.cli import CONFIG_PATH, choice, integer, number, read_options, run_main, text
 from src.make_clean.io import PathLike, count_frames, is_clip, iter_frames, write_image, write_json
 from src.make_clean.pipeline import generate
 
@@ -284,21 +287,22 @@ def report(summary: dict[str, list[str]], out_dir: PathLike) -> str:
     return "\n".join(lines)
 
 
-USAGE = __doc__.strip()
-OPTIONS = {"density": choice(*DENSITY_FRAMES), "gain": float, "cache_dir": str, "band_pixels": integer(1)}
+OPTIONS = {"clips": text, "out": text, "density": choice(*DENSITY_FRAMES), "gain": number, "cache_dir": text,
+           "band_pixels": integer(1)}
 
 
-def main(args: Sequence[str]) -> int:
-    positional = [a for a in args if "=" not in a]
-    if len(positional) != 2:
-        raise UsageError(f"expected CLIPS_DIR and OUT_DIR, got {positional}")
-    opts = parse_options([a for a in args if "=" in a], OPTIONS,
-                         {"density": "normal", "gain": 4.0, "band_pixels": BAND_PIXELS})
-    summary = review(positional[0], positional[1], opts["density"], opts["gain"], opts.get("cache_dir"),
+def main(cfg: DictConfig) -> int:
+    opts = read_options(cfg, OPTIONS, required=("clips", "out"), nullable=("cache_dir",))
+    summary = review(opts["clips"], opts["out"], opts["density"], opts["gain"], opts["cache_dir"],
                      opts["band_pixels"])
-    print(report(summary, positional[1]))
+    print(report(summary, opts["out"]))
     return 0
 
 
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="make_clean_review")
+def entry(cfg: DictConfig) -> None:
+    sys.exit(run_main(main, cfg))
+
+
 if __name__ == "__main__":
-    sys.exit(run_main(main, USAGE))
+    entry()

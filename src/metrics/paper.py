@@ -147,8 +147,6 @@ RELEASE_README = PaperTable(
     note="The README does not say which figure the released file corresponds to.",
 )
 
-TABLES = {t.name: t for t in (TABLE1, TABLE2, TABLE3, TABLE4, RELEASE_README)}
-
 # Which published tables hold the counterpart of a model trained on a data config (first match wins).
 _TABLES_BY_DATA: dict[str, tuple[PaperTable, ...]] = {
     "realrain": (TABLE4, TABLE2, RELEASE_README),

@@ -25,11 +25,13 @@ All SSIMs use K1 = 0.01, K2 = 0.03. The ``spanet`` protocol is what the SPANet r
 data_range of 2 for float input inflates SSIM); today's equivalent is
 ``skimage.metrics.structural_similarity(x, y, win_size=7, channel_axis=-1, data_range=2)``.
 
-Conventions fixed here and used everywhere in the suite:
+Conventions fixed here:
 
-* Float -> 8 bit (:func:`to_uint8_levels`): ``level = floor(clip(x, 0, 1) * 255 + 0.5)``, i.e. round half
-  up. This equals MATLAB's ``im2uint8``/``round`` and ``torchvision.utils.save_image``, and differs from
-  round-half-to-even (numpy/torch ``round``) only on exact ties.
+* Float -> 8 bit: ``level = floor(clip(x, 0, 1) * 255 + 0.5)`` in float64, i.e. round half up
+  (:func:`to_uint8_levels`; :func:`to_uint8_image` for a uint8 array). This equals MATLAB's
+  ``im2uint8``/``round`` and ``torchvision.utils.save_image``. It is the suite's one rule: the protocols, the
+  images ``src.predict`` writes, the image grids of the training callback and the SPANet loss's rain mask all
+  call these two functions. (numpy/torch ``round(x * 255)`` in float32 differs from it on ties and near-ties.)
 * Identical images: PSNR is capped at :data:`PSNR_CAP_DB` = 100 dB (MSE = 0 would give +inf and turn every
   mean into inf). 100 dB is far above any real restoration (8-bit images differing in one level at one pixel
   of a 1-megapixel image still read about 113 dB, which is also reported as 100).
@@ -50,6 +52,7 @@ Where the libraries stand:
 from __future__ import annotations
 
 import kornia
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -59,6 +62,7 @@ __all__ = [
     "PROTOCOL_SUMMARY",
     "PSNR_CAP_DB",
     "to_uint8_levels",
+    "to_uint8_image",
     "rgb_to_y_matlab",
     "psnr_spanet",
     "ssim_spanet",
@@ -112,6 +116,13 @@ def to_uint8_levels(x: Tensor) -> Tensor:
     ``floor(clip(x, 0, 1) * 255 + 0.5)`` (round half up; see the module docstring). Shape is kept.
     """
     return torch.floor(x.to(torch.float64).clamp(0.0, 1.0) * 255.0 + 0.5)
+
+
+def to_uint8_image(x) -> np.ndarray:
+    """Float image on the [0, 1] scale (tensor or array, any shape) -> uint8 numpy array of its levels
+    (:func:`to_uint8_levels`: the suite's one float -> 8-bit rule)."""
+    t = x.detach().cpu() if isinstance(x, Tensor) else torch.from_numpy(np.asarray(x))
+    return to_uint8_levels(t).to(torch.uint8).numpy()
 
 
 def rgb_to_y_matlab(levels: Tensor) -> Tensor:

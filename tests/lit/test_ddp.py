@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_multirun_sweep_with_ddp_makes_one_dir_per_job(tmp_path):
     cmd = [
         sys.executable, "-m", "src.train", "-m", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",

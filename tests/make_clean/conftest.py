@@ -1,10 +1,30 @@
-"""Tiny rain clips as frame folders (lossless PNG, fast) for the review-loop and assembly tests."""
+"""Tiny rain clips as frame folders (lossless PNG, fast) for the review-loop and assembly tests, and
+:func:`run_cli`, which runs a command's real Hydra entry point in this process."""
 
 from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from hydra.core.global_hydra import GlobalHydra
+
+
+def run_cli(entry: Callable[[], None], args: Sequence[str]) -> int:
+    """``python -m ... ARGS`` without a subprocess: call the ``@hydra.main`` function with ``sys.argv`` set;
+    returns the exit status."""
+    saved = sys.argv
+    sys.argv = ["prog", *args]
+    try:
+        entry()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        sys.argv = saved
+        GlobalHydra.instance().clear()
+    return 0
 
 
 def rain_clip(n: int, h: int, w: int, seed: int) -> np.ndarray:

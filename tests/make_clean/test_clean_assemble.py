@@ -11,10 +11,10 @@ import torch
 
 from src.data.readers import read_pair_list
 from src.data.realrain import RealRainDataModule
-from src.make_clean.assemble import assemble, main, patch_grid, scene_name
-from src.make_clean.cli import run_main
+from src.make_clean.assemble import assemble, entry, patch_grid, scene_name
 from src.make_clean.reference import reference_clean_image
 from src.make_clean.review import review
+from tests.make_clean.conftest import run_cli
 
 
 @pytest.fixture
@@ -70,16 +70,16 @@ def test_assembled_tree_loads_through_the_realrain_reader(reviewed, tmp_path):
 def test_whole_frames_overwrite_and_errors(reviewed, tmp_path, capsys):
     out, frames = reviewed
     ds = tmp_path / "dataset"
-    assert main([str(out), str(ds), "patch=0"]) == 0
+    assert run_cli(entry, [f"out={out}", f"dataset={ds}", "patch=0"]) == 0
     assert "12 pairs from 1 scenes" in capsys.readouterr().out
     assert np.array_equal(iio.imread(ds / "real_world/rainA1/rainA1-3/rainA1-3_0_0.png"), frames[3])
-    assert run_main(main, "USAGE", [str(out), str(ds), "patch=0"]) == 2
+    assert run_cli(entry, [f"out={out}", f"dataset={ds}", "patch=0"]) == 2
     assert "real_world.txt already exists; pass overwrite=true" in capsys.readouterr().err
-    assert main([str(out), str(ds), "patch=8", "overwrite=true"]) == 0
+    assert run_cli(entry, [f"out={out}", f"dataset={ds}", "patch=8", "overwrite=true"]) == 0
     assert len(list((ds / "real_world/rainA1/rainA1-3").iterdir())) == 4  # the whole frame was replaced
     assert iio.imread(ds / "real_world/rainA1/rainA1-3/rainA1-3_0_0.png").shape == (8, 8, 3)
     assert len((ds / "real_world.txt").read_text().splitlines()) == 48
-    assert run_main(main, "USAGE", [str(out), str(tmp_path / "big"), "patch=64"]) == 2
+    assert run_cli(entry, [f"out={out}", f"dataset={tmp_path / 'big'}", "patch=64"]) == 2
     assert "frames are 18x20, smaller than patch=64" in capsys.readouterr().err
     assert scene_name("rain_s270") == "rains270"
     with pytest.raises(ValueError, match="no letters or digits"):

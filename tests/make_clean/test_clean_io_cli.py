@@ -11,11 +11,12 @@ import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from src.make_clean import io as mio
-from src.make_clean.__main__ import main
-from src.make_clean.cli import run_main
+from src.make_clean.__main__ import entry
 from src.make_clean.reference import reference_clean_image
+from tests.make_clean.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,7 +106,7 @@ def test_frame_cache_bands_and_cleanup(tmp_path):
 
 def test_cli_on_video_writes_png_and_json(video, tmp_path):
     out = tmp_path / "clean.png"
-    assert main([f"input={video}", f"output={out}", "frames=8", "start=2", f"cache_dir={tmp_path}"]) == 0
+    assert run_cli(entry, [f"input={video}", f"output={out}", "frames=8", "start=2", f"cache_dir={tmp_path}"]) == 0
     expected, p_hat, _ = reference_clean_image(decoded(video)[2:10])
     assert np.array_equal(iio.imread(out), expected)
     record = json.loads(out.with_suffix(".json").read_text())
@@ -121,29 +122,48 @@ def test_cli_on_folder_with_density_default(tmp_path):
     for i, f in enumerate(frames):
         iio.imwrite(folder / f"{i:03d}.png", f)
     out = tmp_path / "sparse.png"
-    assert main([f"input={folder}", f"output={out}", "density=sparse"]) == 0  # sparse: 20 frames
+    assert run_cli(entry, [f"input={folder}", f"output={out}", "density=sparse"]) == 0  # sparse: 20 frames
     expected, p_hat, _ = reference_clean_image(frames[:20])
     assert np.array_equal(iio.imread(out), expected)
     assert json.loads(out.with_suffix(".json").read_text())["frames"] == 20
     with pytest.warns(UserWarning, match="only 24 frames from start=0, 100 requested"):
-        assert main([f"input={folder}", f"output={tmp_path / 'normal.png'}"]) == 0
+        assert run_cli(entry, [f"input={folder}", f"output={tmp_path / 'normal.png'}"]) == 0
     assert json.loads((tmp_path / "normal.json").read_text())["frames"] == 24
 
 
 @pytest.mark.parametrize("args,message", [
     (["output=o.png"], "missing input="),
     (["input=x", "output=o.png", "frames=many"], "frames=many: expected an integer"),
+    (["input=x", "output=o.png", "frames=2.5"], "frames=2.5: expected an integer"),
     (["input=x", "output=o.png", "density=heavy"], "density=heavy: choose one of sparse, normal, dense"),
-    (["input=x", "output=o.png", "colour=red"], "unknown option 'colour'"),
-    (["input", "output=o.png"], "expected key=value"),
+    (["input=x", "output=o.png", "+colour=red"], "unknown option 'colour'"),
+    (["input=x", "output=o.png", "start=null"], "start=null: expected a value"),
     (["input={video}", "output=o.jpg"], "give a file name ending in .png"),
     (["input={video}", "output={tmp}/o.png", "frames=13"], "has only 12 frames from start=0, 13 requested"),
     (["input={tmp}/missing.mp4", "output={tmp}/o.png"], "missing.mp4: rain clip not found"),
 ])
 def test_cli_errors_name_the_problem(args, message, video, tmp_path, capsys):
     args = [a.format(video=video, tmp=tmp_path) for a in args]
-    assert run_main(main, "USAGE", args) == 2
+    assert run_cli(entry, args) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["input=x", "output=o.png", "colour=red"], "Could not override 'colour'"),  # Hydra: not a key of the config
+    (["input", "output=o.png"], "Error parsing override 'input'"),  # Hydra: not key=value
+    (["input=x", "output=o.png", "+start=3"], "Could not append to config. An item is already at 'start'"),
+])
+def test_hydra_rejects_unknown_keys_and_malformed_words(args, message, capsys):
+    """Hydra's own errors (exit status 1): nothing is silently dropped or stripped (no key, no '+')."""
+    assert run_cli(entry, args) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_config_defaults_match_the_code():
+    from src.make_clean.algorithm import BAND_PIXELS
+
+    for name in ("make_clean", "make_clean_review"):
+        assert OmegaConf.load(ROOT / "conf" / f"{name}.yaml").band_pixels == BAND_PIXELS
 
 
 def test_module_entry_point(video, tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from src.make_clean.reference import reference_clean_image
-from src.make_clean.cli import run_main
-from src.make_clean.review import main, read_decisions, review, review_sheet
+from src.make_clean.review import entry, read_decisions, review, review_sheet
+from tests.make_clean.conftest import run_cli
 
 SPEC = {"A": (30, 8, 10, 1), "B": (40, 8, 10, 2), "C": (12, 8, 10, 3)}
 
@@ -92,7 +92,7 @@ def test_cli_reports_and_density_column_before_first_run(clips_dir, make_frames,
     out.mkdir()
     # a person may set a clip's density before its first run (no frames, no decision yet)
     (out / "decisions.csv").write_text("clip,frames,decision,density\nB,,,normal\n")
-    assert main([str(clips), str(out), "density=sparse"]) == 0
+    assert run_cli(entry, [f"clips={clips}", f"out={out}", "density=sparse"]) == 0
     state = json.loads((out / "state.json").read_text())
     assert state["clips"]["A"]["versions"][-1]["frames"] == 20  # sparse default
     assert state["clips"]["B"]["versions"][-1]["frames"] == 25  # normal wants 100: capped at the length
@@ -102,7 +102,7 @@ def test_cli_reports_and_density_column_before_first_run(clips_dir, make_frames,
     assert "waiting: 3 (A, B, V)" in printed and "next: judge the waiting clips" in printed
     with open(out / "decisions.csv", "a") as f:
         f.write("A,20,accept,\nB,25,accept,\nV,14,reject,\n")
-    assert main([str(clips), str(out)]) == 0
+    assert run_cli(entry, [f"clips={clips}", f"out={out}"]) == 0
     printed = capsys.readouterr().out
     assert "accepted: 2 (A, B)" in printed and "exhausted: 1 (V)" in printed and "done: every clip" in printed
 
@@ -123,7 +123,7 @@ def test_bad_decisions_name_file_and_line(line, message, clips_dir, tmp_path):
 
 
 def test_cli_usage_errors(tmp_path, capsys):
-    assert run_main(main, "USAGE", [str(tmp_path)]) == 2
-    assert "expected CLIPS_DIR and OUT_DIR" in capsys.readouterr().err
-    assert run_main(main, "USAGE", [str(tmp_path / "none"), str(tmp_path / "out")]) == 2
+    assert run_cli(entry, [f"clips={tmp_path}"]) == 2
+    assert "missing out=..." in capsys.readouterr().err
+    assert run_cli(entry, [f"clips={tmp_path / 'none'}", f"out={tmp_path / 'out'}"]) == 2
     assert "clips folder not found" in capsys.readouterr().err

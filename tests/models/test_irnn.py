@@ -14,16 +14,17 @@ import pytest
 import torch
 
 from src.models import irnn as irnn_mod
-from src.ops import cbuild
 from src.models.irnn import IRNN, c_backend_available, irnn, resolve_backend
+from src.ops import cbuild
+from tests.conftest import REQUIREMENTS
 
 UP, RIGHT, DOWN, LEFT = range(4)
 SCAN_BACKENDS = ["naive", "torch", "c"]
 
 
 def _require(backend):
-    if backend == "c" and not c_backend_available():
-        pytest.skip("no C compiler: the 'c' backend falls back to 'torch' (tested separately)")
+    if backend == "c" and not REQUIREMENTS["c_compiler"][0]():
+        pytest.skip(REQUIREMENTS["c_compiler"][1])
 
 
 def _params(C, w, b, dtype=torch.float32):
@@ -240,11 +241,10 @@ def test_library_cache_key(monkeypatch, tmp_path):
     assert lib.path("gcc", flags) != path  # -march=native never crosses CPUs
 
 
+@pytest.mark.c_compiler
 def test_concurrent_builds_rename_atomically(monkeypatch, tmp_path):
     """Two builders at once (a fake, slow compiler that copies the real library) both end
     with the same complete, loadable file and leave no temporary files."""
-    if not c_backend_available():
-        pytest.skip("no C compiler")
     real = irnn_mod.build_c_library()
     fake_cc = tmp_path / "fake-cc"
     fake_cc.write_text(
@@ -269,13 +269,12 @@ def test_concurrent_builds_rename_atomically(monkeypatch, tmp_path):
     assert ctypes.CDLL(str(results[0])).irnn_forward_f32 is not None
 
 
+@pytest.mark.c_compiler
 @pytest.mark.parametrize("border", ["relu", "identity"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_c_backend_with_two_threads_matches_torch(monkeypatch, dtype, border):
     """OpenMP path: 2 threads, several planes each (the other tests run on one thread), a
     64x64 plane (whole 8-row blocks, vectorised transposes) and odd sizes."""
-    if not c_backend_available():
-        pytest.skip("no C compiler")
     monkeypatch.setattr(irnn_mod, "_c_threads", lambda numel: 2)
     for shape in [(3, 5, 64, 64), (2, 3, 17, 40)]:
         x, w, b, grad = _random_problem(shape, dtype, seed=3)
@@ -290,9 +289,8 @@ def test_c_backend_with_two_threads_matches_torch(monkeypatch, dtype, border):
             torch.testing.assert_close(got, ref, **tol)
 
 
+@pytest.mark.c_compiler
 def test_buffer_pool_reuses_memory(monkeypatch):
-    if not c_backend_available():
-        pytest.skip("no C compiler")
     monkeypatch.setattr(irnn_mod.POOL, "min_bytes", 0)
     x, w, b, _ = _random_problem((1, 2, 6, 7), torch.float32)
     ref = irnn(x, w, b, "naive")
@@ -306,11 +304,8 @@ def test_buffer_pool_reuses_memory(monkeypatch):
 
 
 @pytest.mark.gpu
+@pytest.mark.triton
 def test_triton_matches_naive_on_cuda():
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
-    if not irnn_mod._triton_available():
-        pytest.skip("needs triton")
     x, w, b, grad = _random_problem((2, 3, 37, 45), torch.float32)
     x, w, b, grad = (t.cuda() for t in (x, w, b, grad))
     assert resolve_backend("auto", x) == "triton"
@@ -346,10 +341,10 @@ print("ok")
 """
 
 
+@pytest.mark.triton
 def test_triton_kernels_in_interpreter():
     """The Triton kernels on CPU through triton's interpreter (TRITON_INTERPRET=1, which must
     be set before triton compiles anything, hence the subprocess). Skipped without triton."""
-    pytest.importorskip("triton")
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(repo)}
     res = subprocess.run([sys.executable, "-c", _TRITON_INTERPRETER_CHECK], env=env, cwd=repo,
