@@ -1,11 +1,14 @@
 # Two commands a newcomer needs: `make train` and `make test`. Both set up .venv first (make install).
-# CPU machines get torch==$(TORCH_VERSION) (CPU wheel); GPU users: see README ("Installing on a GPU machine").
+# torch==$(TORCH_VERSION) goes in first: with an NVIDIA GPU (nvidia-smi lists one) the regular CUDA build from your
+# package index; without one the CPU build from PyTorch's CPU wheel index when that index answers, else whatever
+# your package index offers. TORCH_SPEC= (empty) keeps the torch already in the venv (bring your own build).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
 # Set TORCH_SPEC= (empty) to keep whatever torch is already in the venv, e.g. a CUDA build you installed.
 TORCH_SPEC ?= torch==$(TORCH_VERSION)
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
@@ -16,9 +19,18 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@if [ -n "$(TORCH_SPEC)" ] && ! $(PY) -c "import torch" 2>/dev/null; then \
-		echo ">> installing $(TORCH_SPEC)"; $(PY) -m pip install -q "$(TORCH_SPEC)"; fi
+		if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; then \
+			echo ">> NVIDIA GPU found: installing $(TORCH_SPEC) (CUDA build)"; \
+			$(PY) -m pip install -q "$(TORCH_SPEC)"; \
+		elif $(PY) -c "import urllib.request as u; u.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=10)" 2>/dev/null; then \
+			echo ">> no NVIDIA GPU: installing $(TORCH_SPEC) (CPU build, $(TORCH_CPU_INDEX))"; \
+			$(PY) -m pip install -q --extra-index-url "$(TORCH_CPU_INDEX)" "$(TORCH_SPEC)"; \
+		else \
+			echo ">> no NVIDIA GPU, $(TORCH_CPU_INDEX) not reachable: installing $(TORCH_SPEC) from the default index"; \
+			$(PY) -m pip install -q "$(TORCH_SPEC)"; \
+		fi; fi
 	$(PY) -m pip install -q -e ".[dev]"
-	@$(PY) -c "import torch; print('>> torch', torch.__version__, '| CUDA available:', torch.cuda.is_available())"
+	@$(PY) -c "import torch; print('>> torch', torch.__version__, '| CUDA build:', torch.version.cuda, '| CUDA available:', torch.cuda.is_available())"
 	@touch $(STAMP)
 
 train: install

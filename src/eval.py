@@ -2,7 +2,8 @@
 
   python -m src.eval ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt [data=NAME] [split=test|val]
       model and data default to the ones stored in the checkpoint by src.train; model=/data= override them.
-      Also accepts the authors' release file with model=spanet_release.
+      Also accepts the authors' release file with model=spanet_release; `python -m src.eval model=spanet_release`
+      (no ckpt_path) scores the release shipped in weights/.
   python -m src.eval pred_dir=DIR gt_dir=DIR          (ground truth matched by file name)
   python -m src.eval pred_dir=DIR data=realrain data.root=...   (ground truth = the data config's test split)
 
@@ -21,16 +22,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.utils.report import report_table
-from src.utils.run import require_set, setup_environment, stored_run_config, user_overrode, write_json
+from src.utils.run import require_set, setup_environment, user_overrode, write_json
 
 log = logging.getLogger(__name__)
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
-    from src.utils.release import load_checkpoint, load_net_weights
+    from src.utils.checkpoint import load_net_weights, read_checkpoint
 
-    ckpt = load_checkpoint(cfg.ckpt_path)  # read once: run config and weights
-    stored = stored_run_config(ckpt)
+    ckpt = read_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None  # read once: run config and weights
+    stored = ckpt.run_config if ckpt else {}
     for group in ("model", "data"):
         if stored.get(group) and not user_overrode(group):
             log.info("using the %s config stored in %s", group, cfg.ckpt_path)
@@ -39,8 +40,11 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
         cfg.data.batch_size = stored["schedule"].get("batch_size", 1)
     require_set(cfg, "data")
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, optimizer=None, scheduler=None)
-    load_net_weights(model.net, cfg.ckpt_path, ckpt)
+    if ckpt is None:  # the model config's own weights (model.init_from, e.g. model=spanet_release)
+        model = instantiate(cfg.model, optimizer=None, scheduler=None)
+    else:
+        model = instantiate(cfg.model, optimizer=None, scheduler=None, init_from=None)
+        load_net_weights(model.net, ckpt)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
     if cfg.split == "val":
         trainer.validate(model, datamodule=datamodule, verbose=False)
@@ -69,9 +73,12 @@ def evaluate_folder(cfg: DictConfig) -> dict:
 def main(cfg: DictConfig) -> None:
     setup_environment(cfg)
     L.seed_everything(cfg.seed)
-    if bool(cfg.ckpt_path) == bool(cfg.pred_dir):
-        raise ValueError("give exactly one of ckpt_path=FILE or pred_dir=DIR")
-    reports = evaluate_checkpoint(cfg) if cfg.ckpt_path else evaluate_folder(cfg)
+    if cfg.ckpt_path and cfg.pred_dir:
+        raise ValueError("give one of ckpt_path=FILE or pred_dir=DIR, not both")
+    if not cfg.ckpt_path and not cfg.pred_dir and not cfg.model.get("init_from"):
+        raise ValueError("give ckpt_path=FILE, pred_dir=DIR, or a model whose config names its weights "
+                         "(model=spanet_release)")
+    reports = evaluate_folder(cfg) if cfg.pred_dir else evaluate_checkpoint(cfg)
     result = reports["output"]
     write_json(result, f"{cfg.paths.output_dir}/metrics.json", cfg.get("metrics_file"))
     from rich.console import Console

@@ -6,7 +6,7 @@ Derains every image (any size, RGB / grayscale / RGBA) and writes, per input ``<
   <stem>.npy       with save_raw=true: H x W x 3 float32 RGB, the unclipped network output
   <stem>_att.npy   with save_raw=true: H x W float32 attention map
 ckpt_path takes a checkpoint of src.train (its model config is used unless model= is given) or the authors'
-release file with model=spanet_release.
+release file with model=spanet_release; without ckpt_path, model=spanet_release uses the release in weights/.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from PIL import Image
 
 from src.data.io import ImageReadError, is_image_file, read_image
 from src.metrics.protocols import to_uint8_image
-from src.utils.run import stored_run_config, user_overrode
+from src.utils.run import user_overrode
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,20 @@ def list_inputs(path: str) -> list[Path]:
 
 
 def build_model(cfg: DictConfig, device: torch.device):
-    from src.utils.release import load_checkpoint, load_net_weights
+    """The network with its weights: from ckpt_path (read once), or from the model config's own init_from."""
+    from src.utils.checkpoint import load_net_weights, read_checkpoint
 
-    ckpt = load_checkpoint(cfg.ckpt_path)  # read once: run config and weights
-    stored = stored_run_config(ckpt).get("model")
+    if not cfg.ckpt_path:
+        if not cfg.model.get("init_from"):
+            raise ValueError("give ckpt_path=FILE (a checkpoint of src.train, or the authors' release file), or a "
+                             "model whose config names its weights, e.g. model=spanet_release")
+        return instantiate(cfg.model, optimizer=None, scheduler=None).eval().to(device)  # loads model.init_from
+    ckpt = read_checkpoint(cfg.ckpt_path)
+    stored = ckpt.run_config.get("model")
     if stored and not user_overrode("model"):
         cfg.model = OmegaConf.create(stored)
-    model = instantiate(cfg.model, optimizer=None, scheduler=None)
-    load_net_weights(model.net, cfg.ckpt_path, ckpt)
+    model = instantiate(cfg.model, optimizer=None, scheduler=None, init_from=None)
+    load_net_weights(model.net, ckpt)
     return model.eval().to(device)
 
 

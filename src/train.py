@@ -18,7 +18,8 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.utils.ddp import ddp_job
+from src.utils.checkpoint import check_resumable
+from src.utils.ddp import choose_strategy, ddp_job
 from src.utils.report import print_report
 from src.utils.run import finish_wandb, instantiate_group, require_set, setup_environment, write_json
 
@@ -45,8 +46,12 @@ def train(cfg: DictConfig) -> dict:
         raise ValueError(f"test_ckpt={cfg.test_ckpt!r}: expected one of {TEST_CKPTS}")
     require_set(cfg, "data")
     L.seed_everything(cfg.seed, workers=True)
+    resume = cfg.get("ckpt_path")
+    if resume:  # only a checkpoint of a src.train run of this model; other weights go to model.init_from
+        check_resumable(resume, model=cfg.run_info.model)
+    choose_strategy(cfg.trainer)
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
+    model = instantiate(cfg.model, **({"init_from": None} if resume else {}))  # resuming restores all weights
     model.suite_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=loggers or False)
@@ -55,11 +60,11 @@ def train(cfg: DictConfig) -> dict:
 
     try:
         with ddp_job(trainer):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
             ckpt = tested_weights(cfg, trainer)
-            trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+            trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
             if cfg.get("test"):
-                trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+                trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
         result = {
             "task": cfg.task, "experiment": cfg.get("experiment_name"), **cfg.run_info, "seed": cfg.seed,
             "test_ckpt": cfg.get("test_ckpt", "best"), "ckpt_path": ckpt, "global_step": trainer.global_step,

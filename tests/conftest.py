@@ -88,6 +88,7 @@ def compose_cfg(name: str, overrides: list[str], output_dir: Path):
         cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
     HydraConfig().set_config(cfg)
     with open_dict(cfg):
+        cfg.paths.root_dir = str(ROOT)  # weights/ of this checkout, whatever the current directory
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.log_dir = str(output_dir / "logs")
         del cfg["hydra"]  # as in a real run: the app sees HydraConfig, not a `hydra` key

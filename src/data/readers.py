@@ -1,6 +1,6 @@
 """Readers: a data set's on-disk layout -> a list of :class:`Pair` (file names only, nothing decoded).
 
-Layouts (see shared/spec/datasets.md):
+Layouts (docs/datasets.md):
 
 * SPA-Data list file (``real_world.txt``): lines ``"<rainy> <clean>"``; a leading ``/`` or ``./`` is
   stripped and the path joined with the data root -> :func:`read_pair_list`. The scene id of a rainy

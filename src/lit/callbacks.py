@@ -1,4 +1,4 @@
-"""Callbacks: image grids of (rain, output, clean, extra maps) and the W&B per-image score table."""
+"""Callbacks: image grids of (rain, output, clean, extra maps), the W&B per-image score table, the progress bar."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 from src.metrics.protocols import to_uint8_image
@@ -107,3 +108,17 @@ class WandbPerImageTable(L.Callback):
             table.add_data(name, *[scores[p][m] for p in protocols for m in ("psnr", "ssim")])
         for lg in loggers:
             lg.experiment.log({"test/per_image": table})
+
+
+class StepProgressBar(RichProgressBar):
+    """Rich progress bar for runs counted in iterations (``max_epochs: -1``): "Epoch 3 (of 60000 steps)" instead
+    of Lightning's "Epoch 3/-2"; the bar itself counts the epoch's batches."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        trainer = self.trainer
+        text = f"Epoch {current_epoch}"
+        if trainer.max_epochs is not None and trainer.max_epochs >= 0:
+            text += f"/{trainer.max_epochs - 1}"
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            text += f" (of {trainer.max_steps} steps)"
+        return f"{text:{len(self.validation_description)}}"

@@ -29,10 +29,19 @@ class DerainModule(L.LightningModule):
         optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
         scheduler: Optional[Callable[..., Any]] = None,
         scheduler_interval: str = "step",
+        init_from: Optional[str] = None,
+        init_sha256: Optional[str] = None,
     ) -> None:
+        """``init_from``: a weights file (the authors' release, a suite checkpoint, a state dict) loaded into
+        ``net`` now, as far as it fits (:func:`src.utils.checkpoint.init_weights` reports what was not);
+        ``init_sha256``: the file must have this sha256 (conf/model/spanet_release.yaml pins the release)."""
         super().__init__()
         self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"], logger=False)
         self.net = net
+        if init_from:
+            from src.utils.checkpoint import init_weights
+
+            init_weights(self.net, init_from, sha256=init_sha256)
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

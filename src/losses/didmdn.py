@@ -76,9 +76,9 @@ class DIDMDNLoss(nn.Module):
             path = os.path.expanduser(str(vgg_weights))
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"model.loss.vgg_weights: no such file {path!r}")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(state, dict) and "state_dict" in state:
-                state = state["state_dict"]
+            from src.utils.checkpoint import read_checkpoint
+
+            state = read_checkpoint(path).state_dict()  # weights only; a clear error for any other file
             self.vgg = VGG16Relu12Relu22(state, source=f"model.loss.vgg_weights={path}")
 
     def forward(self, outputs: dict, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:

@@ -2,7 +2,8 @@
 computes it, vectorised and streamed.
 
 Input: N frames of a static scene filmed in rain, uint8 RGB, shape (N, H, W, 3). Output: one clean image,
-uint8 RGB (H, W, 3). The notebook's steps (docs/models.md describes the notebook's slips):
+uint8 RGB (H, W, 3). The notebook's steps (paper section 3; docs/howto.md shows the whole pipeline, docs/models.md
+the notebook's slips):
 
 1. luma ``Y = uint8(0.299 R + 0.587 G + 0.114 B)``, computed in float64 and truncated;
 2. ``phi`` = the mode of a pixel's N luma values (ties: the smallest value);

@@ -13,7 +13,7 @@ Structure (three layers on the detail layer, as DDN after it)::
     h = relu(conv1x1 512->512 (h))
     out = base + convtranspose8x8 512->3 (h)          H - 7 + 7 = H: the input's size again
 
-754,691 parameters. Source of the layer sizes: the SPANet paper says only "a 3-layer CNN on the
+754,691 parameters. Source of the layer sizes: the paper says only "a 3-layer CNN on the
 detail layer"; the kernel sizes and widths (16x16x512, 1x1x512, 8x8x3, a transposed last layer) are those of
 derain-toolbox's reimplementation of the paper, not checked against the authors' Matlab release. The border:
 the detail layer is padded by 4 pixels by reflection, so the output has the input's size without cropping

@@ -29,7 +29,7 @@ b_f      shared       True                 SPANet as in the paper (alias ``spane
 =======  ===========  ===================  ======================================================
 
 The authors' release computes the direction weights but throws them away, so it behaves like b_d; see
-:mod:`src.utils.release` for loading its checkpoint.
+:mod:`src.models.spanet_release` for converting its weights.
 """
 
 from __future__ import annotations
@@ -255,3 +255,17 @@ class SPANet(nn.Module):
             out = block(out)
         out = self.conv_out(out)
         return {"out": out, "att": maps, "vis": {"attention": maps[0]} if maps else {}}
+
+    # --- the authors' released weights (src/models/spanet_release.py) --------------------------------
+    @staticmethod
+    def is_release_state_dict(state_dict: dict) -> bool:
+        """Whether a state dict uses the authors' names (``conv_in.0.weight``, ``res_block*``, ``SAM1.*``)."""
+        from src.models.spanet_release import is_release_state_dict
+
+        return is_release_state_dict(state_dict)
+
+    def convert_release_state_dict(self, state_dict: dict) -> dict:
+        """The authors' state dict in this network's names and RGB order, checked strictly (ValueError)."""
+        from src.models.spanet_release import convert_release_state_dict
+
+        return convert_release_state_dict(state_dict, self)

@@ -6,20 +6,26 @@ computes its own timestamped run dir. :class:`HydraDDPStrategy` instead starts e
 overrides of the CURRENT job (``HydraConfig.overrides.task``), pinned to the current job's output dir, with
 Hydra's own output (config copy, log file) switched off in the children. :func:`ddp_job` cleans up after a job
 (process group, launcher env vars) so the next job of a sweep starts a fresh group with fresh children.
+:func:`choose_strategy` picks this strategy for every run with more than one process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
 from typing import Iterator
 
 import __main__
+import torch
 import torch.distributed as dist
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
 
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
@@ -92,3 +98,46 @@ def ddp_job(trainer) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _device_count(devices, gpus: int, on_gpu: bool) -> int:
+    """How many processes per node ``trainer.devices`` asks for (``auto`` / -1: every GPU, or 1 on CPU)."""
+    if devices in (None, "auto", -1, "-1"):
+        return gpus if on_gpu else 1
+    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        return len(devices)
+    if isinstance(devices, str):
+        return len([d for d in devices.split(",") if d.strip()]) if "," in devices else int(devices)
+    return int(devices)
+
+
+def choose_strategy(trainer_cfg: DictConfig) -> DictConfig:
+    """Complete ``cfg.trainer`` in place for the machine at hand; returns it.
+
+    * ``accelerator: auto`` takes the GPUs when there are any, else the CPU.
+    * More than one process (``devices > 1`` or ``num_nodes > 1``) on any accelerator gets
+      :class:`HydraDDPStrategy` (unless ``strategy`` was set), so a Hydra job keeps one run dir and one logger
+      run; on GPUs with BatchNorm in the model, ``sync_batchnorm`` too.
+    * ``devices > 1`` with ``accelerator: auto`` on a machine without a GPU is an error that names
+      ``trainer.accelerator=cpu``, the way to ask for several CPU processes on purpose.
+    """
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
+    devices = trainer_cfg.get("devices", "auto")
+    n = _device_count(devices, gpus, on_gpu)
+    nodes = int(trainer_cfg.get("num_nodes", 1) or 1)
+    if accelerator == "auto" and not on_gpu and n > 1:
+        raise ValueError(f"trainer.devices={devices} asks for {n} devices, but this machine has no GPU (trainer."
+                         f"accelerator=auto found only the CPU). To run {n} CPU processes with DDP on purpose, add "
+                         "trainer.accelerator=cpu")
+    with open_dict(trainer_cfg):
+        if n > 1 or nodes > 1:
+            if trainer_cfg.get("strategy") in (None, "auto"):
+                trainer_cfg.strategy = {"_target_": "src.utils.ddp.HydraDDPStrategy", "find_unused_parameters": False}
+            if on_gpu and "sync_batchnorm" not in trainer_cfg:
+                trainer_cfg.sync_batchnorm = True
+            where = f"{n} GPU(s)" if on_gpu else f"{n} CPU processes"
+            log.info("trainer: DDP over %s x %d node(s) (%s)", where, nodes, trainer_cfg.strategy.get("_target_")
+                     if OmegaConf.is_dict(trainer_cfg.strategy) else trainer_cfg.strategy)
+    return trainer_cfg

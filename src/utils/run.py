@@ -7,7 +7,7 @@ import logging
 import netrc
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import torch
 from hydra.utils import instantiate
@@ -68,13 +68,6 @@ def user_overrode(group: str) -> bool:
     if not HydraConfig.initialized():
         return False
     return any(o.lstrip("+~").split("=", 1)[0] == group for o in HydraConfig.get().overrides.task)
-
-
-def stored_run_config(ckpt: Mapping) -> dict:
-    """The run config that src.train stored in a checkpoint's contents ({} for other files, e.g. the release's).
-
-    ``ckpt`` is what :func:`src.utils.release.load_checkpoint` returned for the file."""
-    return dict(ckpt.get("suite_config") or {})
 
 
 def write_json(data: dict, *paths: Optional[str]) -> None:

@@ -1,4 +1,4 @@
-"""Tiny data trees in the real layouts (shared/spec/datasets.md), built from known arrays.
+"""Tiny data trees in the real layouts (docs/datasets.md), built from known arrays.
 
 Every image is 24x32 (H x W) unless said otherwise; a rainy image is its clean image plus bright streaks,
 so rainy is brighter on average. ``Tree.images`` maps each written path to the exact array written

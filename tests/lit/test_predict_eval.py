@@ -16,11 +16,11 @@ from src.eval import main as eval_main  # noqa: F401  (entry point importable)
 from src.eval import evaluate_folder
 from src.metrics import score_all
 from src.predict import predict
-from src.utils.release import spanet_from_release
-from tests.conftest import compose_cfg
+from src.models.spanet import SPANet
+from src.utils.checkpoint import load_net_weights
+from tests.conftest import ROOT, compose_cfg
 
-RELEASE = Path(__file__).resolve().parents[2].parent / "shared" / "weights" / "spanet_release.pt"
-needs_release = pytest.mark.skipif(not RELEASE.is_file(), reason="release checkpoint not present")
+RELEASE = ROOT / "weights" / "spanet_release.pt"
 
 
 @pytest.fixture
@@ -35,16 +35,16 @@ def inputs(tmp_path):
     return d
 
 
-@needs_release
 def test_predict_with_release_weights_writes_expected_files(tmp_path, inputs, caplog):
-    cfg = compose_cfg("predict", ["model=spanet_release", f"ckpt_path={RELEASE}", f"input={inputs}",
+    """model=spanet_release with no path: the weights shipped in weights/."""
+    cfg = compose_cfg("predict", ["model=spanet_release", f"paths.root_dir={ROOT}", f"input={inputs}",
                                   f"output={tmp_path / 'out'}", "save_raw=true", "device=cpu"], tmp_path)
     with caplog.at_level("INFO"):
         predict(cfg)
     GlobalHydra.instance().clear()
     out = tmp_path / "out"
     assert "grayscale" in caplog.text and "alpha channel dropped" in caplog.text
-    net = spanet_from_release(RELEASE, irnn_backend="torch").eval()
+    net = load_net_weights(SPANet("b_d", irnn_backend="torch"), RELEASE).eval()
     x = torch.from_numpy(iio.imread(inputs / "rgb.png").astype(np.float32).transpose(2, 0, 1) / 255)[None]
     with torch.no_grad():
         ref = net(x)
@@ -59,10 +59,14 @@ def test_predict_with_release_weights_writes_expected_files(tmp_path, inputs, ca
     assert iio.imread(out / "grey.png").shape == (29, 33, 3) and (out / "rgba.png").is_file()
 
 
-@needs_release
 def test_predict_names_unreadable_files(tmp_path, inputs):
+    """ckpt_path= a copy of the release elsewhere works too (and is the only file read)."""
     (inputs / "broken.png").write_bytes(iio.imread(inputs / "rgb.png").tobytes()[:100])
-    cfg = compose_cfg("predict", ["model=spanet_release", f"ckpt_path={RELEASE}", f"input={inputs}",
+    copy = tmp_path / "elsewhere" / "release_copy.pt"
+    copy.parent.mkdir()
+    copy.write_bytes(RELEASE.read_bytes())
+    cfg = compose_cfg("predict", ["model=spanet_release", f"ckpt_path={copy}", "paths.root_dir=/nonexistent",
+                                  f"input={inputs}",
                                   f"output={tmp_path / 'out'}"], tmp_path)
     with pytest.raises(ImageReadError, match="broken.png"):
         predict(cfg)

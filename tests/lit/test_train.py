@@ -20,7 +20,7 @@ MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("model", [m for m in MODELS if m != "spanet_release"])
+@pytest.mark.parametrize("model", MODELS)
 def test_fast_dev_run_every_model(train_cfg, model):
     cfg = train_cfg(f"model={model}", "debug=fdr")
     result = train(cfg)

@@ -1,7 +1,7 @@
 """Independent reference implementations and test images for the protocol tests (numpy / scipy / skimage).
 
 Nothing here imports src.metrics: each protocol is re-derived from its definition in
-shared/spec/evaluation.md.
+docs/protocols.md.
 """
 
 from __future__ import annotations

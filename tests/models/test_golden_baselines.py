@@ -148,7 +148,7 @@ def test_released_files_load_through_the_suite_reader(tmp_path):
     """The files as the authors' training scripts write them: RESCAN {'net', 'clock', 'opt'} (train.py),
     DID-MDN a bare generator state dict (torch.save(netG.state_dict())). Read by the suite's checkpoint reader
     (as eval / predict / model.init_from do), they give the official outputs."""
-    from src.utils.release import load_net_weights
+    from src.utils.checkpoint import load_net_weights
 
     sd = random_state_dict(rescan_layout("GRU"), seed=7)
     path = tmp_path / "latest"
@@ -163,6 +163,14 @@ def test_released_files_load_through_the_suite_reader(tmp_path):
     torch.save(sd, path)
     net = load_net_weights(DIDMDN().double(), path)
     x = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    with torch.no_grad():
+        _close(net(x, label=torch.tensor([2]))["out"] * 2 - 1, didmdn_official(sd, x * 2 - 1, 2)[1])
+    # model.init_from (fine-tuning, as the SPANet paper did with DID-MDN): every tensor of the network loaded
+    from src.utils.checkpoint import init_weights
+
+    net = DIDMDN().double()
+    report = init_weights(net, path)
+    assert report["missing"] == [] and report["mismatched"] == [] and len(report["loaded"]) == len(net.state_dict())
     with torch.no_grad():
         _close(net(x, label=torch.tensor([2]))["out"] * 2 - 1, didmdn_official(sd, x * 2 - 1, 2)[1])
     torch.save({k: v for k, v in sd.items() if not k.startswith("refine3")}, path)

@@ -1,9 +1,11 @@
-"""The authors' released checkpoint: strict conversion, BGR->RGB, equality with a transcription of their forward."""
+"""The authors' released checkpoint (weights/spanet_release.pt, shipped with the suite): strict conversion,
+BGR->RGB, and equality of our network's output with a transcription of their forward pass."""
 
 from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -11,11 +13,25 @@ import torch
 import torch.nn.functional as F
 
 from src.models.spanet import SPANet
-from src.utils.release import convert_release_state_dict, load_net_weights, spanet_from_release
+from src.models.spanet_release import convert_release_state_dict
+from src.utils.checkpoint import RELEASE_SHA256, load_net_weights
 
 ROOT = Path(__file__).resolve().parents[2]
-RELEASE = ROOT.parent / "shared" / "weights" / "spanet_release.pt"
-pytestmark = pytest.mark.skipif(not RELEASE.is_file(), reason=f"released checkpoint not found at {RELEASE}")
+RELEASE = ROOT / "weights" / "spanet_release.pt"
+
+
+def spanet_from_release(path, variant: str = "b_d", **kwargs) -> SPANet:
+    return load_net_weights(SPANet(variant=variant, **kwargs), path)
+
+
+def test_the_release_file_ships_with_the_suite():
+    """weights/ holds the authors' file byte for byte, with their licence beside it."""
+    assert RELEASE.is_file(), f"{RELEASE} is missing: the released weights are part of the repository"
+    assert hashlib.sha256(RELEASE.read_bytes()).hexdigest() == RELEASE_SHA256
+    assert RELEASE.stat().st_size == 3_450_077
+    licence = (RELEASE.parent / "spanet_release.LICENSE.txt").read_text()
+    assert "Redistribution and use in source and binary forms" in licence
+    assert RELEASE_SHA256 in (RELEASE.parent / "README.md").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +65,9 @@ def release_irnn(x, sd, prefix):
     return out["up"], out["right"], out["down"], out["left"]
 
 
-def release_forward(sd, x_bgr):
-    """SPANet.forward of the release (BGR input); the SAM's direction weights are computed and discarded."""
+def release_forward(sd, x_bgr, irnn=release_irnn):
+    """SPANet.forward of the release (BGR input); the SAM's direction weights are computed and discarded.
+    ``irnn(x, sd, prefix)``: the IRNN transcription (default: their CUDA kernel's)."""
     def body(n, x):
         p = f"res_block{n}.group1."
         y = torch.relu(F.conv2d(x, sd[p + "conv1.weight"]))
@@ -59,8 +76,8 @@ def release_forward(sd, x_bgr):
 
     def sam(x):
         out = F.conv2d(x, sd["SAM1.conv_in.weight"], padding=1)
-        out = F.conv2d(torch.cat(release_irnn(out, sd, "SAM1.irnn1"), 1), sd["SAM1.conv2.weight"], padding=1)
-        out = F.conv2d(torch.cat(release_irnn(out, sd, "SAM1.irnn2"), 1), sd["SAM1.conv3.weight"], padding=1)
+        out = F.conv2d(torch.cat(irnn(out, sd, "SAM1.irnn1"), 1), sd["SAM1.conv2.weight"], padding=1)
+        out = F.conv2d(torch.cat(irnn(out, sd, "SAM1.irnn2"), 1), sd["SAM1.conv3.weight"], padding=1)
         return torch.sigmoid(F.conv2d(torch.relu(out), sd["SAM1.conv_out.weight"]))
 
     out = torch.relu(F.conv2d(x_bgr, sd["conv_in.0.weight"], padding=1))
@@ -126,20 +143,27 @@ def test_conversion_errors_name_the_key(release_sd):
 
 
 def test_load_net_weights_from_our_lightning_checkpoint(tmp_path, net_b_d):
-    """A Lightning checkpoint ('state_dict' with 'net.*' keys, pickled hyper-parameters) loads the same way."""
+    """A suite checkpoint ('state_dict' with 'net.*' keys, plain hyper-parameters) loads the same way; one that
+    carries a pickled Python object (here a functools.partial) is refused, not unpickled."""
     from src.losses.spanet import SPANetLoss
     from src.lit.module import DerainModule
 
     lit = DerainModule(net=net_b_d, loss=SPANetLoss())
     ckpt = tmp_path / "last.ckpt"
-    torch.save({"state_dict": lit.state_dict(), "epoch": 0,
-                "hyper_parameters": {"optimizer": functools.partial(torch.optim.Adam, lr=1e-3)}}, ckpt)
+    torch.save({"state_dict": lit.state_dict(), "epoch": 0, "pytorch-lightning_version": "2.6.0",
+                "hyper_parameters": {"scheduler_interval": "step"}, "suite_config": {"run_info": {"model": "b_d"}}},
+               ckpt)
     fresh = load_net_weights(SPANet("b_d"), ckpt)
     for k, v in net_b_d.state_dict().items():
         assert torch.equal(fresh.state_dict()[k], v), k
 
-    with pytest.raises(ValueError, match="last.ckpt"):
+    with pytest.raises(ValueError, match=r"last.ckpt.*model=b_d"):
         load_net_weights(SPANet("b_f"), ckpt)  # b_d weights lack the attention branch
+    pickled = tmp_path / "pickled.ckpt"
+    torch.save({"state_dict": lit.state_dict(), "hyper_parameters": {"optimizer": functools.partial(torch.optim.Adam)}},
+               pickled)
+    with pytest.raises(ValueError, match=r"pickled.ckpt: refused.*functools.partial"):
+        load_net_weights(SPANet("b_d"), pickled)
     bad = tmp_path / "other.pt"
     torch.save({"model": {}}, bad)
     with pytest.raises(ValueError, match="other.pt"):
@@ -148,14 +172,29 @@ def test_load_net_weights_from_our_lightning_checkpoint(tmp_path, net_b_d):
         load_net_weights(SPANet("b_d"), tmp_path / "nothing.pt")
 
 
-def test_release_model_config(release_sd):
+def test_release_model_config_needs_no_path(release_sd, monkeypatch, tmp_path):
+    """model=spanet_release finds weights/ by itself, checks the sha256 and loads the file once."""
     from hydra import compose, initialize_config_dir
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
+    import src.utils.checkpoint as checkpoint
+
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["model=spanet_release", f"paths.weights_dir={RELEASE.parent}"])
-    assert cfg.model.net.path == str(RELEASE)
-    net = instantiate(cfg.model.net)
+        cfg = compose(config_name="train", overrides=["model=spanet_release", f"paths.root_dir={ROOT}"])
+    assert cfg.model.init_from == str(RELEASE) and cfg.model.init_sha256 == RELEASE_SHA256
+    reads = []
+    real = checkpoint.read_checkpoint
+    monkeypatch.setattr(checkpoint, "read_checkpoint", lambda *a, **k: reads.append(a) or real(*a, **k))
+    model = instantiate(cfg.model, optimizer=None, scheduler=None)
+    assert len(reads) == 1
+    net = model.net
     assert (net.variant, sum(p.numel() for p in net.parameters())) == ("b_d", 276_704)
     torch.testing.assert_close(net.conv_out.weight, release_sd["conv_out.0.weight"].flip(0))
     assert instantiate(cfg.model.loss).attention_loss
+
+    # a file of another content under the release's name is refused by its sha256, before it is unpickled
+    fake = tmp_path / "spanet_release.pt"
+    fake.write_bytes(RELEASE.read_bytes()[:-1] + b"x")
+    with pytest.raises(InstantiationException, match="sha256 .* is not the expected"):  # Hydra wraps the error
+        instantiate(cfg.model, optimizer=None, scheduler=None, init_from=str(fake))
