@@ -7,13 +7,19 @@
   python -m src.eval pred_dir=DIR gt_dir=DIR          (ground truth matched by file name)
   python -m src.eval pred_dir=DIR data=realrain data.root=...   (ground truth = the data config's test split)
 
-Writes metrics.json (schema: n_images / mean / per_image, all protocols) in the run dir and to
-metrics_file=PATH when given, and prints a table naming each protocol.
+Writes metrics.json (schema: n_images / mean / per_image, all protocols; plus ``n_expected`` and ``complete``)
+in the run dir and to metrics_file=PATH when given, and prints a table naming each protocol.
+
+``data.*`` / ``model.*`` overrides (with or without ``+``) apply on top of the configs stored in the checkpoint.
+The command exits non-zero when the result cannot be trusted: non-finite weights or scores, or fewer images
+scored than the split holds (``complete: false`` in metrics.json). An existing metrics_file or run dir is not
+written over unless ``overwrite=true``. ``logger=csv|tensorboard|wandb|many`` logs the scores and the config.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 import hydra
 import lightning as L
@@ -22,20 +28,30 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.utils.report import report_table
-from src.utils.run import require_set, setup_environment, user_overrode, write_json
+from src.utils.files import refuse_existing
+from src.utils.guards import refuse_existing_run
+from src.utils.run import (finish_wandb, instantiate_group, require_set, setup_environment, stored_with_overrides,
+                           user_overrode, write_json)
 
 log = logging.getLogger(__name__)
 
 
+class IncompleteResultError(RuntimeError):
+    """The scores are not finite or cover fewer images than the split holds."""
+
+
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
+    from src.lit.checkpoint_io import require_finite_weights
     from src.utils.checkpoint import load_net_weights, read_checkpoint
 
+    if cfg.split not in ("test", "val"):
+        raise ValueError(f"split={cfg.split!r}: expected 'test' or 'val'")
     ckpt = read_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None  # read once: run config and weights
     stored = ckpt.run_config if ckpt else {}
     for group in ("model", "data"):
         if stored.get(group) and not user_overrode(group):
             log.info("using the %s config stored in %s", group, cfg.ckpt_path)
-            cfg[group] = OmegaConf.create(stored[group])
+            cfg[group] = stored_with_overrides(cfg, stored[group], group, cfg.ckpt_path)
     if stored.get("schedule") and "batch_size" in cfg.data:
         cfg.data.batch_size = stored["schedule"].get("batch_size", 1)
     require_set(cfg, "data")
@@ -45,14 +61,31 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     else:
         model = instantiate(cfg.model, optimizer=None, scheduler=None, init_from=None)
         load_net_weights(model.net, ckpt)
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
-    if cfg.split == "val":
-        trainer.validate(model, datamodule=datamodule, verbose=False)
-    elif cfg.split == "test":
-        trainer.test(model, datamodule=datamodule, verbose=False)
-    else:
-        raise ValueError(f"split={cfg.split!r}: expected 'test' or 'val'")
-    return {"output": model.reports[cfg.split], "rain input": model.reports.get(f"{cfg.split}_input")}
+    require_finite_weights(model.net.state_dict(), str(cfg.ckpt_path or cfg.model.get("init_from")))
+    loggers = instantiate_group(cfg.get("logger"))
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
+    try:
+        if cfg.split == "val":
+            trainer.validate(model, datamodule=datamodule, verbose=False)
+        else:
+            trainer.test(model, datamodule=datamodule, verbose=False)
+    finally:
+        finish_wandb()
+    ds = datamodule.val_set if cfg.split == "val" else (datamodule.test_set or datamodule.val_set)
+    report = {**model.reports[cfg.split], "n_expected": len(ds) if ds is not None else None}
+    return {"output": report, "rain input": model.reports.get(f"{cfg.split}_input")}
+
+
+def check_result(report: dict, what: str) -> list[str]:
+    """Why ``report`` cannot be trusted: non-finite mean scores, fewer images than expected (empty: fine)."""
+    problems = [f"{proto} {m} is {v}" for proto, scores in report.get("mean", {}).items() for m, v in scores.items()
+                if not math.isfinite(v)]
+    expected = report.get("n_expected")
+    if expected is not None and report["n_images"] < expected:
+        problems.append(f"scored {report['n_images']} of {expected} images")
+    return [f"{what}: {p}" for p in problems]
 
 
 def evaluate_folder(cfg: DictConfig) -> dict:
@@ -78,12 +111,22 @@ def main(cfg: DictConfig) -> None:
     if not cfg.ckpt_path and not cfg.pred_dir and not cfg.model.get("init_from"):
         raise ValueError("give ckpt_path=FILE, pred_dir=DIR, or a model whose config names its weights "
                          "(model=spanet_release)")
+    refuse_existing_run(cfg.paths.output_dir, cfg)
+    if cfg.get("metrics_file") and not cfg.get("overwrite"):
+        refuse_existing([cfg.metrics_file], what="metrics_file")
     reports = evaluate_folder(cfg) if cfg.pred_dir else evaluate_checkpoint(cfg)
     result = reports["output"]
+    problems = check_result(result, str(cfg.ckpt_path or cfg.pred_dir))
+    result["complete"] = not problems
+    if problems:
+        result["problems"] = problems
     write_json(result, f"{cfg.paths.output_dir}/metrics.json", cfg.get("metrics_file"))
     from rich.console import Console
 
     Console().print(report_table(reports, title=f"eval: {cfg.ckpt_path or cfg.pred_dir}"))
+    if problems:
+        raise IncompleteResultError("the result cannot be trusted (written with complete: false):\n  "
+                                    + "\n  ".join(problems))
 
 
 if __name__ == "__main__":

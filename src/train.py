@@ -6,6 +6,13 @@ val/psnr_spanet, last), metrics.json (final validation and test reports of the t
 ``test_ckpt`` picks the weights that are validated and tested after fit: ``best`` (default), the best
 checkpoint by the monitored validation score, or ``last``, the final weights of the run (the SPANet paper's
 practice: its release tested the final 40K-iteration checkpoint).
+
+A run never reports what it did not do: before fit every process must get a full training batch
+(``src.data.base.require_train_batch``); a run that stops before ``max_steps`` or scores fewer images than its
+validation / test set holds writes ``"complete": false`` and the reasons (``"incomplete"``) into metrics.json
+and exits non-zero, unless the shortening was asked for (``trainer.fast_dev_run``, ``limit_*_batches``,
+``overfit_batches``: the debug configs). A diverged run stops before saving (``src.lit.checkpoint_io``).
+An existing run dir is not written over unless ``overwrite=true`` or the run resumes there (``ckpt_path``).
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from src.lit.trainer import IncompleteRunError, build_trainer, count_bad_files, incomplete_reasons, shortened_on_purpose
 from src.utils.checkpoint import check_resumable
 from src.utils.ddp import choose_strategy, ddp_job
+from src.utils.guards import refuse_existing_run
 from src.utils.report import print_report
 from src.utils.run import finish_wandb, instantiate_group, require_set, setup_environment, write_json
 
@@ -45,6 +54,7 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("test_ckpt", "best") not in TEST_CKPTS:
         raise ValueError(f"test_ckpt={cfg.test_ckpt!r}: expected one of {TEST_CKPTS}")
     require_set(cfg, "data")
+    refuse_existing_run(cfg.paths.output_dir, cfg)
     L.seed_everything(cfg.seed, workers=True)
     resume = cfg.get("ckpt_path")
     if resume:  # only a checkpoint of a src.train run of this model; other weights go to model.init_from
@@ -54,7 +64,7 @@ def train(cfg: DictConfig) -> dict:
     model = instantiate(cfg.model, **({"init_from": None} if resume else {}))  # resuming restores all weights
     model.suite_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = instantiate_group(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=loggers or False)
+    trainer = build_trainer(cfg, loggers)
     for lg in loggers:
         lg.log_hyperparams(model.suite_config)
 
@@ -65,9 +75,14 @@ def train(cfg: DictConfig) -> dict:
             trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
             if cfg.get("test"):
                 trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
+            n_bad = count_bad_files(trainer, model)  # summed over processes, so inside the DDP job
+        incomplete = incomplete_reasons(trainer, datamodule, model)
         result = {
             "task": cfg.task, "experiment": cfg.get("experiment_name"), **cfg.run_info, "seed": cfg.seed,
             "test_ckpt": cfg.get("test_ckpt", "best"), "ckpt_path": ckpt, "global_step": trainer.global_step,
+            "max_steps": trainer.max_steps, "complete": not incomplete, "incomplete": incomplete,
+            "shortened_on_purpose": shortened_on_purpose(trainer),
+            "bad_files": {"skipped": n_bad, "first": list(dict.fromkeys(model.bad_files))[:20]},
             "val": model.reports.get("val"), "val_input": model.reports.get("val_input"),
             "test": model.reports.get("test"), "test_input": model.reports.get("test_input"),
         }
@@ -82,6 +97,9 @@ def train(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     result = train(cfg)
+    if result["incomplete"] and not result["shortened_on_purpose"]:
+        raise IncompleteRunError(f"the run did not do all it was configured to do ({'; '.join(result['incomplete'])}); "
+                                 f"metrics.json in {cfg.paths.output_dir} records this as complete: false")
     test = result.get("test") or result.get("val") or {}
     return test.get("mean", {}).get("spanet", {}).get("psnr")  # the value a sweeper would optimise
 

@@ -28,6 +28,22 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
+def require_train_batch(n_pairs: int, batch_size: int, world: int = 1) -> int:
+    """Full training batches per process and epoch; an error naming the numbers when there is none.
+
+    Training drops incomplete batches (``drop_last``) and each of the ``world`` processes gets ``n_pairs // world``
+    pairs, so a set smaller than one batch per process would "train" for zero steps and report the untrained
+    network."""
+    per_process = batch_size // max(1, world)
+    batches = (n_pairs // max(1, world)) // max(1, per_process)
+    if batches == 0:
+        raise ValueError(
+            f"the training set has {n_pairs} pairs, fewer than one batch per process: data.batch_size={batch_size} "
+            f"(the global batch) over {world} process(es) is {per_process} pairs per process. Use a smaller "
+            f"batch (schedule.batch_size) or fewer processes, or check the training data (python -m src.data.check)")
+    return batches
+
+
 class DerainDataModule(L.LightningDataModule):
     """Subclasses implement :meth:`build` returning (train, val, test) datasets (test may be None)."""
 
@@ -102,6 +118,9 @@ class DerainDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if self.train_set is not None:
+            world = self.trainer.world_size if self.trainer is not None else 1
+            require_train_batch(len(self.train_set), self.batch_size, world)
         return self._loader(self.train_set, self.batch_size_per_device, True, "training")
 
     def val_dataloader(self) -> DataLoader:

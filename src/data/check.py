@@ -14,8 +14,11 @@ image once (a thread pool; Pillow releases the GIL while decoding) and reports, 
 
 Problems (the exit status is 1 when there is any): a missing root / folder / list file, an empty split, an
 unreadable or truncated image, rainy and clean of different sizes, a split whose rainy images are darker
-than its clean ones on average (swapped). Pairs skipped because a listed file is missing are counted in
-``skipped`` (training skips them too) and are not problems.
+than its clean ones on average (swapped), any validation / test pair with a missing file (the benchmark would
+be scored on fewer images), more than ``train_missing_max`` (a fraction, default 0.01) of the training pairs
+missing, a rainy image whose colour mode differs from its clean one (grayscale vs colour, alpha channel vs
+none), and an alpha channel that is not fully opaque (it is dropped, not composited). Missing training pairs
+under that fraction are counted in ``skipped`` (training skips them too) and are not problems.
 """
 
 from __future__ import annotations
@@ -34,17 +37,40 @@ from src.data.readers import LABEL_NAMES, Pair, ReadResult
 from src.utils.run import require_set
 
 
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def colour_mode(path: str) -> tuple[str, str]:
+    """(``"grey"`` | ``"colour"``, ``""`` | ``"alpha"`` | ``"translucent alpha"``) of an image file, from the
+    file's own mode before the readers convert it to RGB. The alpha channel is decoded only when present."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        mode = im.mode
+        alpha = ""
+        if mode in ALPHA_MODES or (mode == "P" and "transparency" in im.info):
+            lo, _ = im.convert("RGBA").getchannel("A").getextrema()
+            alpha = "alpha" if lo == 255 else "translucent alpha"
+    return ("grey" if mode in GREY_MODES else "colour"), alpha
+
+
 def file_stats(path: str, halves: bool) -> tuple:
-    """("ok", (h, w), means) for one file, means = (mean,) or (left_mean, right_mean) in grey levels;
-    ("error", message) when it cannot be decoded."""
+    """("ok", (h, w), means, mode) for one file, means = (mean,) or (left_mean, right_mean) in grey levels and
+    mode = :func:`colour_mode`; ("error", message) when it cannot be decoded."""
     try:
         arr = read_array(path)
+        mode = colour_mode(path)
     except Exception as exc:  # reported, not raised: the checker goes on with the other files
         return "error", str(exc)
     if halves:
         half = arr.shape[1] // 2
-        return "ok", (arr.shape[0], half), (grey_levels(arr[:, :half]), grey_levels(arr[:, half:2 * half]))
-    return "ok", arr.shape[:2], (grey_levels(arr),)
+        return "ok", (arr.shape[0], half), (grey_levels(arr[:, :half]), grey_levels(arr[:, half:2 * half])), mode
+    return "ok", arr.shape[:2], (grey_levels(arr),), mode
+
+
+def _describe(mode: tuple[str, str]) -> str:
+    return mode[0] + (f" with {mode[1]}" if mode[1] else "")
 
 
 def scan_files(files: Iterable[tuple[str, bool]], workers: int = 8, progress: bool = True) -> dict:
@@ -80,11 +106,20 @@ def _pair_diff(pair: Pair, stats: dict, problems: list[str], reported: set) -> O
                 problems.append(rest[0])
     if bad:
         return None
+    for path, halves in _pair_files(pair):
+        mode = stats[(path, halves)][3]
+        if mode[1] == "translucent alpha" and path not in reported:
+            reported.add(path)
+            problems.append(f"{path}: has a translucent alpha channel ({_describe(mode)}); the readers drop alpha, "
+                            f"they do not composite it: convert the file to RGB first")
     if pair.halves is not None:
-        _, _, (left, right) = stats[(pair.rain, True)]
+        _, _, (left, right), _ = stats[(pair.rain, True)]
         return left - right if pair.halves == "rain_clean" else right - left
-    _, rain_hw, (rain_mean,) = stats[(pair.rain, False)]
-    _, clean_hw, (clean_mean,) = stats[(pair.clean, False)]
+    _, rain_hw, (rain_mean,), rain_mode = stats[(pair.rain, False)]
+    _, clean_hw, (clean_mean,), clean_mode = stats[(pair.clean, False)]
+    if rain_mode != clean_mode and "translucent alpha" not in (rain_mode[1], clean_mode[1]):
+        problems.append(f"{pair.rain}: colour mode {_describe(rain_mode)} differs from its clean image "
+                        f"{pair.clean} ({_describe(clean_mode)})")
     if rain_hw != clean_hw:
         problems.append(f"{pair.rain}: size {rain_hw[1]}x{rain_hw[0]} (WxH) differs from {pair.clean} "
                         f"({clean_hw[1]}x{clean_hw[0]})")
@@ -92,8 +127,24 @@ def _pair_diff(pair: Pair, stats: dict, problems: list[str], reported: set) -> O
     return rain_mean - clean_mean
 
 
+def _missing_problem(split: str, result: ReadResult, train_missing_max: float) -> Optional[str]:
+    """A validation / test pair with a missing file, or too large a fraction of missing training pairs."""
+    n_missing = len(result.missing)
+    if not n_missing:
+        return None
+    listed = n_missing + len(result.pairs)
+    first = f"first: {result.missing[0]}"
+    if split in ("val", "test", "pairs"):
+        return (f"{result.source}: {n_missing} of {listed} {split} pairs have a missing file ({first}); the "
+                f"{split} split would be scored on fewer images than it holds")
+    if n_missing > train_missing_max * listed:
+        return (f"{result.source}: {n_missing} of {listed} training pairs ({n_missing / listed:.1%}) have a missing "
+                f"file, more than train_missing_max={train_missing_max:g} ({first})")
+    return None
+
+
 def check_splits(results: dict[str, ReadResult], workers: int = 8, swap_hint: str = "set data.swap=true",
-                 progress: bool = True) -> dict:
+                 progress: bool = True, train_missing_max: float = 0.01) -> dict:
     """The report (see the module docstring) for already-read splits."""
     stats = scan_files((f for r in results.values() for p in r.pairs for f in _pair_files(p)), workers, progress)
     report: dict[str, Any] = {}
@@ -107,6 +158,9 @@ def check_splits(results: dict[str, ReadResult], workers: int = 8, swap_hint: st
             section["labels"] = {LABEL_NAMES.get(k, str(k)): labels[k] for k in sorted(labels)}
         mean = sum(diffs) / len(diffs) if diffs else None
         section["mean_rain_minus_clean"] = None if mean is None else round(mean, 4)
+        missing = _missing_problem(split, result, train_missing_max)
+        if missing:
+            problems.append(missing)
         if not result.pairs:
             problems.append(f"{result.source}: no image pairs found in the {split} split")
         elif mean is not None and mean <= 0:
@@ -117,7 +171,7 @@ def check_splits(results: dict[str, ReadResult], workers: int = 8, swap_hint: st
     return report
 
 
-def check_module(module: Any, workers: int = 8, progress: bool = True) -> dict:
+def check_module(module: Any, workers: int = 8, progress: bool = True, train_missing_max: float = 0.01) -> dict:
     """Report for a file-based data module (``FileDataModule``); a read failure becomes a problem."""
     if not hasattr(module, "splits"):
         return {"problems": [f"{type(module).__name__}: not a file-based data set, nothing to check"]}
@@ -125,7 +179,7 @@ def check_module(module: Any, workers: int = 8, progress: bool = True) -> dict:
         results = module.splits()
     except (OSError, ValueError) as exc:
         return {"problems": [str(exc)]}
-    return check_splits(results, workers, module.swap_hint(), progress)
+    return check_splits(results, workers, module.swap_hint(), progress, train_missing_max)
 
 
 def format_report(report: dict) -> str:
@@ -151,7 +205,8 @@ def run(cfg: DictConfig) -> int:
             raise ValueError("no data set chosen: pass data=NAME data.root=DIR (--help lists the data configs)")
         require_set(cfg, "data")
         module = hydra.utils.instantiate(cfg.data)
-        report = check_module(module, int(cfg.workers), progress=bool(cfg.progress))
+        report = check_module(module, int(cfg.workers), progress=bool(cfg.progress),
+                              train_missing_max=float(cfg.get("train_missing_max", 0.01)))
     except Exception as exc:  # a bad root / config key: report it like any other problem
         cause = exc.__cause__ if exc.__cause__ is not None and "instantiat" in type(exc).__name__.lower() else exc
         report = {"problems": [str(cause)]}

@@ -54,13 +54,21 @@ def rain_minus_clean(pair: Pair) -> float:
 
 
 def check_orientation(pairs: Sequence[Pair], samples: int = 16, where: str = "data",
-                      hint: str = "set data.swap=true") -> float:
+                      hint: str = "set data.swap=true", skip_unreadable: bool = False) -> float:
     """Rain brightens pixels: fail when, on ``samples`` evenly spaced pairs, the rainy images are not brighter
-    than the clean ones on average. Returns the mean difference (8-bit grey levels)."""
+    than the clean ones on average. Returns the mean difference (8-bit grey levels). ``skip_unreadable``: leave
+    out sampled pairs that cannot be read (``data.on_bad_file=skip``) instead of raising."""
     chosen = evenly_spaced(pairs, samples)
-    if not chosen:
+    diffs = []
+    for p in chosen:
+        try:
+            diffs.append(rain_minus_clean(p))
+        except (OSError, ValueError):
+            if not skip_unreadable:
+                raise
+    if not diffs:
         return 0.0
-    mean = float(np.mean([rain_minus_clean(p) for p in chosen]))
+    mean = float(np.mean(diffs))
     if mean <= 0:
         raise ValueError(
             f"{where}: the rainy images are not brighter than the clean ones ({mean:+.2f} grey levels on "
@@ -69,10 +77,22 @@ def check_orientation(pairs: Sequence[Pair], samples: int = 16, where: str = "da
     return mean
 
 
-class PairedDataset(Dataset):
-    """Decode + optional paired transform of a list of :class:`Pair` -> sample dicts."""
+#: ``on_bad_file=skip``: how many unreadable pairs in a row may be stepped over before the error is raised
+MAX_BAD_IN_A_ROW = 16
 
-    def __init__(self, pairs: Sequence[Pair], transform: Optional[Callable] = None) -> None:
+
+class PairedDataset(Dataset):
+    """Decode + optional paired transform of a list of :class:`Pair` -> sample dicts.
+
+    ``on_bad_file="skip"`` (training): a pair whose file is missing, unreadable or of mismatched sizes is replaced
+    by the next pair of the list, and the sample carries ``"bad_files"``: the skipped files' errors, one per line
+    ("" when none), so that the training loop can count them across DataLoader worker processes.
+    ``"raise"`` (default): the error is raised."""
+
+    def __init__(self, pairs: Sequence[Pair], transform: Optional[Callable] = None, on_bad_file: str = "raise") -> None:
+        if on_bad_file not in ("raise", "skip"):
+            raise ValueError(f"data.on_bad_file={on_bad_file!r}: choose 'raise' or 'skip'")
+        self.on_bad_file = on_bad_file
         self._rain = np.array([p.rain.encode() for p in pairs], dtype=np.bytes_)
         self._clean = np.array([p.clean.encode() for p in pairs], dtype=np.bytes_)
         self._name = np.array([p.name.encode() for p in pairs], dtype=np.bytes_)
@@ -88,8 +108,23 @@ class PairedDataset(Dataset):
                     int(self._label[index]), "", _HALVES[self._halves[index]])
 
     def __getitem__(self, index: int) -> dict:
-        pair = self.pair(index)
-        rain, clean = load_pair(pair)
+        if self.on_bad_file == "raise":
+            pair = self.pair(index)
+            return self._sample(pair, load_pair(pair))
+        errors = []
+        for step in range(min(len(self), MAX_BAD_IN_A_ROW + 1)):
+            pair = self.pair((index + step) % len(self))
+            try:
+                arrays = load_pair(pair)
+            except (OSError, ValueError) as exc:  # missing, truncated / corrupt, size mismatch
+                errors.append(str(exc).replace("\n", " "))
+                continue
+            return {**self._sample(pair, arrays), "bad_files": "\n".join(errors)}
+        raise RuntimeError(f"data.on_bad_file=skip: {len(errors)} unreadable pairs in a row from index {index} "
+                           f"(last: {errors[-1]}); the data set looks broken, check it with python -m src.data.check")
+
+    def _sample(self, pair: Pair, arrays: tuple[np.ndarray, np.ndarray]) -> dict:
+        rain, clean = arrays
         if self.transform is not None:
             try:
                 rain, clean = self.transform(rain, clean)

@@ -7,12 +7,17 @@
   its cropping replaced by plain ``train_patch`` crops and its flips by ``train_flips`` when a recipe sets them
   (``src.train`` passes ``schedule.train_patch`` / ``schedule.train_flips``);
   validation and test use full images, untouched (the Lightning module pads for the network),
-* missing pairs skipped with ONE warning that counts them; an empty split is an error naming its source,
+* missing TRAINING pairs skipped with ONE warning that counts them; a validation / test pair with a missing file
+  is an error (the split would be scored on fewer images than it holds); an empty split is an error naming its
+  source,
 * the orientation guard: on ``orientation_samples`` evenly spaced pairs of each source the rainy image must be
   brighter on average (rain brightens pixels), otherwise an error suggests the swap setting
   (``check_orientation: false`` turns it off),
 * ``val_max``: validation on at most that many pairs, evenly spaced (full-image validation is slow),
-* seeded shuffling, the same in one process and in DDP (see :mod:`src.data.base`).
+* seeded shuffling, the same in one process and in DDP (see :mod:`src.data.base`),
+* ``on_bad_file``: ``raise`` (default) stops at an unreadable training file; ``skip`` replaces it by the next
+  pair and counts it (the count and the first files go into the run's metrics.json, ``bad_files``);
+  validation and test files always raise.
 
 Subclasses implement :meth:`FileDataModule.read_splits`.
 """
@@ -27,8 +32,8 @@ from torch.utils.data import Dataset
 
 from src.data.base import DerainDataModule
 from src.data.paired import PairedDataset, check_orientation
-from src.data.readers import (LAYOUTS, ORDERS, ReadResult, evenly_spaced, read_layout, require_pairs, split_groups,
-                              warn_missing)
+from src.data.readers import (LAYOUTS, ORDERS, ReadResult, check_holdout, evenly_spaced, read_layout, require_pairs,
+                              split_groups, warn_missing)
 from src.data.transforms import build_train_transform, with_train_flips, with_train_patch
 
 logger = logging.getLogger(__name__)
@@ -44,6 +49,15 @@ def require_root(root: Any) -> str:
     return root
 
 
+def count_key(value: Any, key: str, allow_none: bool = False) -> Optional[int]:
+    """A non-negative integer config value (``data.<key>``), or a ValueError naming the key."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"data.{key}={value!r}: expected a non-negative integer" + (" or null" if allow_none else ""))
+    return value
+
+
 class FileDataModule(DerainDataModule):
     """Base of the file-based data modules (see the module docstring)."""
 
@@ -57,11 +71,16 @@ class FileDataModule(DerainDataModule):
         swap: bool = False,
         check_orientation: bool = True,
         orientation_samples: int = 16,
+        on_bad_file: str = "raise",
         seed: int = 0,
         **loader_kwargs: Any,
     ) -> None:
         super().__init__(seed=seed, **loader_kwargs)
         self.root = require_root(root)
+        if on_bad_file not in ("raise", "skip"):
+            raise ValueError(f"data.on_bad_file={on_bad_file!r}: choose 'raise' (stop at the first unreadable "
+                             f"training file) or 'skip' (skip and count them)")
+        self.on_bad_file = on_bad_file
         if train_patch is not None:  # a recipe's patch size (schedule.train_patch) wins over the data config's crop
             train_transform = with_train_patch(train_transform, train_patch)
             logger.info("schedule.train_patch=%s: training on random %sx%s crops (data.train_transform's "
@@ -70,10 +89,10 @@ class FileDataModule(DerainDataModule):
             train_transform = with_train_flips(train_transform, train_flips)
             logger.info("schedule.train_flips=%s: replaces data.train_transform's flips", dict(train_flips))
         self.train_transform = build_train_transform(**dict(train_transform or {}))
-        self.val_max = None if val_max is None else int(val_max)
+        self.val_max = count_key(val_max, "val_max", allow_none=True)
         self.swap = bool(swap)
         self.check_orientation = bool(check_orientation)
-        self.orientation_samples = int(orientation_samples)
+        self.orientation_samples = count_key(orientation_samples, "orientation_samples")
         self._stage: Optional[str] = None
 
     # --- to implement ---------------------------------------------------------------------------------
@@ -108,15 +127,20 @@ class FileDataModule(DerainDataModule):
         results = self.splits(self._stage)
         pairs = {}
         for split, result in results.items():
+            if result.missing and split in ("val", "test", "pairs"):  # the benchmark itself: nothing may be dropped
+                raise FileNotFoundError(
+                    f"{split} ({result.source}): {len(result.missing)} of {len(result.missing) + len(result.pairs)} "
+                    f"pairs have a missing file (first: {result.missing[0]}); the {split} split would be scored on "
+                    f"fewer images than it holds. Restore the files (python -m src.data.check lists them)")
             warn_missing(result, f"{split} ({result.source})")
             pairs[split] = require_pairs(result, f"{split} ({result.source})")
         if self.check_orientation:
             for split, split_pairs in pairs.items():
                 check_orientation(split_pairs, self.orientation_samples, f"{split} ({results[split].source})",
-                                  self.swap_hint())
+                                  self.swap_hint(), skip_unreadable=split == "train" and self.on_bad_file == "skip")
         if "pairs" in pairs:  # one folder: every split reads it
             pairs = {"train": pairs["pairs"], "test": pairs["pairs"]}
-        train = PairedDataset(pairs["train"], self.train_transform) if "train" in pairs else None
+        train = PairedDataset(pairs["train"], self.train_transform, self.on_bad_file) if "train" in pairs else None
         test = PairedDataset(pairs["test"]) if "test" in pairs else None
         val_pairs = pairs.get("val") or pairs.get("test")
         val = PairedDataset(evenly_spaced(val_pairs, self.val_max)) if val_pairs else None
@@ -172,6 +196,7 @@ class PairedDataModule(FileDataModule):
         self.dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
         self.rain_dir, self.clean_dir = rain_dir, clean_dir
         self.val_holdout = val_holdout
+        check_holdout(val_holdout, "val_holdout")
         if layout not in LAYOUTS:
             raise ValueError(f"data.layout={layout!r}: choose from {list(LAYOUTS)}")
         if order not in ORDERS:

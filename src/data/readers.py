@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from typing import Iterable, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 
 from src.data.io import is_image_file
 
@@ -165,14 +165,19 @@ def read_pair_list(list_file: str, root: str, label: int = -1) -> ReadResult:
     if not os.path.isfile(list_file):
         raise FileNotFoundError(f"list file not found: {list_file}")
     entries: list[tuple[str, str]] = []
-    with open(list_file, "r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2:
-                raise ValueError(f"{list_file}:{lineno}: expected '<rainy path> <clean path>', got {line.strip()!r}")
-            entries.append((fields[0], fields[1]))
+    lineno = 0
+    try:
+        with open(list_file, "r", encoding="utf-8", newline=None) as f:
+            for lineno, line in enumerate(f, 1):
+                fields = line.split()
+                if not fields:
+                    continue
+                if len(fields) != 2:
+                    raise ValueError(f"{list_file}:{lineno}: expected '<rainy path> <clean path>', got {line.strip()!r}")
+                entries.append((fields[0], fields[1]))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{list_file}:{lineno + 1}: not UTF-8 text ({exc.reason} at byte {exc.start} of the "
+                         f"line); is this the list file?") from None
 
     index = DirIndex()
     base = _choose_base(entries, [root, os.path.dirname(os.path.abspath(list_file)), ""], index)
@@ -347,9 +352,20 @@ def read_layout(folder: str, layout: str, rain_dir: Optional[str] = None, clean_
 
 
 # --- splits ---------------------------------------------------------------------------------------------
+def check_holdout(holdout: Any, key: str) -> None:
+    """A held-out-groups value: null / an int >= 0 / a list of group ids; otherwise a ValueError naming the key."""
+    if holdout is None:
+        return
+    if isinstance(holdout, bool) or not isinstance(holdout, (int, Sequence)) or isinstance(holdout, (str, bytes)):
+        raise ValueError(f"data.{key}={holdout!r}: expected a number of groups (int) or a list of group ids")
+    if isinstance(holdout, int) and holdout < 0:
+        raise ValueError(f"data.{key}={holdout}: must be >= 0")
+
+
 def split_groups(pairs: Sequence[Pair], holdout: Union[None, int, Sequence], key: str = "val_scenes"):
     """Split pairs into (kept, held_out) by ``group``: ``holdout`` = N (the last N group ids in natural
     order) or an explicit list of group ids. No group is on both sides."""
+    check_holdout(holdout, key)
     if not holdout:
         return list(pairs), []
     groups = sorted({p.group for p in pairs}, key=natural_key)

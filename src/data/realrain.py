@@ -23,7 +23,7 @@ import os
 from typing import Any, Optional, Sequence, Union
 
 from src.data.paired_module import FileDataModule
-from src.data.readers import ReadResult, gt_suffix_pairs, list_images, read_pair_list, split_groups
+from src.data.readers import ReadResult, check_holdout, gt_suffix_pairs, list_images, read_pair_list, split_groups
 
 
 def internet_images(root: str, folder: str = "Real_Internet") -> list[str]:
@@ -55,6 +55,7 @@ class RealRainDataModule(FileDataModule):
         super().__init__(root, **kwargs)
         self.list_file, self.test_dir, self.test_list = list_file, test_dir, test_list
         self.val_scenes = val_scenes
+        check_holdout(val_scenes, "val_scenes")
         self.internet_dir = internet_dir
 
     def read_splits(self, stage: Optional[str] = None) -> dict[str, ReadResult]:

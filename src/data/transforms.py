@@ -40,10 +40,11 @@ def _randint(low: int, high: int, g: Optional[torch.Generator]) -> int:
 
 
 def _pair_size(size: Size) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    h, w = (int(s) for s in size)
-    return h, w
+    """An int or [h, w] of positive integers -> (h, w); anything else is a ValueError."""
+    hw = (size, size) if not isinstance(size, (list, tuple)) and not hasattr(size, "__len__") else tuple(size)
+    if len(hw) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in hw):
+        raise ValueError(f"size {size!r}: expected a positive integer or [height, width] of positive integers")
+    return hw[0], hw[1]
 
 
 def resize(arr: np.ndarray, size_hw: tuple[int, int], interpolation: str = "bicubic") -> np.ndarray:
@@ -229,13 +230,19 @@ def build_train_transform(
     Returns None when nothing is enabled.
     """
     steps: list[Any] = []
-    if scale is not None:
-        steps.append(RandomScale(scale))
-    if resized_crop is not None:
-        steps.append(RandomResizedCrop(resized_crop) if isinstance(resized_crop, int)
-                     else RandomResizedCrop(**dict(resized_crop)))
-    if crop is not None:
-        steps.append(RandomCrop(crop))
+    try:
+        key, value = "scale", scale
+        if scale is not None:
+            steps.append(RandomScale(scale))
+        key, value = "resized_crop", resized_crop
+        if resized_crop is not None:
+            steps.append(RandomResizedCrop(**dict(resized_crop)) if isinstance(resized_crop, Mapping)
+                         else RandomResizedCrop(resized_crop))
+        key, value = "crop", crop
+        if crop is not None:
+            steps.append(RandomCrop(crop))
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise ValueError(f"data.train_transform.{key}={value!r}: {exc}") from None
     if hflip or vflip or transpose:
         steps.append(RandomFlip(hflip, vflip, transpose))
     return Compose(steps) if steps else None

@@ -12,12 +12,14 @@ over images), for the network output and, as a reference, for the rainy input it
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional
 
 import lightning as L
 import torch
 from torch import nn
 
+from src.lit.checkpoint_io import NonFiniteError, require_finite_weights
 from src.metrics import ProtocolMetrics
 
 
@@ -51,6 +53,7 @@ class DerainModule(L.LightningModule):
         )
         self.reports: dict[str, dict] = {}  # last full report per stage (see ProtocolMetrics.report)
         self.suite_config: Optional[dict] = None  # resolved run config, stored in checkpoints by train.py
+        self.bad_files: list[str] = []  # training files skipped as unreadable (data.on_bad_file=skip), this process
 
     # --- forward ------------------------------------------------------------------------------
     def forward(self, rain: torch.Tensor, label: Optional[torch.Tensor] = None) -> dict:
@@ -72,6 +75,8 @@ class DerainModule(L.LightningModule):
                 f"{ {k: float(v) for k, v in parts.items()} }); lower the learning rate (schedule.optimizer.lr)"
             )
         bs = batch["rain"].shape[0]
+        for errors in batch.get("bad_files") or ():  # data.on_bad_file=skip: files skipped for this batch
+            self.bad_files += [e for e in errors.split("\n") if e]
         self.log("train/loss", total, prog_bar=True, batch_size=bs)
         for k, v in parts.items():
             self.log(f"train/loss_{k}", v, batch_size=bs)
@@ -105,6 +110,19 @@ class DerainModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
+        if not self.trainer.sanity_checking:
+            self._require_finite("val")
+
+    def _require_finite(self, stage: str) -> None:
+        """Stop a diverged run here, before the checkpoint callbacks save anything of this validation."""
+        where = f"step {self.global_step}, {stage}"
+        require_finite_weights(dict(self.named_parameters()), where)
+        report = self.reports.get(stage) or {}
+        bad = [f"{proto} {m}" for proto, scores in report.get("mean", {}).items() for m, v in scores.items()
+               if isinstance(v, float) and math.isnan(v)]
+        if bad:
+            raise NonFiniteError(f"{where}: non-finite validation metrics ({', '.join(bad)}); the network output "
+                                 f"is not a number (lower the learning rate, schedule.optimizer.lr)")
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")

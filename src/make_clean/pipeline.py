@@ -14,6 +14,7 @@ from typing import Optional
 
 from src.make_clean.algorithm import BAND_PIXELS, clean_image, frames_for_density
 from src.make_clean.io import PathLike, cache_frames, write_image, write_json
+from src.utils.files import is_inside, refuse_existing
 
 
 def record_path(output: PathLike) -> Path:
@@ -30,6 +31,7 @@ def generate(
     cache_dir: Optional[PathLike] = None,
     band_pixels: int = BAND_PIXELS,
     notebook_compat: bool = False,
+    overwrite: bool = False,
 ) -> dict:
     """Clean image of frames ``start .. start + N - 1`` of ``input``; returns the JSON record it wrote.
 
@@ -37,10 +39,19 @@ def generate(
     the whole clip from ``start`` if it is shorter (with a warning). An explicit ``frames`` larger than
     what the clip has from ``start`` is an error. ``notebook_compat``: the release notebook's exact output,
     slips included (see :mod:`src.make_clean.algorithm`); recorded in the JSON record.
+
+    Nothing the user has is replaced unless asked: an existing ``output`` or record is refused unless
+    ``overwrite`` (a ``FileExistsError`` naming it), and an output inside a frame folder is always refused
+    (it would become a frame of the clip).
     """
     output = Path(output)
     if output.suffix.lower() != ".png":
         raise ValueError(f"output={output}: the clean image is written as PNG; give a file name ending in .png")
+    if Path(input).is_dir() and is_inside(output, input):
+        raise ValueError(f"output={output} lies inside the input clip {input}: it would be read as one of its "
+                         f"frames next time; write it outside the frame folder")
+    if not overwrite:
+        refuse_existing([output, record_path(output)], what="clean image (or its .json record)")
     n = frames_for_density(density) if frames is None else int(frames)
     if n < 1:
         raise ValueError(f"frames={n}: need at least one frame")

@@ -204,7 +204,8 @@ def _new_version(name: str, source: Path, frames: int, density: str, out_dir: Pa
     stem = f"{name}_f{frames:04d}"
     clean_rel, sheet_rel = f"clean/{name}/{stem}.png", f"sheets/{stem}.png"
     print(f"[review] {name}: clean image from {frames} frames ...", flush=True)
-    record = generate(source, out_dir / clean_rel, frames, 0, density, cache_dir, band_pixels)
+    # the review folder is the loop's own: a version cut short by an interruption is generated again
+    record = generate(source, out_dir / clean_rel, frames, 0, density, cache_dir, band_pixels, overwrite=True)
     clean = iio.imread(out_dir / clean_rel)
     rain = next(iter_frames(source, 0, 1))
     write_image(out_dir / sheet_rel, review_sheet(rain, clean, gain))

@@ -7,7 +7,7 @@ import logging
 import netrc
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 from hydra.utils import instantiate
@@ -70,13 +70,53 @@ def user_overrode(group: str) -> bool:
     return any(o.lstrip("+~").split("=", 1)[0] == group for o in HydraConfig.get().overrides.task)
 
 
+def stored_with_overrides(cfg: DictConfig, stored: Mapping, group: str, source: str) -> DictConfig:
+    """The ``group`` config stored in a checkpoint, with the command line's ``group.*`` overrides applied on top.
+
+    ``src.eval`` / ``src.predict`` rebuild the model and data of a checkpoint from the config stored in it; a
+    ``data.root=...`` / ``+data.root=...`` / ``model.net.x=...`` / ``~data.x`` given on the command line must
+    still count. A plain override (no ``+``) of a key the stored config does not have is an error naming the
+    key (it would otherwise be silently dropped or reach the constructor as an unknown argument)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.create(dict(stored))
+    if not HydraConfig.initialized():
+        return node
+    for o in OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task)):
+        key = o.key_or_group
+        if not key.startswith(group + "."):
+            continue
+        sub = key[len(group) + 1:]
+        parent_key, _, leaf = sub.rpartition(".")
+        parent = OmegaConf.select(node, parent_key) if parent_key else node
+        present = OmegaConf.is_dict(parent) and leaf in parent
+        if o.is_delete():
+            if not present:
+                raise ValueError(f"~{key}: the {group} config stored in {source} has no key {sub!r}")
+            del parent[leaf]
+            continue
+        if not present and not (o.is_add() or o.is_force_add()):
+            keys = ", ".join(sorted(str(k) for k in (parent.keys() if OmegaConf.is_dict(parent) else [])))
+            raise ValueError(f"{key}: the {group} config stored in {source} has no key {sub!r} (its keys: {keys}); "
+                             f"add it with +{key}=..., or choose a config with {group}=NAME")
+        value = OmegaConf.select(cfg, key)  # the composed value, with this override applied
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        OmegaConf.update(node, sub, value, merge=False, force_add=True)
+        log.info("%s: %s=%s applied on top of the config stored in %s", group, key, value, source)
+    return node
+
+
 def write_json(data: dict, *paths: Optional[str]) -> None:
+    """Write ``data`` as JSON to each path, atomically (a reader never sees half a file)."""
+    from src.utils.files import atomic_write
+
     for p in paths:
         if not p:
             continue
-        p = Path(p)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(data, indent=2, sort_keys=False))
+        atomic_write(p, json.dumps(data, indent=2, sort_keys=False))
         log.info("wrote %s", p)
 
 

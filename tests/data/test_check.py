@@ -34,7 +34,12 @@ def _expected_diff(tree, pairs):
 
 def test_realrain_report(spa_tree):
     dm = RealRainDataModule(str(spa_tree.root), val_scenes=1)
+    # the look-alike's broken scene 274 is 3 of 15 training lines (the published list: 1 of 638,493)
     rep = check_module(dm, workers=4, progress=False)
+    assert rep["problems"] == [f"{spa_tree.root / 'real_world.txt'}: 3 of 15 training pairs (20.0%) have a missing "
+                               f"file, more than train_missing_max=0.01 (first: {spa_tree.root}/real_world/274/274-1/"
+                               f"274-1_0_0.png -> {spa_tree.root}/real_world_gt/274/274_0_0.png)"]
+    rep = check_module(dm, workers=4, progress=False, train_missing_max=0.5)
     assert rep["problems"] == []
     assert (rep["train"]["pairs"], rep["train"]["skipped"]) == (12, 3)
     assert (rep["val"]["pairs"], rep["val"]["skipped"], rep["test"]["pairs"]) == (4, 0, 3)
@@ -93,7 +98,8 @@ def test_paired_single_folder_report_and_problems(tmp_path):
 
 
 def test_swapped_and_missing_root_are_problems(tmp_path, spa_tree):
-    rep = check_module(RealRainDataModule(str(spa_tree.root), swap=True), workers=2, progress=False)
+    rep = check_module(RealRainDataModule(str(spa_tree.root), swap=True), workers=2, progress=False,
+                       train_missing_max=0.5)
     assert len(rep["problems"]) == 3  # train, val (held-out scenes) and test
     assert all("look swapped, set data.swap=true" in p for p in rep["problems"])
     assert rep["train"]["mean_rain_minus_clean"] < 0
@@ -113,7 +119,8 @@ def test_cli_writes_report(tmp_path):
     spa = build_spa(tmp_path / "spa")
     work = tmp_path / "cwd"
     work.mkdir()
-    ok = _cli("data=realrain", f"data.root={spa.root}", "report=rep.json", "workers=2", cwd=work)
+    ok = _cli("data=realrain", f"data.root={spa.root}", "report=rep.json", "workers=2", "train_missing_max=0.5",
+              cwd=work)
     assert ok.returncode == 0, ok.stderr
     assert sorted(os.listdir(work)) == ["rep.json"]  # no hydra output dir, no log file
     rep = json.loads((work / "rep.json").read_text())
@@ -133,7 +140,8 @@ def _compose(*overrides):
 def test_run_exit_status_on_problems(tmp_path, capsys):
     spa = build_spa(tmp_path / "spa")
     report = tmp_path / "rep.json"
-    cfg = _compose("data=realrain", f"data.root={spa.root}", f"report={report}", "progress=false")
+    cfg = _compose("data=realrain", f"data.root={spa.root}", f"report={report}", "progress=false",
+                   "train_missing_max=0.5")
     assert run(cfg) == 0
     bad = spa.root / "real_test_1000/rain/001.png"
     bad.write_bytes(bad.read_bytes()[:80])
@@ -142,3 +150,43 @@ def test_run_exit_status_on_problems(tmp_path, capsys):
     assert run(_compose("data=realrain")) == 1
     assert "data.root is not set: pass data.root=DIR" in capsys.readouterr().out
     assert run(_compose("data=paired", f"data.root={spa.root}", "data.layout=rain100")) == 1
+
+
+def test_missing_eval_pairs_and_missing_training_fraction_fail(tmp_path):
+    """The issue's case: 7 of 9 training lines missing and one test ground truth deleted -> exit 1, both named."""
+    spa = build_spa(tmp_path / "spa")
+    lines = (spa.root / "real_world.txt").read_text().split("\n")
+    listed = [ln for ln in lines if ln.strip()]
+    keep = listed[:2] + [ln.replace(".png", "_gone.png") for ln in listed[2:9]]
+    (spa.root / "real_world.txt").write_text("\n".join(keep) + "\n")
+    gone = spa.root / "real_test_1000/gt/001gt.png"
+    gone.unlink()
+    report = tmp_path / "rep.json"
+    assert run(_compose("data=realrain", f"data.root={spa.root}", "data.val_scenes=0", f"report={report}",
+                        "progress=false")) == 1
+    rep = json.loads(report.read_text())
+    assert rep["train"]["skipped"] == 7 and rep["test"]["skipped"] == 1 and rep["test"]["pairs"] == 2
+    assert any("7 of 9 training pairs (77.8%) have a missing file" in p for p in rep["problems"])
+    assert any("1 of 3 test pairs have a missing file" in p and "001.png" in p for p in rep["problems"])
+
+
+def test_colour_mode_mismatch_and_translucent_alpha_are_problems(tmp_path):
+    t = Tree(tmp_path / "set")
+    c = clean_image(1)
+    grey_rain = add_rain(c, 1)[:, :, 0]
+    t.put("input/grey.png", grey_rain), t.put("target/grey.png", c)  # grey rainy, colour clean
+    rgba = np.dstack([add_rain(c, 2), np.full(c.shape[:2], 255, np.uint8)])
+    t.put("input/opaque.png", rgba), t.put("target/opaque.png", c)  # RGBA vs RGB
+    see_through = rgba.copy()
+    see_through[0, 0, 3] = 10
+    t.put("input/glass.png", see_through), t.put("target/glass.png", np.dstack([c, see_through[:, :, 3]]))
+    t.put("input/ok.png", add_rain(c, 3)), t.put("target/ok.png", c)
+    rep = check_module(PairedDataModule(str(t.root), "same_names"), workers=2, progress=False)
+    probs = sorted(rep["problems"])
+    assert len(probs) == 4, probs
+    assert probs[0].startswith(str(t.root / "input/glass.png")) and "translucent alpha" in probs[0]
+    assert probs[1].startswith(str(t.root / "input/grey.png")) and \
+        "colour mode grey differs from its clean image" in probs[1] and "(colour)" in probs[1]
+    assert probs[2].startswith(str(t.root / "input/opaque.png")) and \
+        "colour with alpha differs from its clean image" in probs[2]
+    assert probs[3].startswith(str(t.root / "target/glass.png")) and "translucent alpha" in probs[3]

@@ -1,0 +1,1 @@
+"""Hydra sweeper of the suite (``hydra/sweeper=listing``, the default of src.train / src.eval multiruns)."""

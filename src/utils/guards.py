@@ -1,0 +1,108 @@
+"""Guards of the Hydra entry points: a finished run is not written over, a failed job leaves its traceback.
+
+:func:`refuse_existing_run` refuses a run dir that already holds the results of a run (``src.train``: metrics,
+checkpoints, logs; ``src.eval``: metrics.json) unless ``overwrite=true`` or, for training, the run resumes
+there (``ckpt_path`` inside that run dir, or ``resume`` set). :class:`RunGuard` is the Hydra callback
+(``conf/hydra/default.yaml``) that applies it BEFORE Hydra writes ``.hydra/`` into the run dir, refuses a
+multirun into an existing sweep dir, and writes ``error.txt`` (the exception and its traceback) into the dir
+of every job that raised.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from hydra.experimental.callback import Callback
+
+from src.utils.files import atomic_write, is_inside
+
+#: what a finished run leaves in its run dir, per task
+RUN_OUTPUTS = {
+    "train": ("metrics.json", "checkpoints", "csv", "tensorboard", "wandb", "images"),
+    "eval": ("metrics.json", "csv", "tensorboard", "wandb"),
+}
+ERROR_FILE = "error.txt"
+
+
+class RunDirExistsError(FileExistsError):
+    """The run dir (or sweep dir) already holds a run; nothing was written there."""
+
+
+_refused: Optional[RunDirExistsError] = None  # set by RunGuard.on_run_start, raised by the entry point
+
+
+def _rank() -> int:
+    """This process's rank from the launchers' environment variables (0 outside distributed runs)."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        value = os.environ.get(key)
+        if value not in (None, "") and value.isdigit() and int(value) > 0:
+            return int(value)
+    return 0
+
+
+def resumes_into(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> bool:
+    """True when the run continues an earlier run in ``run_dir`` (``resume`` set, or ``ckpt_path`` inside it)."""
+    if cfg.get("resume"):
+        return True
+    ckpt = cfg.get("ckpt_path")
+    return bool(ckpt) and cfg.get("task") == "train" and is_inside(str(ckpt), run_dir)
+
+
+def refuse_existing_run(run_dir: str | os.PathLike, cfg: Mapping[str, Any], hydra_files: bool = False) -> None:
+    """Raise ``FileExistsError`` when ``run_dir`` already holds results of a ``cfg.task`` run (see the module
+    docstring); ``hydra_files``: count Hydra's own ``.hydra/`` too (before Hydra has written this run's)."""
+    global _refused
+    if _refused is not None:  # found by RunGuard before Hydra would have written .hydra/ there
+        exc, _refused = _refused, None
+        raise exc
+    names = RUN_OUTPUTS.get(str(cfg.get("task")), ())
+    if not names or cfg.get("overwrite") or _rank() > 0 or resumes_into(cfg, run_dir):
+        return
+    run_dir = Path(run_dir)
+    found = [n for n in names + ((".hydra",) if hydra_files else ())
+             if (run_dir / n).is_file() or ((run_dir / n).is_dir() and any((run_dir / n).iterdir()))]
+    if found:
+        raise RunDirExistsError(
+            f"{run_dir} already holds a {cfg.get('task')} run ({', '.join(found)}); refusing to write over it. "
+            f"Choose a new run dir, resume it (ckpt_path=.../checkpoints/last.ckpt), or pass overwrite=true")
+
+
+def write_error_file(job_dir: str | os.PathLike, exc: BaseException) -> Path:
+    """``<job_dir>/error.txt``: first line ``<ExceptionType>: <message>``, then the full traceback."""
+    text = f"{type(exc).__name__}: {exc}\n\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return atomic_write(Path(job_dir) / ERROR_FILE, text)
+
+
+class RunGuard(Callback):
+    """Hydra callback: refuses an existing run dir before Hydra writes there; error.txt for failed jobs.
+
+    Hydra turns exceptions of callbacks into warnings, so the refusal is handed to the entry point: Hydra's
+    own output (``.hydra/``) is switched off for this run and :func:`refuse_existing_run` raises it.
+    (A multirun into an existing sweep dir is refused by the ``listing`` sweeper.)"""
+
+    def on_run_start(self, config, **kwargs: Any) -> None:
+        global _refused
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import open_dict, read_write
+
+        if config.hydra.output_subdir is None:  # a DDP rank process re-entering its parent's run dir
+            return
+        HydraConfig.instance().set_config(config)  # so that ${hydra:...} in the run dir resolves
+        try:
+            refuse_existing_run(config.hydra.run.dir, config, hydra_files=True)
+        except RunDirExistsError as exc:
+            _refused = exc
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.output_subdir = None
+
+    def on_job_end(self, config, job_return: Optional[Any] = None, **kwargs: Any) -> None:
+        from hydra.core.utils import JobStatus
+
+        if job_return is None or job_return.status != JobStatus.FAILED or _rank() > 0:
+            return
+        exc = job_return._return_value
+        if isinstance(exc, BaseException) and not isinstance(exc, RunDirExistsError):
+            write_error_file(config.hydra.runtime.output_dir, exc)
