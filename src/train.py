@@ -1,7 +1,8 @@
 """python -m src.train [overrides]: build data, model, trainer from config; fit; test the chosen weights.
 
 Writes into the run dir (logs/<task>/runs/<timestamp>/): .hydra/ (resolved config), checkpoints/ (best by
-val/psnr_spanet, last), metrics.json (final validation and test reports of the tested weights), logger files.
+val/psnr_spanet, last), metrics.json (final validation and test reports of the tested weights, and the run's
+cost), logger files.
 
 ``test_ckpt`` picks the weights that are validated and tested after fit: ``best`` (default), the best
 checkpoint by the monitored validation score, or ``last``, the final weights of the run (the SPANet paper's
@@ -12,24 +13,40 @@ A run never reports what it did not do: before fit every process must get a full
 validation / test set holds writes ``"complete": false`` and the reasons (``"incomplete"``) into metrics.json
 and exits non-zero, unless the shortening was asked for (``trainer.fast_dev_run``, ``limit_*_batches``,
 ``overfit_batches``: the debug configs). A diverged run stops before saving (``src.lit.checkpoint_io``).
-An existing run dir is not written over unless ``overwrite=true`` or the run resumes there (``ckpt_path``).
+An existing run dir is not written over unless ``overwrite=true`` or the run resumes there.
+
+A run continues exactly where it stopped (same step, learning rate, data order) from ``ckpt_path=<run>/
+checkpoints/last.ckpt`` (in that run's dir) or with ``resume=auto`` (the run dir's own last.ckpt; a job that
+SLURM requeued does this by itself); see src/utils/resume.py. SIGTERM / SIGINT / SIGUSR1 save last.ckpt and
+exit 143 / 130 / 138 (src/lit/preemption.py). One process writes a run dir at a time (a lock).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from pathlib import Path
 from typing import Optional
 
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.lit.cost import RunCost
+from src.lit.preemption import ContinueLogs, Preemption, RunInterrupted, SignalGuard
 from src.lit.trainer import IncompleteRunError, build_trainer, count_bad_files, incomplete_reasons, shortened_on_purpose
 from src.utils.checkpoint import check_resumable
 from src.utils.ddp import choose_strategy, ddp_job
 from src.utils.guards import refuse_existing_run
 from src.utils.report import print_report
+from src.utils.resume import (
+    INTERRUPTED_FILE, LAST, RunDirLock, continue_csv_logger, interruptions, record_interruption,
+    resume_checkpoint, wandb_run_id,
+)
 from src.utils.run import finish_wandb, instantiate_group, require_set, setup_environment, write_json
 
 log = logging.getLogger(__name__)
@@ -49,32 +66,115 @@ def tested_weights(cfg: DictConfig, trainer: L.Trainer) -> Optional[str]:
     return best or None
 
 
+def process_rank() -> int:
+    """This process's global rank as the launcher set it (0 for the process that owns the run dir)."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(key, "").isdigit():
+            if key == "SLURM_PROCID" and int(os.environ.get("SLURM_NTASKS", "1") or 1) == 1:
+                continue
+            return int(os.environ[key])
+    return 0
+
+
+def _sweep_job() -> tuple[Path | None, dict]:
+    """(sweep dir, what names this job) under Hydra multirun; (None, {}) for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None, {}
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None, {}
+    return Path(hc.sweep.dir), {"job": hc.job.num, "overrides": list(hc.overrides.task)}
+
+
+def _resume_command(checkpoint: str | None) -> str | None:
+    """The command that continues an interrupted run: its own overrides + ckpt_path=<its last.ckpt>."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not checkpoint:
+        return None
+    overrides = []
+    if HydraConfig.initialized():
+        overrides = [o for o in HydraConfig.get().overrides.task
+                     if not o.lstrip("+~").startswith(("ckpt_path=", "resume=", "hydra."))]
+    return " ".join(["python -m src.train", *overrides, f"ckpt_path={checkpoint}"])
+
+
+def _with_wandb_id(cfg: DictConfig, run_dir: Path, rank0: bool) -> None:
+    """Every W&B logger of the run continues the run dir's W&B run (id kept in the run dir)."""
+    loggers = cfg.get("logger") or {}
+    for key, conf in loggers.items():
+        if conf is not None and str(conf.get("_target_", "")).endswith("WandbLogger") and rank0:
+            with open_dict(cfg):
+                conf.id = wandb_run_id(run_dir)
+                conf.resume = "allow"
+
+
 def train(cfg: DictConfig) -> dict:
     setup_environment(cfg)
     if cfg.get("test_ckpt", "best") not in TEST_CKPTS:
         raise ValueError(f"test_ckpt={cfg.test_ckpt!r}: expected one of {TEST_CKPTS}")
     require_set(cfg, "data")
     refuse_existing_run(cfg.paths.output_dir, cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    rank0 = process_rank() == 0
+    with contextlib.ExitStack() as stack:
+        if rank0:
+            stack.enter_context(RunDirLock(run_dir))
+        guard = stack.enter_context(SignalGuard())
+        ckpt_path = resume_checkpoint(cfg.get("resume"), cfg.get("ckpt_path"), run_dir)
+        try:
+            result = _fit_and_test(cfg, run_dir, ckpt_path, guard, rank0)
+        except (RunInterrupted, SIGTERMException) as exc:
+            if not isinstance(exc, RunInterrupted):  # Lightning's, from a SIGTERM during the final val/test
+                exc = RunInterrupted(guard.received or 15, -1, None)
+            log.error("%s", exc)
+            if rank0:
+                sweep_dir, job = _sweep_job()
+                record_interruption(run_dir, {
+                    "signal": exc.signal_name, "exit_code": exc.code, "step": exc.step, "checkpoint": exc.checkpoint,
+                    "requeued": exc.requeued, "run_dir": str(run_dir), **job,
+                    "resume": _resume_command(exc.checkpoint),
+                }, sweep_dir)
+            raise exc from None
+    return result
+
+
+def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: SignalGuard, rank0: bool) -> dict:
     L.seed_everything(cfg.seed, workers=True)
-    resume = cfg.get("ckpt_path")
-    if resume:  # only a checkpoint of a src.train run of this model; other weights go to model.init_from
-        check_resumable(resume, model=cfg.run_info.model)
+    if ckpt_path:  # only a checkpoint of a src.train run of this model; other weights go to model.init_from
+        check_resumable(ckpt_path, model=cfg.run_info.model)
     choose_strategy(cfg.trainer)
+    _with_wandb_id(cfg, run_dir, rank0)
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, **({"init_from": None} if resume else {}))  # resuming restores all weights
+    model = instantiate(cfg.model, **({"init_from": None} if ckpt_path else {}))  # resuming restores all weights
     model.suite_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = instantiate_group(cfg.get("logger"))
-    trainer = build_trainer(cfg, loggers)
+    cost = RunCost()
+    extra = [cost, Preemption(guard, run_dir / "checkpoints" / LAST), ContinueLogs(resumed=bool(ckpt_path))]
+    if cfg.get("speed") is not None:
+        extra.append(instantiate(cfg.speed))
+    trainer = build_trainer(cfg, loggers, extra_callbacks=extra)
+    if ckpt_path:
+        for lg in loggers:
+            if isinstance(lg, CSVLogger):
+                continue_csv_logger(lg)
     for lg in loggers:
         lg.log_hyperparams(model.suite_config)
 
     try:
         with ddp_job(trainer):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            if guard.received is not None:  # a signal after the last training step
+                raise RunInterrupted(guard.received, trainer.global_step, None)
             ckpt = tested_weights(cfg, trainer)
             trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
             if cfg.get("test"):
                 trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
+            if guard.received is not None:
+                raise RunInterrupted(guard.received, trainer.global_step, None)
             n_bad = count_bad_files(trainer, model)  # summed over processes, so inside the DDP job
         incomplete = incomplete_reasons(trainer, datamodule, model)
         result = {
@@ -85,9 +185,12 @@ def train(cfg: DictConfig) -> dict:
             "bad_files": {"skipped": n_bad, "first": list(dict.fromkeys(model.bad_files))[:20]},
             "val": model.reports.get("val"), "val_input": model.reports.get("val_input"),
             "test": model.reports.get("test"), "test_input": model.reports.get("test_input"),
+            "cost": cost.report(trainer),
+            "resumed_from": ckpt_path, "interruptions": interruptions(run_dir),
         }
         if trainer.is_global_zero:
             write_json(result, f"{cfg.paths.output_dir}/metrics.json")
+            (run_dir / INTERRUPTED_FILE).unlink(missing_ok=True)
             print_report(result, title=f"{cfg.run_info.model} on {cfg.run_info.data}")
         return result
     finally:

@@ -12,17 +12,24 @@ loads ``batch_size // world_size`` samples; a batch that does not divide evenly 
 Validation and test run on full images, one image per batch (sizes differ between images).
 
 Shuffling is seeded and the same in one process and under DDP: the training loader uses a
-``DistributedSampler`` built here (num_replicas = world size, rank = global rank, ``seed``). Lightning keeps it
-(it already is one) and calls ``set_epoch(epoch)`` at every epoch start, also after a resume, so epoch ``e`` has
-the permutation ``randperm(N, seed + e)`` split into disjoint per-rank shards whatever the run's history. A run
-resumed from a mid-epoch checkpoint starts that epoch's order again from its beginning (Lightning warns).
+:class:`ResumableSampler` (a ``DistributedSampler``: num_replicas = world size, rank = global rank, ``seed``).
+Lightning keeps it (it already is one) and calls ``set_epoch(epoch)`` at every epoch start, so epoch ``e`` has
+the permutation ``randperm(N, seed + e)`` split into disjoint per-rank shards whatever the run's history.
+
+Exact resume: every checkpoint stores, as the training loader's state, the epoch and the number of
+training samples each process had drawn in it; a run resumed from a mid-epoch checkpoint continues that epoch's
+order where it stopped (it skips what was already drawn) instead of starting the epoch again. Datasets whose
+samples are random beyond their index (the file data sets' augmentation) declare ``takes_sample_seed = True`` and
+get ``(index, sample_seed)`` keys from the sampler, ``sample_seed`` a pure function of (seed, epoch, index): the
+augmentation of a sample does not depend on worker processes, ranks or interruptions.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterator, Optional
 
 import lightning as L
+import numpy as np
 import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -42,6 +49,56 @@ def require_train_batch(n_pairs: int, batch_size: int, world: int = 1) -> int:
             f"(the global batch) over {world} process(es) is {per_process} pairs per process. Use a smaller "
             f"batch (schedule.batch_size) or fewer processes, or check the training data (python -m src.data.check)")
     return batches
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of sample ``index`` in ``epoch`` of a run seeded ``seed`` (a 63-bit int)."""
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]).generate_state(2, np.uint64)[0] >> 1)
+
+
+class ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` (shuffle, drop_last) that can start an epoch part-way and hands out sample seeds.
+
+    ``resume(epoch, drawn)``: the next iteration of ``epoch`` skips the first ``drawn`` indices of this rank's
+    shard (the samples a checkpointed run had already drawn); iterating any other epoch clears it. ``__len__``
+    stays the full shard so Lightning's batch counting (which resumes at the checkpoint's batch) is unchanged.
+    ``with_seeds``: yield ``(index, sample_seed(seed, epoch, index))`` instead of ``index``.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, with_seeds: bool = False):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.with_seeds = with_seeds
+        self._resume: Optional[tuple[int, int]] = None
+
+    def resume(self, epoch: int, drawn: int) -> None:
+        self.set_epoch(epoch)
+        self._resume = (int(epoch), int(drawn))
+
+    def __iter__(self) -> Iterator:
+        indices = list(super().__iter__())
+        if self._resume is not None:
+            epoch, drawn = self._resume
+            self._resume = None
+            if epoch == self.epoch:
+                indices = indices[drawn:]
+        if self.with_seeds:
+            return iter([(i, sample_seed(self.seed, self.epoch, i)) for i in indices])
+        return iter(indices)
+
+
+class _TrainLoader(DataLoader):
+    """The training ``DataLoader``, resumable the way Lightning expects (``state_dict``/``load_state_dict``, saved
+    in checkpoints and loaded before iterating): its state is the data module's position in the epoch order."""
+
+    def __init__(self, datamodule: "DerainDataModule", *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._datamodule = datamodule
+
+    def state_dict(self) -> dict:
+        return self._datamodule._train_order_state()
+
+    def load_state_dict(self, state: dict) -> None:
+        self._datamodule._resume_train_order(state)
 
 
 class DerainDataModule(L.LightningDataModule):
@@ -67,6 +124,7 @@ class DerainDataModule(L.LightningDataModule):
         self.train_set: Optional[Dataset] = None
         self.val_set: Optional[Dataset] = None
         self.test_set: Optional[Dataset] = None
+        self._train_sampler: Optional[ResumableSampler] = None
 
     # --- to implement -------------------------------------------------------------------------
     def build(self) -> tuple[Optional[Dataset], Optional[Dataset], Optional[Dataset]]:
@@ -99,23 +157,41 @@ class DerainDataModule(L.LightningDataModule):
             raise RuntimeError(f"{type(self).__name__} has no {what} split")
         if shuffle:
             world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
-            sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed,
-                                         drop_last=True)
+            sampler = ResumableSampler(ds, num_replicas=world, rank=rank, seed=self.seed,
+                                       with_seeds=getattr(ds, "takes_sample_seed", False))
+            self._train_sampler = sampler
         elif dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             # evaluation: every image exactly once over all ranks (Lightning's default sampler would pad
             # the last ranks with repeated images, which would be scored twice)
             sampler = UnrepeatedDistributedSampler(ds, shuffle=False)
         else:
             sampler = None
-        return DataLoader(
-            ds,
-            batch_size=batch_size,
-            sampler=sampler,
-            drop_last=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-        )
+        kwargs = dict(batch_size=batch_size, sampler=sampler, drop_last=shuffle, num_workers=self.num_workers,
+                      pin_memory=self.pin_memory, persistent_workers=self.persistent_workers)
+        return _TrainLoader(self, ds, **kwargs) if shuffle else DataLoader(ds, **kwargs)
+
+    # --- exact resume: the training loader's state (stored in every checkpoint by Lightning) -----------
+    def _train_order_state(self) -> dict:
+        """Where the training data order stands: the epoch and the samples this process drew in it so far.
+
+        Counted from the training loop's progress (batches processed in the current epoch), not from the loader's
+        iterator, which runs ahead by the batches Lightning prefetches."""
+        trainer, sampler = self.trainer, self._train_sampler
+        if trainer is None or sampler is None:
+            return {}
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": int(sampler.epoch), "samples_drawn": int(batches * self.batch_size_per_device),
+                "world_size": int(trainer.world_size)}
+
+    def _resume_train_order(self, state: dict) -> None:
+        if not state or self._train_sampler is None:
+            return
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if state.get("world_size", world) != world:
+            raise ValueError(
+                f"the checkpoint was written by {state['world_size']} processes, this run has {world}: the data "
+                f"order cannot continue exactly; resume with the same trainer.devices x trainer.num_nodes")
+        self._train_sampler.resume(state["epoch"], state["samples_drawn"])
 
     def train_dataloader(self) -> DataLoader:
         if self.train_set is not None:

@@ -87,7 +87,12 @@ class PairedDataset(Dataset):
     ``on_bad_file="skip"`` (training): a pair whose file is missing, unreadable or of mismatched sizes is replaced
     by the next pair of the list, and the sample carries ``"bad_files"``: the skipped files' errors, one per line
     ("" when none), so that the training loop can count them across DataLoader worker processes.
-    ``"raise"`` (default): the error is raised."""
+    ``"raise"`` (default): the error is raised.
+
+    Items are read by index, or by ``(index, sample_seed)`` as the training sampler hands them out
+    (:class:`src.data.base.ResumableSampler`): the transform then draws from a generator seeded with it."""
+
+    takes_sample_seed = True
 
     def __init__(self, pairs: Sequence[Pair], transform: Optional[Callable] = None, on_bad_file: str = "raise") -> None:
         if on_bad_file not in ("raise", "skip"):
@@ -107,10 +112,11 @@ class PairedDataset(Dataset):
         return Pair(self._rain[index].decode(), self._clean[index].decode(), self._name[index].decode(),
                     int(self._label[index]), "", _HALVES[self._halves[index]])
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key) -> dict:
+        index, seed = key if isinstance(key, tuple) else (key, None)
         if self.on_bad_file == "raise":
             pair = self.pair(index)
-            return self._sample(pair, load_pair(pair))
+            return self._sample(pair, load_pair(pair), seed)
         errors = []
         for step in range(min(len(self), MAX_BAD_IN_A_ROW + 1)):
             pair = self.pair((index + step) % len(self))
@@ -119,15 +125,16 @@ class PairedDataset(Dataset):
             except (OSError, ValueError) as exc:  # missing, truncated / corrupt, size mismatch
                 errors.append(str(exc).replace("\n", " "))
                 continue
-            return {**self._sample(pair, arrays), "bad_files": "\n".join(errors)}
+            return {**self._sample(pair, arrays, seed), "bad_files": "\n".join(errors)}
         raise RuntimeError(f"data.on_bad_file=skip: {len(errors)} unreadable pairs in a row from index {index} "
                            f"(last: {errors[-1]}); the data set looks broken, check it with python -m src.data.check")
 
-    def _sample(self, pair: Pair, arrays: tuple[np.ndarray, np.ndarray]) -> dict:
+    def _sample(self, pair: Pair, arrays: tuple[np.ndarray, np.ndarray], seed: Optional[int] = None) -> dict:
         rain, clean = arrays
         if self.transform is not None:
+            g = torch.Generator().manual_seed(seed) if seed is not None else None
             try:
-                rain, clean = self.transform(rain, clean)
+                rain, clean = self.transform(rain, clean, g)
             except ValueError as exc:
                 raise ValueError(f"{pair.rain}: {exc}") from exc
         return {"rain": to_tensor(rain), "clean": to_tensor(clean), "name": pair.name,

@@ -23,6 +23,17 @@ from src.lit.checkpoint_io import NonFiniteError, require_finite_weights
 from src.metrics import ProtocolMetrics
 
 
+def _float32(v):
+    """Floating tensors of a network's output (nested in dicts, lists, tuples) as float32."""
+    if torch.is_tensor(v):
+        return v.float() if v.is_floating_point() else v
+    if isinstance(v, dict):
+        return {k: _float32(t) for k, t in v.items()}
+    if isinstance(v, (list, tuple)):
+        return type(v)(_float32(t) for t in v)
+    return v
+
+
 class DerainModule(L.LightningModule):
     def __init__(
         self,
@@ -68,7 +79,8 @@ class DerainModule(L.LightningModule):
     # --- steps --------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self(batch["rain"], batch.get("label"))
-        total, parts = self.loss(out, batch)
+        with torch.autocast(self.device.type, enabled=False):  # under bf16-mixed the losses run in float32
+            total, parts = self.loss(_float32(out), batch)
         if not torch.isfinite(total):
             raise FloatingPointError(
                 f"non-finite training loss at step {self.global_step} (parts: "
@@ -85,7 +97,7 @@ class DerainModule(L.LightningModule):
     def _eval_step(self, batch: dict, stage: str) -> dict:
         out = self.predict_full(batch["rain"], batch.get("label"))
         names = list(batch["name"])
-        self.metrics[stage].update(out["out"].detach(), batch["clean"], names)
+        self.metrics[stage].update(out["out"].detach().float(), batch["clean"], names)
         self.metrics[f"{stage}_input"].update(batch["rain"], batch["clean"], names)
         return out
 

@@ -50,9 +50,10 @@ def incomplete_reasons(trainer: L.Trainer, datamodule, model) -> list[str]:
     return reasons
 
 
-def build_trainer(cfg: DictConfig, loggers: list) -> L.Trainer:
-    """The Trainer of ``cfg.trainer`` with the suite's checkpoint writer; options that cannot work are refused."""
-    callbacks = instantiate_group(cfg.get("callbacks"))
+def build_trainer(cfg: DictConfig, loggers: list, extra_callbacks: tuple = ()) -> L.Trainer:
+    """The Trainer of ``cfg.trainer`` with the suite's checkpoint writer; options that cannot work are refused.
+    ``extra_callbacks``: the run's own (cost, signals, speed options; src/train.py) after the config's."""
+    callbacks = instantiate_group(cfg.get("callbacks")) + list(extra_callbacks)
     if not loggers:  # LearningRateMonitor refuses a Trainer without logger: nothing to monitor into
         dropped = [c for c in callbacks if isinstance(c, LearningRateMonitor)]
         if dropped:

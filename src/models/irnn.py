@@ -191,6 +191,11 @@ class IRNN(nn.Module):
                 self.weight.fill_(float(self.init_weight))
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            # mixed precision: the recurrence runs in float32 (a bf16 running sum along a whole row or
+            # column keeps only 8 significant bits); the convolutions around it stay in low precision
+            with torch.autocast(x.device.type, enabled=False):
+                return irnn(x.float(), self.weight, self.bias, self.backend, self.border)
         return irnn(x, self.weight, self.bias, self.backend, self.border)
 
     def extra_repr(self) -> str:

@@ -36,6 +36,8 @@ def child_command(local_rank: int) -> list[str]:
 
     hc = HydraConfig.get()
     module = getattr(__main__.__spec__, "name", None)
+    if module and module.startswith("submitit."):  # a job of hydra/launcher=local_parallel|slurm
+        module = f"src.{hc.job.name}"  # the entry point's job name is its module's (src/train.py: "train")
     entry = ["-m", module] if module else [os.path.abspath(sys.argv[0])]
     return [
         sys.executable, *entry, *hc.overrides.task,
@@ -85,12 +87,20 @@ class HydraDDPStrategy(DDPStrategy):
 def ddp_job(trainer) -> Iterator[None]:
     """Run one job's fit/test; afterwards tear down DDP state so a sweep's next job starts clean."""
     before = {k: os.environ.get(k) for k in _LAUNCH_ENV}
+    failed = False
     try:
         yield
+    except BaseException:
+        failed = True
+        raise
     finally:
         strategy = trainer.strategy
         if isinstance(strategy, HydraDDPStrategy) and trainer.is_global_zero:
-            strategy.wait_for_children()
+            try:
+                strategy.wait_for_children()
+            except RuntimeError:
+                if not failed:  # the ranks stopped with this one (e.g. after a signal): keep its exception
+                    raise
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
         for k, v in before.items():

@@ -44,8 +44,11 @@ def _rank() -> int:
 
 
 def resumes_into(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> bool:
-    """True when the run continues an earlier run in ``run_dir`` (``resume`` set, or ``ckpt_path`` inside it)."""
-    if cfg.get("resume"):
+    """True when the run continues an earlier run in ``run_dir`` (``resume`` set, ``ckpt_path`` inside it, or a job
+    that SLURM requeued: it continues from its own last.ckpt, src/utils/resume.py)."""
+    from src.utils.resume import requeued_by_slurm
+
+    if cfg.get("resume") or requeued_by_slurm():
         return True
     ckpt = cfg.get("ckpt_path")
     return bool(ckpt) and cfg.get("task") == "train" and is_inside(str(ckpt), run_dir)

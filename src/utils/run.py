@@ -11,9 +11,36 @@ from typing import Any, Mapping, Optional
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+
+
+def _register_resolvers() -> None:
+    """Resolvers the configs use (registered on import: every entry point imports this module)."""
+    from src.utils.resume import hydra_run_dir
+
+    if not OmegaConf.has_resolver("suite_run_dir"):  # conf/hydra/default.yaml: a resumed run keeps its dir
+        OmegaConf.register_new_resolver("suite_run_dir", hydra_run_dir)
+    if not OmegaConf.has_resolver("suite_add"):  # conf/hydra/launcher/*.yaml: CPUs = data workers + 1
+        OmegaConf.register_new_resolver("suite_add", lambda a, b: int(a) + int(b))
+    if not OmegaConf.has_resolver("suite_count"):  # conf/hydra/launcher/*.yaml: GPUs of trainer.devices
+        OmegaConf.register_new_resolver("suite_count", _device_count)
+
+
+def _device_count(devices) -> int:
+    """``trainer.devices`` as a number of devices for a launcher: an int, a list of ids, or 1 for "auto"/-1."""
+    if isinstance(devices, (list, tuple)) or hasattr(devices, "__len__") and not isinstance(devices, str):
+        return len(devices)
+    text = str(devices).strip()
+    if text.lstrip("-").isdigit() and int(text) > 0:
+        return int(text)
+    if "," in text:
+        return len([x for x in text.split(",") if x.strip()])
+    return 1
+
+
+_register_resolvers()
 
 
 def wandb_default_mode() -> None:

@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
+from src.data.base import sample_seed
 from src.utils.run import require_set
 from src.data.realrain import RealRainDataModule, internet_images
 
@@ -78,7 +79,9 @@ def test_seeded_sampler_single_process_and_ddp_shards(spa_tree):
         dm.setup("fit")
         loader = dm.train_dataloader()
         loader.sampler.set_epoch(epoch)  # Lightning calls this at every epoch start
-        return list(loader.sampler)
+        keys = list(loader.sampler)  # (index, augmentation seed) for file data sets
+        assert all(s == sample_seed(seed, epoch, i) for i, s in keys)
+        return [i for i, _ in keys]
 
     a, b = order(5, 0), order(5, 0)
     assert a == b and sorted(a) == list(range(16))  # same seed -> same order (a resumed run repeats it)

@@ -125,7 +125,10 @@ def test_recipe_flips_reach_the_training_batches(recipe, expected, tmp_path):
     torch.manual_seed(0)
     combos = []
     loader = dm.train_dataloader()
+    epoch = 0
     while len(combos) < 800:
+        loader.sampler.set_epoch(epoch)  # as Lightning does at each epoch start: augmentation is seeded per epoch
+        epoch += 1
         for batch in loader:
             for rain, clean, name in zip(batch["rain"], batch["clean"], batch["name"]):
                 flips = _which_flips(rain, images[name][0])
