@@ -11,7 +11,7 @@ Everything is made on the fly in a temporary folder (removed afterwards), from p
 scikit-image with synthetic bright streaks, saved as the real sets store them:
 
 1. decoders: ms per image for Pillow (``Image.open().convert('RGB')`` + ``np.asarray``, what
-   ``src.data.io`` uses) and imageio (``imageio.v3.imread``), on 256x256 and 512x512 PNGs.
+   ``src.utils.image_io`` uses) and imageio (``imageio.v3.imread``), on 256x256 and 512x512 PNGs.
 2. samples/s of ONE process (= one DataLoader worker) through ``PairedDataset`` (decode both images,
    paired transform, to float tensors): SPA-Data-like 256x256 PNG pairs with a 256 crop (decode +
    to-tensor), with the release's random-resized crop (``data=realrain``'s default), 512x512 PNG test

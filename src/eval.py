@@ -6,6 +6,8 @@
       (no ckpt_path) scores the release shipped in weights/.
   python -m src.eval pred_dir=DIR gt_dir=DIR          (ground truth matched by file name)
   python -m src.eval pred_dir=DIR data=realrain data.root=...   (ground truth = the data config's test split)
+      folder scoring options: num_workers=N|auto (decoding processes; on the CPU they also score),
+      batch_size=N (pairs per batch on a GPU), device=auto|cpu|cuda, progress=true|false.
 
 Writes metrics.json (schema: n_images / mean / per_image, all protocols; plus ``n_expected`` and ``complete``)
 in the run dir and to metrics_file=PATH when given, and prints a table naming each protocol.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
 import hydra
 import lightning as L
@@ -91,15 +94,23 @@ def check_result(report: dict, what: str) -> list[str]:
 def evaluate_folder(cfg: DictConfig) -> dict:
     from src.metrics.folder import score_folders
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # the protocols' float64 convolutions
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    workers = cfg.num_workers
+    if workers == "auto":  # the CPUs this process may use (a SLURM allocation, taskset), at most 16
+        workers = min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    elif not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"num_workers={workers!r}: expected 'auto' or an integer >= 0")
+    options = dict(device=device, num_workers=workers, batch_size=cfg.batch_size, progress=cfg.progress)
     if cfg.gt_dir:
-        return {"output": score_folders(cfg.pred_dir, cfg.gt_dir, device=device)}
+        return {"output": score_folders(cfg.pred_dir, cfg.gt_dir, **options)}
     if not user_overrode("data"):
         raise ValueError("pred_dir= needs gt_dir=DIR or a data config (data=NAME data.root=DIR) for ground truth")
     require_set(cfg, "data")
     datamodule = instantiate(cfg.data)
     pairs = datamodule.gt_pairs(cfg.split)  # (result name, ground-truth path) of the split, in order
-    return {"output": score_folders(cfg.pred_dir, None, gt_pairs=pairs, device=device)}
+    return {"output": score_folders(cfg.pred_dir, None, gt_pairs=pairs, **options)}
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

@@ -28,7 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from src.data.io import ImageReadError, is_image_file, read_image
+from src.utils.image_io import ImageReadError, describe_mode, is_image_file, read_image
 from src.inference.engine import Derainer
 from src.inference.outputs import (
     check_output_dir,
@@ -86,25 +86,9 @@ def build_model(cfg: DictConfig, ckpt_path: Optional[Path], device: torch.device
 
 
 # --- image reading ----------------------------------------------------------------------------------------------
-def describe_mode(path: Path) -> str | None:
-    """How the file's colour mode is converted to RGB, or None when it already is RGB."""
-    with Image.open(path) as im:
-        mode = im.mode
-    if mode in ("L", "I;16", "I;16B", "I;16L", "I", "1", "LA"):
-        return f"grayscale ({mode}) -> replicated to 3 RGB channels" + ("; alpha dropped" if mode == "LA" else "")
-    if mode in ("RGBA", "PA"):
-        return f"{mode} -> alpha channel dropped (not composited)"
-    if mode not in ("RGB",):
-        return f"{mode} -> converted to RGB"
-    return None
-
-
 def read_input(path: Path) -> np.ndarray:
-    """An input image as float32 RGB in [0, 1]; logs how a non-RGB file was converted."""
-    try:
-        note = describe_mode(path)
-    except OSError as e:
-        raise ImageReadError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
+    """An input image as float32 RGB in [0, 1] (the suite's one reader); logs how a non-RGB file was converted."""
+    note = describe_mode(path)  # raises ImageReadError naming the path
     img = read_image(path)
     if note:
         log.info("%s: %s", path.name, note)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from src.data.check import check_module
-from src.data.io import read_array
+from src.utils.image_io import read_array
 from src.data.paired_module import PairedDataModule
 from src.data.readers import read_layout, read_pair_list, split_groups
 from src.data.transforms import build_train_transform

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Optional
 import hydra
 from omegaconf import DictConfig
 
-from src.data.io import grey_levels, read_array
+from src.utils.image_io import grey_levels, read_array
 from src.data.readers import LABEL_NAMES, Pair, ReadResult
 from src.utils.run import require_set
 

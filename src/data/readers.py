@@ -26,7 +26,7 @@ import re
 import warnings
 from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 
-from src.data.io import is_image_file
+from src.utils.image_io import is_image_file
 
 #: DID-MDN density labels (the release's training code): 0 heavy, 1 medium, 2 light; -1 = unknown.
 LABEL_NAMES = {0: "heavy", 1: "medium", 2: "light"}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from src.data.io import is_image_file
+from src.utils.image_io import is_image_file
 from src.inference.video import frames_folder, is_video_file
 
 

@@ -6,8 +6,9 @@
   iteration by default, because the paper counts its schedule in iterations.
 
 Validation and test run on full images as they are (a network with a size constraint pads inside its own
-forward, see docs/DEVELOPING.md). Every image is scored on its own with all protocols of ``src.metrics`` (per image, then averaged
-over images), for the network output and, as a reference, for the rainy input itself.
+forward, see docs/DEVELOPING.md). Every image is scored on its own with all protocols of ``src.metrics`` (per
+image, then averaged over images), for the network output and, as a reference, for the rainy input itself (whose
+scores are computed once per image and reused at every later validation: ``src.metrics.ScoreCache``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from src.lit.checkpoint_io import NonFiniteError, require_finite_weights
-from src.metrics import ProtocolMetrics
+from src.metrics import ProtocolMetrics, ScoreCache
 
 
 def _float32(v):
@@ -62,6 +63,7 @@ class DerainModule(L.LightningModule):
         self.metrics = nn.ModuleDict(
             {k: ProtocolMetrics() for k in ("val", "val_input", "test", "test_input")}
         )
+        self.input_scores = {k: ScoreCache() for k in ("val", "test")}  # the rainy input's scores, per stage
         self.reports: dict[str, dict] = {}  # last full report per stage (see ProtocolMetrics.report)
         self.suite_config: Optional[dict] = None  # resolved run config, stored in checkpoints by train.py
         self.bad_files: list[str] = []  # training files skipped as unreadable (data.on_bad_file=skip), this process
@@ -98,7 +100,8 @@ class DerainModule(L.LightningModule):
         out = self.predict_full(batch["rain"], batch.get("label"))
         names = list(batch["name"])
         self.metrics[stage].update(out["out"].detach().float(), batch["clean"], names)
-        self.metrics[f"{stage}_input"].update(batch["rain"], batch["clean"], names)
+        input_scores = self.input_scores[stage](batch["rain"], batch["clean"], names)
+        self.metrics[f"{stage}_input"].update_scores(input_scores, names)
         return out
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:

@@ -4,7 +4,7 @@ Frames are uint8 RGB arrays (H, W, 3), in clip order:
 
 * a video file (``VIDEO_EXTENSIONS``) is decoded by imageio's FFMPEG plugin with the ffmpeg binary that
   ships in the ``imageio-ffmpeg`` wheel (output pixel format rgb24);
-* a folder holds one image per frame (``src.data.io.IMAGE_EXTENSIONS``), ordered by name with numbers
+* a folder holds one image per frame (``src.utils.image_io.IMAGE_EXTENSIONS``), ordered by name with numbers
   compared by value ("f2" before "f10"; zero-padded names sort the same either way). Grey frames are
   repeated to 3 channels, alpha is dropped; 16-bit frames are refused.
 
@@ -25,7 +25,7 @@ from typing import Iterator, Optional, Union
 import imageio.v3 as iio
 import numpy as np
 
-from src.data.io import IMAGE_EXTENSIONS, is_image_file, read_array
+from src.utils.image_io import IMAGE_EXTENSIONS, is_image_file, read_array
 from src.data.readers import natural_key
 
 PathLike = Union[str, os.PathLike]

@@ -2,7 +2,7 @@
 scoring and the paper's reference numbers. See docs in :mod:`src.metrics.protocols`."""
 
 from src.metrics.folder import format_table, score_folders
-from src.metrics.metric import ProtocolMetrics, build_report, flat_means
+from src.metrics.metric import ProtocolMetrics, ScoreCache, build_report, flat_means
 from src.metrics.protocols import (
     PROTOCOL_SUMMARY,
     PROTOCOLS,
@@ -23,6 +23,7 @@ __all__ = [
     "PROTOCOL_SUMMARY",
     "PSNR_CAP_DB",
     "ProtocolMetrics",
+    "ScoreCache",
     "build_report",
     "flat_means",
     "format_table",

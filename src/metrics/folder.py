@@ -11,9 +11,15 @@ Explicit pairs (``gt_pairs``, e.g. provided by a data config): a list of ``(pred
 ``pred_name`` is a path relative to ``pred_dir`` with or without extension, ``gt_path`` is absolute or
 relative to ``gt_dir``. Exactly those pairs are scored; a prediction file not listed is an error.
 
-Reading (imageio): 8-bit and 16-bit PNG, JPEG, BMP, TIFF; values scaled to [0, 1] by 255 or 65535;
-grayscale -> 3 identical channels (logged), RGBA / gray+alpha -> alpha dropped. Unreadable files, missing
-counterparts and size mismatches are collected and raised together in one ``ValueError`` that names them.
+Reading: the suite's one image reader (:mod:`src.utils.image_io`, the same as training and prediction):
+8-bit and 16-bit PNG, JPEG, BMP, TIFF, WebP; values scaled to [0, 1] by 255 or 65535 in float64; grayscale ->
+3 identical channels (logged), alpha dropped. Unreadable files, missing counterparts and size mismatches are
+collected and raised together in one ``ValueError`` that names them.
+
+Speed and memory: files are decoded by ``num_workers`` worker processes (a torch ``DataLoader``), a bounded
+number of pairs ahead of the scoring, so memory does not grow with the folder (beyond the per-image scores
+of the report). On the CPU the workers also score their pairs (one thread each); on a GPU the main process
+scores batches of ``batch_size`` same-sized pairs on the device.
 """
 
 from __future__ import annotations
@@ -23,18 +29,20 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
-import imageio.v3 as iio
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
-from src.metrics.metric import ProtocolMetrics
-from src.metrics.protocols import PROTOCOL_SUMMARY, PROTOCOLS
+from src.metrics.metric import MEASURES, ProtocolMetrics
+from src.metrics.protocols import GAUSS_WIN, PROTOCOL_SUMMARY, PROTOCOLS, score_all
+from src.utils.image_io import IMAGE_EXTENSIONS, ImageReadError, decode, to_float
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS
+"""File name endings collected as images (the reader's :data:`~src.utils.image_io.IMAGE_EXTENSIONS`)."""
 GT_NAME_SUFFIXES = ("gt", "_gt", "-gt", "_clean", "-clean", "clean", "_norain", "norain")
 """Suffixes a ground-truth file name may carry after the prediction's name (matching is case-insensitive)."""
 
@@ -42,44 +50,11 @@ GT_NAME_SUFFIXES = ("gt", "_gt", "-gt", "_clean", "-clean", "clean", "_norain", 
 def read_rgb(path: PathLike) -> tuple[np.ndarray, bool]:
     """Read an image file as float64 RGB (H, W, 3) in [0, 1]; returns (image, was_grayscale).
 
-    8-bit and 16-bit integer images (scaled by 255 / 65535). Grayscale is repeated to 3 channels; alpha is
-    dropped. imageio's Pillow backend truncates 16-bit colour PNGs to 8 bits, so those are read with pypng.
-    Raises ``ValueError`` naming the file for anything unreadable or unsupported.
+    The suite's reader (:func:`src.utils.image_io.decode`) divided by 255 or 65535 in float64. Raises
+    :class:`~src.utils.image_io.ImageReadError` (a ``ValueError``) naming the file for anything unreadable.
     """
-    try:
-        img = _read_png16(path) if _is_png16(path) else iio.imread(path)
-    except Exception as err:  # imageio/pypng raise many types for corrupt / unknown files
-        raise ValueError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
-    if img.dtype == np.uint8:
-        scale = 255.0
-    elif img.dtype == np.uint16:
-        scale = 65535.0
-    else:
-        raise ValueError(f"{path}: unsupported pixel type {img.dtype} (expected 8-bit or 16-bit integers)")
-    if img.ndim == 3 and img.shape[2] in (2, 4):  # gray+alpha or RGBA: drop alpha
-        img = img[:, :, :-1]
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    gray = img.ndim == 2
-    if gray:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"{path}: unsupported image shape {img.shape} (expected HxW or HxWx1..4)")
-    return img.astype(np.float64) / scale, gray
-
-
-def _is_png16(path: PathLike) -> bool:
-    """True for a PNG whose header says 16 bits per sample (IHDR is always the first chunk)."""
-    with open(path, "rb") as f:
-        head = f.read(26)
-    return len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and head[24] == 16
-
-
-def _read_png16(path: PathLike) -> np.ndarray:
-    import png  # pypng (pure Python), only for 16-bit PNGs
-
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-    return np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
+    decoded = decode(path)
+    return to_float(decoded.array, np.float64), decoded.grey
 
 
 def _index(folder: Path) -> dict[str, Path]:
@@ -144,11 +119,66 @@ def _explicit_pairs(
     return pairs, problems
 
 
+class _PairReader(Dataset):
+    """Item i: pair i decoded ((3, H, W) uint8 / uint16 tensors, as in the files: the protocols divide by 255 or
+    65535 in float64 as :func:`read_rgb` does) or, with ``score=True``, already scored on the CPU.
+
+    Returns a dict: ``name``, ``problems`` (list of messages), ``grey`` (paths of grayscale files), and either
+    ``images`` (pred, gt) or ``scores`` ({"psnr_spanet": float, ...}) when there was no problem.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[str, Path, Path]], score: bool) -> None:
+        self.pairs = pairs
+        self.score = score
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        name, pred_file, gt_file = self.pairs[index]
+        item: dict[str, Any] = {"name": name, "problems": [], "grey": []}
+        images = []
+        for path in (pred_file, gt_file):
+            try:
+                decoded = decode(path)
+            except ImageReadError as err:
+                item["problems"].append(str(err))
+                continue
+            array = decoded.array if decoded.array.flags.writeable else decoded.array.copy()  # torch wants writable
+            images.append(torch.from_numpy(array).permute(2, 0, 1))
+            if decoded.grey:
+                item["grey"].append(str(path))
+        if item["problems"]:
+            return item
+        pred, gt = images
+        if pred.shape != gt.shape:
+            item["problems"].append(
+                f"size mismatch: prediction {pred_file} is {pred.shape[2]}x{pred.shape[1]}, "
+                f"ground truth {gt_file} is {gt.shape[2]}x{gt.shape[1]} (WxH)"
+            )
+        elif min(pred.shape[1:]) < GAUSS_WIN:
+            item["problems"].append(f"{pred_file}: images of {pred.shape[1]}x{pred.shape[2]} pixels are smaller "
+                                    f"than the {GAUSS_WIN}x{GAUSS_WIN} SSIM window")
+        elif self.score:
+            scores = score_all(pred[None], gt[None])
+            item["scores"] = {f"{m}_{p}": float(scores[p][m][0]) for p in PROTOCOLS for m in MEASURES}
+        else:
+            item["images"] = (pred, gt)
+        return item
+
+
+def _as_list(items: list) -> list:
+    return items
+
+
 def score_folders(
     pred_dir: PathLike,
     gt_dir: Optional[PathLike],
     gt_pairs: Optional[Iterable[Sequence[PathLike]]] = None,
     device: Union[str, torch.device] = "cpu",
+    num_workers: int = 0,
+    batch_size: int = 8,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Score every prediction in ``pred_dir`` against its ground truth; returns the report dict.
 
@@ -156,12 +186,17 @@ def score_folders(
     ``gt_dir`` may be None if the ground-truth paths are absolute).
     Report schema (as :meth:`ProtocolMetrics.report`): ``{"n_images", "mean": {protocol: {"psnr", "ssim"}},
     "per_image": {name: {protocol: {"psnr", "ssim"}}}}``, names being the predictions' relative paths
-    without extension. ``device``: where the metrics are computed ("cuda" is much faster for large sets).
+    without extension, in the order of the pairs.
+    ``device``: where the metrics are computed. ``num_workers``: decoding processes (0: decode in this
+    process); on the CPU each worker also scores its pairs. ``batch_size``: pairs per batch (on a GPU, the
+    pairs of one batch with the same size are scored together). ``progress``: show a progress bar.
     All problems (missing counterparts, unreadable files, size mismatches) are collected and raised in one
     ``ValueError``.
     """
     if gt_dir is None and gt_pairs is None:
         raise ValueError("score_folders needs gt_dir or gt_pairs")
+    if num_workers < 0 or batch_size < 1:
+        raise ValueError(f"num_workers must be >= 0 and batch_size >= 1, got {num_workers} and {batch_size}")
     pred_dir = Path(pred_dir)
     gt_dir = Path(gt_dir) if gt_dir is not None else None
     for what, folder in (("prediction", pred_dir), ("ground-truth", gt_dir)):
@@ -172,34 +207,29 @@ def score_folders(
     else:
         pairs, problems = _explicit_pairs(pred_dir, gt_dir, gt_pairs)
 
+    device = torch.device(device)
+    on_cpu = device.type == "cpu"
     metrics = ProtocolMetrics().to(device)
     grayscale: list[str] = []
-    for name, pred_file, gt_file in pairs:
-        images = []
-        for path in (pred_file, gt_file):
-            try:
-                img, gray = read_rgb(path)
-            except ValueError as err:
-                problems.append(str(err))
-                continue
-            images.append(img)
-            if gray:
-                grayscale.append(str(path))
-        if len(images) < 2:
-            continue
-        if images[0].shape != images[1].shape:
-            problems.append(
-                f"size mismatch: prediction {pred_file} is {images[0].shape[1]}x{images[0].shape[0]}, "
-                f"ground truth {gt_file} is {images[1].shape[1]}x{images[1].shape[0]} (WxH)"
-            )
-            continue
-        if problems:  # keep checking the remaining files, but stop computing scores
-            continue
-        pred, gt = (torch.from_numpy(im).permute(2, 0, 1)[None].to(device) for im in images)
-        try:
-            metrics.update(pred, gt, [name])
-        except ValueError as err:  # e.g. an image smaller than the SSIM window
-            problems.append(f"{pred_file}: {err}")
+    loader = DataLoader(
+        _PairReader(pairs, score=on_cpu), batch_size=batch_size, num_workers=num_workers,
+        collate_fn=_as_list, pin_memory=not on_cpu and num_workers > 0,
+    )
+    with _progress_bar(len(pairs), progress) as advance:
+        for items in loader:
+            batch: list[dict[str, Any]] = []
+            for item in items:
+                problems += item["problems"]
+                grayscale += item["grey"]
+                if not problems:  # after a problem: keep checking the remaining files, stop scoring
+                    batch.append(item)
+            if on_cpu:
+                for item in batch:
+                    metrics.update_scores({k: torch.tensor([v], dtype=torch.float64) for k, v in
+                                           item["scores"].items()}, [item["name"]])
+            else:
+                _score_on_device(metrics, batch, device)
+            advance(len(items))
 
     if not pairs and not problems:
         problems.append(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {pred_dir}")
@@ -212,6 +242,44 @@ def score_folders(
             "%d grayscale image(s) were repeated to 3 channels, e.g. %s", len(grayscale), ", ".join(grayscale[:3])
         )
     return metrics.report()
+
+
+def _score_on_device(metrics: ProtocolMetrics, batch: list[dict[str, Any]], device: torch.device) -> None:
+    """Score decoded pairs on ``device``, consecutive pairs of the same size as one batch."""
+    start = 0
+    while start < len(batch):
+        shape = batch[start]["images"][0].shape
+        end = start + 1
+        while end < len(batch) and batch[end]["images"][0].shape == shape:
+            end += 1
+        group = batch[start:end]
+        pred = torch.stack([item["images"][0] for item in group]).to(device, non_blocking=True)
+        gt = torch.stack([item["images"][1] for item in group]).to(device, non_blocking=True)  # uint8 / uint16
+        metrics.update(pred, gt, [item["name"] for item in group])
+        start = end
+
+
+class _progress_bar:
+    """``with _progress_bar(total, enabled) as advance: advance(n)`` -- a rich progress bar, or nothing."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled, self.bar = total, enabled and total > 0, None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress("scoring", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), "eta",
+                            TimeRemainingColumn(), transient=False)
+        self.bar.start()
+        task = self.bar.add_task("scoring", total=self.total)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc) -> bool:
+        if self.bar is not None:
+            self.bar.stop()
+        return False
 
 
 def format_table(report: dict[str, Any], title: Optional[str] = None) -> str:

@@ -10,6 +10,9 @@ Usage in a LightningModule (one instance per split, e.g. ``self.val_metrics = Pr
     report = self.val_metrics.report()          # JSON-ready dict, see `report()`
     self.val_metrics.reset()
 
+Scores computed elsewhere (a folder-scoring worker, a :class:`ScoreCache` of the rainy input's scores) are
+added with ``update(names=..., scores=...)``.
+
 Distributed runs: the score states are lists with ``dist_reduce_fx="cat"``, so ``compute()`` and
 ``report()`` see the images of every process. Image names are strings, which torchmetrics cannot gather, so
 each name is stored as a fixed-width UTF-8 byte row (a uint8 tensor of :data:`NAME_BYTES` columns) in a
@@ -80,17 +83,47 @@ class ProtocolMetrics(Metric):
                 self.add_state(_key(measure, protocol), default=[], dist_reduce_fx="cat")
         self.add_state("names", default=[], dist_reduce_fx="cat")
 
-    def update(self, pred: Tensor, target: Tensor, names: Optional[Sequence[str]] = None) -> None:
-        """Score a batch; pred/target (B, 3, H, W) RGB [0, 1] scale; names: B strings (or None)."""
-        scores = score_all(pred, target)
+    def update(
+        self, pred: Optional[Tensor] = None, target: Optional[Tensor] = None, names: Optional[Sequence[str]] = None,
+        scores: Optional[dict[str, Tensor]] = None,
+    ) -> None:
+        """Score a batch: pred/target (B, 3, H, W) RGB [0, 1] scale; names: B strings (or None).
+
+        Or add per-image scores computed elsewhere (a folder-scoring worker, a :class:`ScoreCache`): ``scores``
+        maps every key of :meth:`compute` (``"psnr_spanet"``, ...) to a (B,) tensor, and pred/target are None.
+        """
+        if scores is not None:
+            if pred is not None or target is not None:
+                raise ValueError("update: give pred and target, or scores, not both")
+            missing = {_key(m, p) for p in PROTOCOLS for m in MEASURES} - set(scores)
+            if missing:
+                raise ValueError(f"update: no scores for {sorted(missing)}")
+            self._append(lambda protocol, measure: scores[_key(measure, protocol)],
+                         len(scores[_key(MEASURES[0], PROTOCOLS[0])]), names)
+            return
+        if pred is None or target is None:
+            raise ValueError("update: give pred and target (or scores)")
         batch = pred.shape[0]
+        if names is not None and (isinstance(names, str) or len(names) != batch):
+            raise ValueError(f"names must be a list of {batch} strings (one per image), got {names!r}")
+        computed = score_all(pred, target)
+        self._append(lambda protocol, measure: computed[protocol][measure], batch, names)
+
+    def update_scores(self, scores: dict[str, Tensor], names: Optional[Sequence[str]] = None) -> None:
+        """``update(names=names, scores=scores)``: add per-image scores computed elsewhere."""
+        self.update(names=names, scores=scores)
+
+    def _append(self, get: Any, batch: int, names: Optional[Sequence[str]]) -> None:
         if names is None:
             names = [""] * batch
         elif isinstance(names, str) or len(names) != batch:
             raise ValueError(f"names must be a list of {batch} strings (one per image), got {names!r}")
         for protocol in PROTOCOLS:
             for measure in MEASURES:
-                getattr(self, _key(measure, protocol)).append(scores[protocol][measure].to(self.device))
+                values = get(protocol, measure)
+                if values.shape != (batch,):
+                    raise ValueError(f"{_key(measure, protocol)}: expected {batch} scores, got {tuple(values.shape)}")
+                getattr(self, _key(measure, protocol)).append(values.to(self.device, torch.float64))
         self.names.append(_encode_names(list(names), self.device))
 
     # --- reading the states -----------------------------------------------------------------------------
@@ -140,6 +173,59 @@ class ProtocolMetrics(Metric):
             names, scores = self._per_image()
             as_lists = {key: values.cpu().tolist() for key, values in scores.items()}
         return build_report(names, as_lists)
+
+
+class ScoreCache:
+    """Per-image scores of pairs that do not change between evaluations, computed once.
+
+    The rainy input of a validation set is scored against its clean image at every validation although
+    neither changes; ``cache(pred, target, names)`` returns the scores (``{"psnr_spanet": (B,) float64, ...}``
+    on pred's device, as :meth:`ProtocolMetrics.update_scores` takes them) and computes only the images it
+    has not seen. An image is recognised by its name and a fingerprint of both tensors (shape, sum and sum of
+    squares of each), so a changed image under a known name (another data set, another crop) is scored
+    again. Unnamed images are always scored.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[tuple, list[float]]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __call__(self, pred: Tensor, target: Tensor, names: Optional[Sequence[str]]) -> dict[str, Tensor]:
+        batch = pred.shape[0]
+        names = [""] * batch if names is None else [str(n) for n in names]
+        keys = [_key(m, p) for p in PROTOCOLS for m in MEASURES]
+        prints = _fingerprints(pred, target)
+        rows: list[Optional[list[float]]] = []
+        for name, fp in zip(names, prints):
+            entry = self._entries.get(name) if name else None
+            rows.append(entry[1] if entry is not None and entry[0] == fp else None)
+        todo = [i for i, row in enumerate(rows) if row is None]
+        if todo:
+            index = torch.tensor(todo, device=pred.device)
+            scores = score_all(pred.index_select(0, index), target.index_select(0, index))
+            fresh = torch.stack([scores[p][m] for p in PROTOCOLS for m in MEASURES], dim=1).cpu().tolist()
+            for i, row in zip(todo, fresh):
+                rows[i] = row
+                if names[i]:
+                    self._entries[names[i]] = (prints[i], row)
+        self.misses += len(todo)
+        self.hits += batch - len(todo)
+        table = torch.tensor(rows, dtype=torch.float64, device=pred.device)
+        return {key: table[:, j] for j, key in enumerate(keys)}
+
+
+def _fingerprints(pred: Tensor, target: Tensor) -> list[tuple]:
+    """Per image: (shape, sum and sum of squares of pred and of target), as Python floats."""
+    sums = []
+    for t in (pred, target):
+        flat = t.detach().flatten(1).to(torch.float64)
+        sums += [flat.sum(dim=1), flat.pow(2).sum(dim=1)]
+    values = torch.stack(sums, dim=1).cpu().tolist()
+    return [(tuple(pred.shape[1:]), *row) for row in values]
 
 
 def build_report(names: Sequence[str], scores: dict[str, Sequence[float]]) -> dict[str, Any]:

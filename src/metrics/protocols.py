@@ -1,7 +1,8 @@
 """The three named evaluation protocols: ``spanet``, ``y_matlab`` and ``rgb_uint8``.
 
 Every function takes a batch of predictions and targets as torch tensors of shape (B, 3, H, W), RGB,
-values on the [0, 1] scale (the prediction may lie outside: each protocol clips it), and returns one score
+values on the [0, 1] scale (the prediction may lie outside: each protocol clips it) -- or uint8 / uint16
+images as decoded from files, divided by 255 / 65535 in float64 -- and returns one score
 per image, a float64 tensor of shape (B,) on the input's device. Averaging over images is the caller's job
 (``ProtocolMetrics``): scores are always computed per image and then averaged, never from an error pooled
 over a batch. Everything is computed in float64.
@@ -36,26 +37,29 @@ Conventions fixed here:
   mean into inf). 100 dB is far above any real restoration (8-bit images differing in one level at one pixel
   of a 1-megapixel image still read about 113 dB, which is also reported as 100).
 
-Where the libraries stand:
+Where the libraries stand, and why the kernels are written here (:mod:`src.metrics.kernels`):
 
-* ``kornia.metrics.ssim(x, y, 11, max_val=255.0, eps=0.0, padding="valid")`` is exactly the Gaussian SSIM
-  map of ``y_matlab`` / ``rgb_uint8`` (11x11 sampled Gaussian, sigma 1.5, 'valid' region, population
-  covariance, as Wang et al.'s ``ssim_index.m``), so those protocols use it.
+* ``kornia.metrics.ssim(x, y, 11, max_val=255.0, eps=0.0, padding="valid")`` computes exactly the Gaussian
+  SSIM map of ``y_matlab`` / ``rgb_uint8`` (11x11 sampled Gaussian, sigma 1.5, 'valid' region, population
+  covariance, as Wang et al.'s ``ssim_index.m``), but with a non-separable 11x11 convolution per statistic.
 * Neither library computes the ``spanet`` SSIM: kornia only has a Gaussian window, and torchmetrics'
   ``structural_similarity_index_measure`` reflect-pads the image and averages the WHOLE map (border
-  included), uses the population covariance and clamps variances at 0. :func:`ssim_spanet` is therefore
-  written here (a valid 7x7 box filter equals scikit-image's filter-then-crop-3-pixels).
+  included), uses the population covariance and clamps variances at 0. A 'valid' 7x7 box filter equals
+  scikit-image's filter-then-crop-3-pixels.
+* :mod:`src.metrics.kernels` computes both families with separable filters and shared intermediate results
+  (one pass for RGB and Y, one conversion to 8-bit levels per image in :func:`score_all`), in float64; the
+  tests pin it to scikit-image, kornia and a direct implementation of the formulas.
 * torchmetrics' ``peak_signal_noise_ratio`` reduces over the whole batch unless given ``dim``; the PSNR here
   is one line per image instead.
 """
 
 from __future__ import annotations
 
-import kornia
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from src.metrics.kernels import gaussian_taps, sse_per_channel, ssim_means, uniform_taps
 
 __all__ = [
     "PROTOCOLS",
@@ -96,8 +100,13 @@ GAUSS_WIN = 11  # Gaussian window (sigma 1.5) of the y_matlab / rgb_uint8 SSIM
 # --- input handling -------------------------------------------------------------------------------------
 
 
+_INTEGER_SCALES = {torch.uint8: 255.0, torch.uint16: 65535.0}
+"""Integer images are accepted as they come out of a file and divided by these (in float64, exactly as
+``src.utils.image_io.to_float``), band by band."""
+
+
 def _check_pair(pred: Tensor, target: Tensor, min_side: int) -> tuple[Tensor, Tensor]:
-    """Validate (B, 3, H, W) pairs and return float64 copies (detached)."""
+    """Validate (B, 3, H, W) pairs of floating-point (or uint8 / uint16) tensors; return them detached."""
     if not isinstance(pred, Tensor) or not isinstance(target, Tensor):
         raise TypeError(f"pred and target must be torch tensors, got {type(pred).__name__}, {type(target).__name__}")
     if pred.ndim != 4 or pred.shape[1] != 3:
@@ -107,7 +116,11 @@ def _check_pair(pred: Tensor, target: Tensor, min_side: int) -> tuple[Tensor, Te
     h, w = pred.shape[-2:]
     if min(h, w) < min_side:
         raise ValueError(f"images of {h}x{w} pixels are smaller than the {min_side}x{min_side} SSIM window")
-    return pred.detach().to(torch.float64), target.detach().to(torch.float64)
+    for t in (pred, target):
+        if not t.is_floating_point() and t.dtype not in _INTEGER_SCALES:
+            raise TypeError(f"pred and target must be floating-point images on the [0, 1] scale (or uint8 / uint16 "
+                            f"images), got {pred.dtype} and {target.dtype}")
+    return pred.detach(), target.detach()
 
 
 def to_uint8_levels(x: Tensor) -> Tensor:
@@ -115,7 +128,28 @@ def to_uint8_levels(x: Tensor) -> Tensor:
 
     ``floor(clip(x, 0, 1) * 255 + 0.5)`` (round half up; see the module docstring). Shape is kept.
     """
-    return torch.floor(x.to(torch.float64).clamp(0.0, 1.0) * 255.0 + 0.5)
+    return _levels(x, torch.empty(x.shape, dtype=torch.float64, device=x.device))
+
+
+def _levels(x: Tensor, out: Tensor) -> Tensor:
+    """:func:`to_uint8_levels` of ``x`` written into the float64 tensor ``out`` (same shape)."""
+    return _clip_into(x, out).mul_(255.0).add_(0.5).floor_()
+
+
+def _unit_into(x: Tensor, out: Tensor) -> Tensor:
+    """``x`` on the [0, 1] scale as float64, written into ``out`` (same shape); integer images are divided by
+    255 or 65535 (by a tensor, not a Python number: CUDA would multiply by the rounded reciprocal instead)."""
+    out.copy_(x)
+    if x.dtype in _INTEGER_SCALES:
+        out.div_(torch.full((), _INTEGER_SCALES[x.dtype], dtype=torch.float64, device=out.device))
+    return out
+
+
+def _clip_into(x: Tensor, out: Tensor) -> Tensor:
+    """``clip(x, 0, 1)`` as float64, written into ``out`` (same shape)."""
+    if x.dtype == torch.float64:
+        return torch.clamp(x, 0.0, 1.0, out=out)
+    return _unit_into(x, out).clamp_(0.0, 1.0)
 
 
 def to_uint8_image(x) -> np.ndarray:
@@ -135,29 +169,80 @@ def rgb_to_y_matlab(levels: Tensor) -> Tensor:
     """
     if levels.ndim != 4 or levels.shape[1] != 3:
         raise ValueError(f"expected RGB levels of shape (B, 3, H, W), got {tuple(levels.shape)}")
-    r, g, b = levels.round().to(torch.int64).unbind(dim=1)
-    numerator = 16 * 255_000 + 65_481 * r + 128_553 * g + 24_966 * b + 127_500
-    return torch.div(numerator, 255_000, rounding_mode="floor").unsqueeze(1).to(torch.float64)
+    out = torch.empty_like(levels[:, :1], dtype=torch.float64)
+    return _y_of_levels(levels.to(torch.float64).round(), out, dim=1)
+
+
+def _y_of_levels(levels: Tensor, out: Tensor, dim: int) -> Tensor:
+    """:func:`rgb_to_y_matlab` of float64 integer levels (R, G, B along ``dim``) into ``out`` (size 1 there).
+
+    The numerator is an integer below 2^53, so float64 holds it exactly, and ``floor(n / 255000)`` is exact
+    too: a quotient that is not an integer lies at least 1/255000 below the next one, far more than float64's
+    rounding error on a number below 236."""
+    r, g, b = levels.unbind(dim=dim)
+    numerator = torch.mul(r, 65_481.0, out=out.squeeze(dim))
+    numerator.add_(g, alpha=128_553.0).add_(b, alpha=24_966.0).add_(16 * 255_000 + 127_500)
+    numerator.div_(255_000.0).floor_()
+    return out
+
+
+# --- the protocols' channels, made band by band (see src.metrics.kernels.Channels) -------------------------
+# rows: (n, B, 3, W) views of the inputs; out: (n, B, C, W) float64.
+
+
+def _spanet_channels(rows_x: Tensor, rows_y: Tensor, out_x: Tensor, out_y: Tensor) -> None:
+    """RGB on the [0, 1] scale, the prediction clipped."""
+    _clip_into(rows_x, out_x)
+    _unit_into(rows_y, out_y)
+
+
+def _rgb_level_channels(rows_x: Tensor, rows_y: Tensor, out_x: Tensor, out_y: Tensor) -> None:
+    """8-bit RGB levels of both."""
+    _levels(rows_x, out_x)
+    _levels(rows_y, out_y)
+
+
+def _y_channel(rows_x: Tensor, rows_y: Tensor, out_x: Tensor, out_y: Tensor) -> None:
+    """Y (MATLAB rgb2ycbcr) of the 8-bit levels of both."""
+    for rows, out in ((rows_x, out_x), (rows_y, out_y)):
+        _y_of_levels(_levels(rows, torch.empty(rows.shape, dtype=torch.float64, device=rows.device)), out, dim=2)
+
+
+def _rgb_y_channels(rows_x: Tensor, rows_y: Tensor, out_x: Tensor, out_y: Tensor) -> None:
+    """8-bit R, G, B and their Y: the channels of both Gaussian protocols, filtered in one pass."""
+    for rows, out in ((rows_x, out_x), (rows_y, out_y)):
+        _y_of_levels(_levels(rows, out[:, :, :3]), out[:, :, 3:], dim=2)
 
 
 # --- the two measures, per image ------------------------------------------------------------------------
 
 
-def _psnr(x: Tensor, y: Tensor, peak: float) -> Tensor:
-    """Per-image PSNR in dB of (B, C, H, W) float64 tensors: 10 log10(peak^2 / MSE over C, H, W), capped."""
-    mse = (x - y).pow(2).flatten(1).mean(dim=1)
-    psnr = 10.0 * torch.log10(peak**2 / mse)  # +inf where mse == 0
+def _psnr(sse: Tensor, n_values: int, peak: float) -> Tensor:
+    """Per-image PSNR in dB from the (B, C) sums of squared errors over ``n_values`` values per image, capped."""
+    psnr = 10.0 * torch.log10(peak**2 / (sse.sum(dim=1) / n_values))  # +inf where the error is 0
     return psnr.clamp(max=PSNR_CAP_DB)
 
 
-def _ssim_gaussian_valid(x: Tensor, y: Tensor, data_range: float) -> Tensor:
-    """Per-image mean SSIM of (B, C, H, W) float64 tensors; 11x11 Gaussian sigma 1.5, 'valid' region.
+_GAUSS = gaussian_taps(GAUSS_WIN, 1.5)
+_BOX = uniform_taps(SPANET_WIN)
+_C_255 = ((K1 * 255.0) ** 2, (K2 * 255.0) ** 2)
+_C_SPANET = ((K1 * SPANET_DATA_RANGE) ** 2, (K2 * SPANET_DATA_RANGE) ** 2)
+_SPANET_COV_NORM = SPANET_WIN**2 / (SPANET_WIN**2 - 1)  # sample covariance over the 7x7 window
 
-    Mean over channels and pixels = mean over channels of the per-channel means (all channels have the same
-    number of valid pixels).
-    """
-    ssim_map = kornia.metrics.ssim(x, y, GAUSS_WIN, max_val=float(data_range), eps=0.0, padding="valid")
-    return ssim_map.flatten(1).mean(dim=1)
+
+def _spanet(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, 3) per-channel SSIM means and squared-error sums of the spanet protocol."""
+    return ssim_means(pred, target, _BOX, *_C_SPANET, cov_norm=_SPANET_COV_NORM, channels=_spanet_channels)
+
+
+def _gaussian(pred: Tensor, target: Tensor, channels, n_channels: int) -> tuple[Tensor, Tensor]:
+    """(B, C) per-channel SSIM means and squared-error sums on 0..255 channels: 11x11 Gaussian sigma 1.5,
+    'valid' region, population covariance, L = 255."""
+    return ssim_means(pred, target, _GAUSS, *_C_255, channels=channels, n_channels=n_channels)
+
+
+def _n_pixels(x: Tensor) -> int:
+    return x.shape[-2] * x.shape[-1]
 
 
 # --- protocol `spanet` ----------------------------------------------------------------------------------
@@ -173,7 +258,7 @@ def psnr_spanet(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 PSNR in dB, no border crop, capped at ``PSNR_CAP_DB``.
     """
     pred, target = _check_pair(pred, target, min_side=1)
-    return _psnr(pred.clamp(0.0, 1.0), target, peak=1.0)
+    return _psnr(sse_per_channel(pred, target, _spanet_channels), 3 * _n_pixels(pred), peak=1.0)
 
 
 def ssim_spanet(pred: Tensor, target: Tensor) -> Tensor:
@@ -191,21 +276,8 @@ def ssim_spanet(pred: Tensor, target: Tensor) -> Tensor:
     Returns:
         (B,) float64 SSIM.
     """
-    x, y = _check_pair(pred, target, min_side=SPANET_WIN)
-    x = x.clamp(0.0, 1.0)
-
-    def box(t: Tensor) -> Tensor:  # mean over each 7x7 window that fits inside the image ('valid')
-        return F.avg_pool2d(t, SPANET_WIN, stride=1)
-
-    n = SPANET_WIN * SPANET_WIN
-    cov_norm = n / (n - 1)
-    mu_x, mu_y = box(x), box(y)
-    var_x = cov_norm * (box(x * x) - mu_x * mu_x)
-    var_y = cov_norm * (box(y * y) - mu_y * mu_y)
-    cov_xy = cov_norm * (box(x * y) - mu_x * mu_y)
-    c1, c2 = (K1 * SPANET_DATA_RANGE) ** 2, (K2 * SPANET_DATA_RANGE) ** 2
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return ssim_map.flatten(2).mean(dim=2).mean(dim=1)  # per channel, then mean of the channels
+    pred, target = _check_pair(pred, target, min_side=SPANET_WIN)
+    return _spanet(pred, target)[0].mean(dim=1)  # per channel, then mean of the channels
 
 
 # --- protocol `y_matlab` --------------------------------------------------------------------------------
@@ -220,7 +292,7 @@ def psnr_y_matlab(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 PSNR in dB, capped at ``PSNR_CAP_DB``.
     """
     pred, target = _check_pair(pred, target, min_side=1)
-    return _psnr(rgb_to_y_matlab(to_uint8_levels(pred)), rgb_to_y_matlab(to_uint8_levels(target)), peak=255.0)
+    return _psnr(sse_per_channel(pred, target, _y_channel, n_channels=1), _n_pixels(pred), peak=255.0)
 
 
 def ssim_y_matlab(pred: Tensor, target: Tensor) -> Tensor:
@@ -235,8 +307,7 @@ def ssim_y_matlab(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 SSIM.
     """
     pred, target = _check_pair(pred, target, min_side=GAUSS_WIN)
-    y_pred, y_target = rgb_to_y_matlab(to_uint8_levels(pred)), rgb_to_y_matlab(to_uint8_levels(target))
-    return _ssim_gaussian_valid(y_pred, y_target, data_range=255.0)
+    return _gaussian(pred, target, _y_channel, 1)[0][:, 0]
 
 
 # --- protocol `rgb_uint8` -------------------------------------------------------------------------------
@@ -251,7 +322,7 @@ def psnr_rgb_uint8(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 PSNR in dB, capped at ``PSNR_CAP_DB``.
     """
     pred, target = _check_pair(pred, target, min_side=1)
-    return _psnr(to_uint8_levels(pred), to_uint8_levels(target), peak=255.0)
+    return _psnr(sse_per_channel(pred, target, _rgb_level_channels), 3 * _n_pixels(pred), peak=255.0)
 
 
 def ssim_rgb_uint8(pred: Tensor, target: Tensor) -> Tensor:
@@ -266,7 +337,7 @@ def ssim_rgb_uint8(pred: Tensor, target: Tensor) -> Tensor:
         (B,) float64 SSIM.
     """
     pred, target = _check_pair(pred, target, min_side=GAUSS_WIN)
-    return _ssim_gaussian_valid(to_uint8_levels(pred), to_uint8_levels(target), data_range=255.0)
+    return _gaussian(pred, target, _rgb_level_channels, 3)[0].mean(dim=1)
 
 
 # --- everything at once ---------------------------------------------------------------------------------
@@ -281,9 +352,17 @@ PROTOCOL_FUNCTIONS = {
 def score_all(pred: Tensor, target: Tensor) -> dict[str, dict[str, Tensor]]:
     """All protocols on a batch: ``{"spanet": {"psnr": (B,), "ssim": (B,)}, "y_matlab": ..., "rgb_uint8": ...}``.
 
-    pred, target: (B, 3, H, W) RGB on the [0, 1] scale, H, W >= 11. Values are float64 per-image scores.
+    pred, target: (B, 3, H, W) RGB on the [0, 1] scale, H, W >= 11. Values are float64 per-image scores, those
+    of the single-protocol functions. Intermediate results are shared: each PSNR comes from the squared errors
+    of its SSIM's band buffers, and the Gaussian protocols share one conversion to 8-bit levels and one
+    filtering pass (R, G, B and Y as four channels).
     """
+    pred, target = _check_pair(pred, target, min_side=GAUSS_WIN)
+    n = _n_pixels(pred)
+    spanet_ssim, spanet_sse = _spanet(pred, target)
+    gauss_ssim, gauss_sse = _gaussian(pred, target, _rgb_y_channels, 4)
     return {
-        name: {"psnr": psnr_fn(pred, target), "ssim": ssim_fn(pred, target)}
-        for name, (psnr_fn, ssim_fn) in PROTOCOL_FUNCTIONS.items()
+        "spanet": {"psnr": _psnr(spanet_sse, 3 * n, peak=1.0), "ssim": spanet_ssim.mean(dim=1)},
+        "y_matlab": {"psnr": _psnr(gauss_sse[:, 3:], n, peak=255.0), "ssim": gauss_ssim[:, 3]},
+        "rgb_uint8": {"psnr": _psnr(gauss_sse[:, :3], 3 * n, peak=255.0), "ssim": gauss_ssim[:, :3].mean(dim=1)},
     }

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from src.data.io import ImageReadError
+from src.utils.image_io import ImageReadError
 from src.data.paired import PairedDataset
 from src.data.readers import Pair
 from src.train import train
@@ -28,11 +28,11 @@ def _tree(root):
 def test_dataset_skips_and_names_the_bad_file(tmp_path):
     t, bad = _tree(tmp_path / "set")
     pairs = [Pair(str(t.root / f"train/input/{n}.png"), str(t.root / f"train/target/{n}.png"), n) for n in "abcd"]
-    with pytest.raises(ImageReadError, match="b.png: cannot decode image"):
+    with pytest.raises(ImageReadError, match="b.png: cannot read image"):
         PairedDataset(pairs)[1]
     ds = PairedDataset(pairs, on_bad_file="skip")
     sample = ds[1]
-    assert sample["name"] == "c" and sample["bad_files"].startswith(f"{bad}: cannot decode image")
+    assert sample["name"] == "c" and sample["bad_files"].startswith(f"{bad}: cannot read image")
     assert ds[0]["bad_files"] == "" and ds[0]["name"] == "a"
     broken = [Pair(str(tmp_path / f"gone{i}.png"), str(tmp_path / f"gone{i}.png"), str(i)) for i in range(3)]
     with pytest.raises(RuntimeError, match="3 unreadable pairs in a row"):

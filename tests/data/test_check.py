@@ -92,7 +92,7 @@ def test_paired_single_folder_report_and_problems(tmp_path):
     rep = check_module(PairedDataModule(str(t.root), "same_names"), workers=2, progress=False)
     probs = rep["problems"]
     assert len(probs) == 2 and rep["pairs"]["pairs"] == 5
-    assert probs[0].startswith(str(d)) and "cannot decode" in probs[0]
+    assert probs[0].startswith(str(d)) and "cannot read image" in probs[0]
     assert probs[1].startswith(str(t.root / "input/e.png")) and "size 32x20 (WxH) differs" in probs[1]
     assert rep["pairs"]["mean_rain_minus_clean"] == pytest.approx(_expected_diff(t, good), abs=1e-4)  # bad pairs left out
 
@@ -146,7 +146,7 @@ def test_run_exit_status_on_problems(tmp_path, capsys):
     bad = spa.root / "real_test_1000/rain/001.png"
     bad.write_bytes(bad.read_bytes()[:80])
     assert run(cfg) == 1
-    assert json.loads(report.read_text())["problems"][0].startswith(f"{bad}: cannot decode image")
+    assert json.loads(report.read_text())["problems"][0].startswith(f"{bad}: cannot read image")
     assert run(_compose("data=realrain")) == 1
     assert "data.root is not set: pass data.root=DIR" in capsys.readouterr().out
     assert run(_compose("data=paired", f"data.root={spa.root}", "data.layout=rain100")) == 1

@@ -1,4 +1,4 @@
-"""Decoding (src/data/io.py), paired transforms, PairedDataset, the orientation guard and data=paired."""
+"""Decoding (src/utils/image_io.py), paired transforms, PairedDataset, the orientation guard and data=paired."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from src.data.io import ImageReadError, read_array, read_image
+from src.utils.image_io import ImageReadError, read_array, read_image
 from src.data.paired import PairedDataset, check_orientation, load_pair
 from src.data.paired_module import PairedDataModule
 from src.data.readers import Pair, read_layout
@@ -58,12 +58,12 @@ def test_truncated_and_missing_files_name_the_path(tmp_path):
     path = write(tmp_path / "t.png", clean_image(4))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ImageReadError, match=r"t\.png: cannot decode image"):
+    with pytest.raises(ImageReadError, match=r"t\.png: cannot read image"):
         read_array(path)
     (tmp_path / "junk.jpg").write_bytes(b"not an image")
     with pytest.raises(ImageReadError, match=r"junk\.jpg"):
         read_array(tmp_path / "junk.jpg")
-    with pytest.raises(FileNotFoundError, match=r"gone\.png: image file not found"):
+    with pytest.raises(FileNotFoundError, match=r"gone\.png: cannot read image \(file not found\)"):
         read_array(tmp_path / "gone.png")
 
 

@@ -105,7 +105,7 @@ def test_errors_name_the_path(tmp_path, spa_tree):
     bad.write_bytes(bad.read_bytes()[:60])
     dm = make(spa_tree.root, check_orientation=False)
     dm.setup("fit")
-    with pytest.raises(OSError, match=r"000-1_0_0\.png: cannot decode image"):
+    with pytest.raises(OSError, match=r"000-1_0_0\.png: cannot read image"):
         dm.train_set[0]
 
 

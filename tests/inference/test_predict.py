@@ -10,7 +10,7 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from src.data.io import ImageReadError
+from src.utils.image_io import ImageReadError
 from src.inference import engine
 from src.inference.figures import GAP, heat_map
 from src.inference.video import VideoWriter, iter_video, video_info

@@ -11,7 +11,7 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from skimage import data as skdata
 
-from src.data.io import ImageReadError
+from src.utils.image_io import ImageReadError
 from src.eval import main as eval_main  # noqa: F401  (entry point importable)
 from src.eval import evaluate_folder
 from src.metrics import score_all
