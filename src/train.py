@@ -1,8 +1,12 @@
-"""python -m src.train [overrides]: build data, model, trainer from config; fit; test the best checkpoint.
+"""python -m src.train [overrides]: build data, model, trainer from config; fit; test the chosen weights.
 
 Writes into the run dir (logs/<task>/runs/<timestamp>/): .hydra/ (resolved config), checkpoints/ (best by
-val/psnr_spanet, last), metrics.json (final validation and test reports of the best checkpoint, and the run's
+val/psnr_spanet, last), metrics.json (final validation and test reports of the tested weights, and the run's
 cost), logger files.
+
+``test_ckpt`` picks the weights that are validated and tested after fit: ``best`` (default), the best
+checkpoint by the monitored validation score, or ``last``, the final weights of the run (the SPANet paper's
+practice: its release tested the final 40K-iteration checkpoint).
 
 A run never reports what it did not do: before fit every process must get a full training batch
 (``src.data.base.require_train_batch``); a run that stops before ``max_steps`` or scores fewer images than its
@@ -23,6 +27,7 @@ import contextlib
 import logging
 import os
 from pathlib import Path
+from typing import Optional
 
 import hydra
 import lightning as L
@@ -45,6 +50,20 @@ from src.utils.resume import (
 from src.utils.run import finish_wandb, instantiate_group, require_set, setup_environment, write_json
 
 log = logging.getLogger(__name__)
+
+
+TEST_CKPTS = ("best", "last")
+
+
+def tested_weights(cfg: DictConfig, trainer: L.Trainer) -> Optional[str]:
+    """The checkpoint that ``test_ckpt`` names after fit: the best checkpoint's path, or None for the weights in
+    memory (``last``: the final weights; ``best`` when no best checkpoint was saved, with a warning)."""
+    if cfg.get("test_ckpt", "best") == "last":
+        return None
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if not best and not trainer.fast_dev_run:
+        log.warning("no best checkpoint was saved; final metrics use the last weights")
+    return best or None
 
 
 def process_rank() -> int:
@@ -95,6 +114,8 @@ def _with_wandb_id(cfg: DictConfig, run_dir: Path, rank0: bool) -> None:
 
 def train(cfg: DictConfig) -> dict:
     setup_environment(cfg)
+    if cfg.get("test_ckpt", "best") not in TEST_CKPTS:
+        raise ValueError(f"test_ckpt={cfg.test_ckpt!r}: expected one of {TEST_CKPTS}")
     require_set(cfg, "data")
     refuse_existing_run(cfg.paths.output_dir, cfg)
     run_dir = Path(cfg.paths.output_dir)
@@ -148,10 +169,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: 
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
             if guard.received is not None:  # a signal after the last training step
                 raise RunInterrupted(guard.received, trainer.global_step, None)
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            if not best and not trainer.fast_dev_run:
-                log.warning("no best checkpoint was saved; final metrics use the last weights")
-            ckpt = best or None
+            ckpt = tested_weights(cfg, trainer)
             trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
             if cfg.get("test"):
                 trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
@@ -161,8 +179,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: 
         incomplete = incomplete_reasons(trainer, datamodule, model)
         result = {
             "task": cfg.task, "experiment": cfg.get("experiment_name"), **cfg.run_info, "seed": cfg.seed,
-            "ckpt_path": ckpt, "global_step": trainer.global_step, "max_steps": trainer.max_steps,
-            "complete": not incomplete, "incomplete": incomplete,
+            "test_ckpt": cfg.get("test_ckpt", "best"), "ckpt_path": ckpt, "global_step": trainer.global_step,
+            "max_steps": trainer.max_steps, "complete": not incomplete, "incomplete": incomplete,
             "shortened_on_purpose": shortened_on_purpose(trainer),
             "bad_files": {"skipped": n_bad, "first": list(dict.fromkeys(model.bad_files))[:20]},
             "val": model.reports.get("val"), "val_input": model.reports.get("val_input"),

@@ -5,10 +5,10 @@
 * ``optimizer`` / ``scheduler``: partials (``_partial_: true`` in ``conf/schedule``); the scheduler steps every
   iteration by default, because the paper counts its schedule in iterations.
 
-Validation and test run on full images: inputs are reflect-padded up to ``net.pad_multiple`` and the output is
-cropped back. Every image is scored on its own with all protocols of ``src.metrics`` (per image, then averaged
-over images), for the network output and, as a reference, for the rainy input itself (whose scores are
-computed once per image and reused at every later validation: ``src.metrics.ScoreCache``).
+Validation and test run on full images as they are (a network with a size constraint pads inside its own
+forward, see docs/DEVELOPING.md). Every image is scored on its own with all protocols of ``src.metrics`` (per
+image, then averaged over images), for the network output and, as a reference, for the rainy input itself (whose
+scores are computed once per image and reused at every later validation: ``src.metrics.ScoreCache``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from torch import nn
 
 from src.lit.checkpoint_io import NonFiniteError, require_finite_weights
 from src.metrics import ProtocolMetrics, ScoreCache
-from src.utils.padding import pad_to_multiple
 
 
 def _float32(v):
@@ -76,22 +75,8 @@ class DerainModule(L.LightningModule):
         return self.net(rain)
 
     def predict_full(self, rain: torch.Tensor, label: Optional[torch.Tensor] = None) -> dict:
-        """Forward on full images of any size: pad for the network, crop every spatial output back."""
-        padded, (h, w) = pad_to_multiple(rain, int(getattr(self.net, "pad_multiple", 1)))
-        out = self(padded, label)
-        if padded.shape[-2:] == rain.shape[-2:]:
-            return out
-
-        def crop(v):
-            if torch.is_tensor(v) and v.dim() == 4:
-                return v[..., :h, :w]
-            if isinstance(v, (list, tuple)):
-                return type(v)(crop(t) for t in v)
-            if isinstance(v, dict):
-                return {k: crop(t) for k, t in v.items()}
-            return v
-
-        return crop(out)
+        """Forward on full images of any size (the network handles its own size constraints)."""
+        return self(rain, label)
 
     # --- steps --------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -2,10 +2,13 @@
 
     python -m src.make_clean input=VIDEO_OR_FRAME_DIR output=FILE.png [frames=N] [start=K]
                              [density=sparse|normal|dense] [cache_dir=DIR] [band_pixels=4096]
-                             [overwrite=true]
+                             [notebook_compat=false|true] [overwrite=true]
 
 Options are Hydra overrides of ``conf/make_clean.yaml`` (see :mod:`src.make_clean.cli`; ``--help`` lists them).
-Writes FILE.png (uint8 RGB) and FILE.json ({"p_hat", "frames", "size": [H, W], "start", "input"}).
+Writes FILE.png (uint8 RGB) and FILE.json ({"p_hat", "frames", "size": [H, W], "start", "input",
+"notebook_compat"}). ``notebook_compat=true`` reproduces the release notebook's output bit for bit, including
+its two slips (luma + 128 outside image column 0; some pixels left out of the vote when H is odd or W is not
+a multiple of 4); the default is the algorithm as the paper describes it (docs/models.md).
 ``frames`` defaults to the paper's count for ``density`` (sparse 20, normal 100, dense 200; default normal).
 Frames are cached in a raw file under ``cache_dir`` (default: the system temporary folder; N x H x W x 3
 bytes, 1.9 GB for 300 frames of 1080p) while the two passes run; memory stays at one band of rows.
@@ -31,6 +34,7 @@ OPTIONS = {
     "density": choice(*DENSITY_FRAMES),
     "cache_dir": text,
     "band_pixels": integer(1),
+    "notebook_compat": boolean,
     "overwrite": boolean,
 }
 
@@ -38,7 +42,7 @@ OPTIONS = {
 def main(cfg: DictConfig) -> int:
     opts = read_options(cfg, OPTIONS, required=("input", "output"), nullable=("frames", "cache_dir"))
     record = generate(opts["input"], opts["output"], opts["frames"], opts["start"], opts["density"],
-                      opts["cache_dir"], opts["band_pixels"], overwrite=opts["overwrite"])
+                      opts["cache_dir"], opts["band_pixels"], opts["notebook_compat"], overwrite=opts["overwrite"])
     print(f"{opts['output']}: p_hat={record['p_hat']} from {record['frames']} frames "
           f"(start {record['start']}), size {record['size'][0]}x{record['size'][1]}; "
           f"record {record_path(opts['output'])}")

@@ -2,7 +2,8 @@
 computes it, vectorised and streamed.
 
 Input: N frames of a static scene filmed in rain, uint8 RGB, shape (N, H, W, 3). Output: one clean image,
-uint8 RGB (H, W, 3). The notebook's steps (paper section 3; docs/howto.md shows the whole pipeline):
+uint8 RGB (H, W, 3). The notebook's steps (paper section 3; docs/howto.md shows the whole pipeline, docs/models.md
+the notebook's slips):
 
 1. luma ``Y = uint8(0.299 R + 0.587 G + 0.114 B)``, computed in float64 and truncated;
 2. ``phi`` = the mode of a pixel's N luma values (ties: the smallest value);
@@ -27,7 +28,8 @@ How each step stays bit-identical to the notebook:
   change the truncated luma of 2,933 colours, e.g. grey 21.)
   Note: the notebook's ``RGB2YCbCr`` also does ``ycbcr[:, :, 1:] += 128`` (meant for Cb/Cr of one image);
   on its 4-D video array that index hits image columns 1.. of all channels, including Y, and the uint8 cast
-  then wraps or saturates depending on the platform. We follow the spec's intended luma, not that slip.
+  then wraps (x86) or saturates (ARM). By default we follow the intended luma, not that slip; see
+  ``notebook_compat`` below for the notebook's exact output.
 * mode and sorted positions: from per-pixel counts over the 256 luma levels; ``first_index(phi)`` is the
   number of values below ``phi``, ``last_index = first_index + count(phi) - 1``; ``argmax`` returns the
   first maximum, which is the smallest value.
@@ -39,6 +41,16 @@ How each step stays bit-identical to the notebook:
   vectorised bitwise binary search, and map each pair through a table filled by calling ``np.percentile``
   itself on one representative series per distinct pair: numpy's own arithmetic, without sorting every
   series.
+
+``notebook_compat=True`` reproduces the notebook's output bit for bit, including two slips of its code (the
+default, ``False``, is the algorithm as the paper and the notebook mean it):
+
+* the luma of every pixel outside image column 0 is ``uint8(Y + 128)`` with ``Y`` the float luma above,
+  wrapping modulo 256 as numpy's float-to-uint8 cast does on x86 (where the authors ran it): pixel values
+  whose luma crosses 128 within the clip change their rank order over time (:func:`slipped_luma`);
+* its vote runs in 8 processes over a 2 x 4 grid of regions, each with a result array of
+  ``int(H/2) * int(W/4)`` rows: where H is odd or W not a multiple of 4, a region holds more pixels than that,
+  and its last pixels (in row-major order) do not vote (:func:`notebook_vote_mask`).
 """
 
 from __future__ import annotations
@@ -106,6 +118,34 @@ def luma(rgb: np.ndarray) -> np.ndarray:
         a += t
         out[s : s + len(px)] = a  # float64 -> uint8 assignment truncates, like astype
     return out.reshape(rgb.shape[:-1])
+
+
+def slipped_luma(rgb: np.ndarray) -> np.ndarray:
+    """The notebook's luma of uint8 RGB frames ``(..., W, 3)`` (whole image rows), slip included: column 0
+    as :func:`luma`, every other column ``uint8(Y + 128)`` of the float luma Y, wrapped modulo 256."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,) or rgb.ndim < 2:
+        raise ValueError(f"slipped_luma expects uint8 RGB (..., W, 3), got {rgb.dtype} {rgb.shape}")
+    y = rgb[..., 0] * 0.299  # float64, added in the order of numpy's N-d dot, as in luma()
+    y += rgb[..., 1] * 0.587
+    y += rgb[..., 2] * 0.114
+    y[..., 1:] += 128.0
+    return (y.astype(np.int64) & 255).astype(np.uint8)  # truncation, then the wrap of an x86 uint8 cast
+
+
+def notebook_vote_mask(h: int, w: int) -> np.ndarray:
+    """(H, W) bool: the pixels that take part in the notebook's vote. Its 8 regions are columns
+    ``int(W/4*k) .. int(W/4*(k+1))`` x rows ``0 .. int(H/2)`` or ``int(H/2) .. H``; in each, only the first
+    ``int(H/2) * int(W/4)`` pixels in row-major order fill its result array."""
+    mask = np.zeros((h, w), bool)
+    for h1, h2 in ((0, h / 2), (h / 2, h)):
+        for k in range(4):
+            w1, w2 = w / 4 * k, w / 4 * (k + 1)
+            rows, cols = int(h2) - int(h1), int(w2) - int(w1)
+            counted = np.zeros(rows * cols, bool)
+            counted[: int(h2 - h1) * int(w2 - w1)] = True
+            mask[int(h1):int(h2), int(w1):int(w2)] = counted.reshape(rows, cols)
+    return mask
 
 
 def count_less(x: np.ndarray, thr: np.ndarray) -> np.ndarray:
@@ -239,15 +279,20 @@ def _bands(frames: Frames, band_pixels: int):
         yield r0, r1, band
 
 
-def percentile_votes(frames: Frames, band_pixels: int = BAND_PIXELS) -> np.ndarray:
-    """Pass 1: ``votes[p]`` (int64, length 101) = number of pixels with ``R_min <= p <= R_max``."""
-    n, _, _ = _shape(frames)
+def percentile_votes(frames: Frames, band_pixels: int = BAND_PIXELS, notebook_compat: bool = False) -> np.ndarray:
+    """Pass 1: ``votes[p]`` (int64, length 101) = number of pixels with ``R_min <= p <= R_max``
+    (``notebook_compat``: the notebook's luma and voting pixels, see the module docstring)."""
+    n, h, w = _shape(frames)
     lo, hi = vote_bounds(n)
+    voting = notebook_vote_mask(h, w) if notebook_compat else None
     diff = np.zeros(102, np.int64)  # votes as a difference array: +1 at ceil(R_min), -1 after floor(R_max)
-    for _, _, band in _bands(frames, band_pixels):
-        first, last = mode_positions(luma(band).reshape(n, -1))
+    for r0, r1, band in _bands(frames, band_pixels):
+        y = slipped_luma(band) if notebook_compat else luma(band)
+        first, last = mode_positions(y.reshape(n, -1))
         start, stop = lo[first], hi[last]
         ok = start <= stop
+        if voting is not None:
+            ok &= voting[r0:r1].reshape(-1)
         diff += np.bincount(start[ok], minlength=102)
         diff -= np.bincount(stop[ok] + 1, minlength=102)
     return np.cumsum(diff)[:101]
@@ -266,11 +311,12 @@ def temporal_percentile(frames: Frames, p: int, band_pixels: int = BAND_PIXELS) 
     return out
 
 
-def clean_image(frames: Frames, band_pixels: int = BAND_PIXELS) -> CleanResult:
+def clean_image(frames: Frames, band_pixels: int = BAND_PIXELS, notebook_compat: bool = False) -> CleanResult:
     """The clean image of ``frames`` (N, H, W, 3) uint8 RGB: an ndarray (or np.memmap) or a
-    :class:`FrameSource`. Two passes over the frames; see the module docstring."""
+    :class:`FrameSource`. Two passes over the frames; see the module docstring. ``notebook_compat``: the
+    release notebook's exact output, its two slips included (module docstring)."""
     n, _, _ = _shape(frames)
-    votes = percentile_votes(frames, band_pixels)
+    votes = percentile_votes(frames, band_pixels, notebook_compat)
     p_hat = int(np.argmax(votes))  # first maximum = smallest p (all zero -> 0, as in the notebook)
     image = temporal_percentile(frames, p_hat, band_pixels)
     return CleanResult(image=image, p_hat=p_hat, votes=votes, frames=n)

@@ -30,13 +30,15 @@ def generate(
     density: str = "normal",
     cache_dir: Optional[PathLike] = None,
     band_pixels: int = BAND_PIXELS,
+    notebook_compat: bool = False,
     overwrite: bool = False,
 ) -> dict:
     """Clean image of frames ``start .. start + N - 1`` of ``input``; returns the JSON record it wrote.
 
     ``frames`` None: N is the paper's starting count for ``density`` (sparse 20, normal 100, dense 200), or
     the whole clip from ``start`` if it is shorter (with a warning). An explicit ``frames`` larger than
-    what the clip has from ``start`` is an error.
+    what the clip has from ``start`` is an error. ``notebook_compat``: the release notebook's exact output,
+    slips included (see :mod:`src.make_clean.algorithm`); recorded in the JSON record.
 
     Nothing the user has is replaced unless asked: an existing ``output`` or record is refused unless
     ``overwrite`` (a ``FileExistsError`` naming it), and an output inside a frame folder is always refused
@@ -61,7 +63,7 @@ def generate(
             if frames is not None:
                 raise ValueError(msg)
             warnings.warn(f"{msg} (density={density}); using all {cache.n}", UserWarning, stacklevel=2)
-        result = clean_image(cache, band_pixels)
+        result = clean_image(cache, band_pixels, notebook_compat)
     write_image(output, result.image)
     record = {
         "p_hat": result.p_hat,
@@ -69,6 +71,7 @@ def generate(
         "size": [int(result.image.shape[0]), int(result.image.shape[1])],
         "start": int(start),
         "input": str(input),
+        "notebook_compat": bool(notebook_compat),
     }
     write_json(record_path(output), record)
     return record

@@ -1,8 +1,19 @@
 """The SPANet paper's (CVPR 2019) numbers, as data, to print beside ours.
 
-Every table records the protocol its numbers were computed with (all are ``spanet`` as far as the paper
-and its release tell: RGB in [0, 1], PSNR peak 1, SSIM 7x7 uniform window with data_range 2; see
-:mod:`src.metrics.protocols`). Our numbers are comparable with them only under that protocol.
+Every row records the protocol its numbers were computed with (:attr:`PaperRow.protocol`): a name in
+:data:`src.metrics.protocols.PROTOCOLS`, or None where nobody can tell. A row takes its table's protocol unless
+it says otherwise. What is known:
+
+* Tables 2 and 4 and the release README: the SPANet authors scored every method themselves with the release's
+  scoring code, i.e. protocol ``spanet`` (RGB in [0, 1], PSNR peak 1, SSIM 7x7 uniform window with
+  data_range 2).
+* Table 3: only the SPANet row was computed by the SPANet authors (``spanet``). Every other row, the rain
+  input included, is copied from DID-MDN's paper (Zhang & Patel, CVPR 2018), whose scoring protocol is not
+  stated: those rows have protocol None.
+* Table 1: the paper does not say how it scored the clean images (None).
+
+Our numbers are comparable with a paper number only under the same protocol; a row with protocol None is
+comparable with nothing we compute.
 
 Rows are keyed by the suite's model config names (``conf/model/<key>.yaml``) where the suite trains the
 method, by ``"input"`` for the rainy input itself, and by lower-case method names otherwise (methods only
@@ -12,27 +23,45 @@ on a data config.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
+
+from src.metrics.protocols import PROTOCOLS
+
+# PaperRow.protocol's default: "the protocol of the table that holds the row" (resolved by PaperTable).
+TABLE_PROTOCOL = "<table>"
 
 
 @dataclass(frozen=True)
 class PaperRow:
-    """One method's published PSNR (dB) and SSIM, and how it was obtained."""
+    """One method's published PSNR (dB) and SSIM, and how it was obtained.
+
+    ``protocol``: the protocol (a name in ``PROTOCOLS``) these numbers were computed with, None when unknown;
+    left at ``TABLE_PROTOCOL``, the row takes its table's protocol when the table is built.
+    """
 
     method: str  # as printed in the paper
     psnr: float
     ssim: float
     note: str = ""
+    protocol: Optional[str] = TABLE_PROTOCOL
 
 
 @dataclass(frozen=True)
 class PaperTable:
     name: str  # "Table 2"
     dataset: str
-    protocol: str  # a name in src.metrics.protocols.PROTOCOLS
+    protocol: Optional[str]  # a name in src.metrics.protocols.PROTOCOLS; None when the paper does not say
     rows: dict[str, PaperRow] = field(default_factory=dict)
     note: str = ""
+
+    def __post_init__(self) -> None:
+        for p in (self.protocol, *(r.protocol for r in self.rows.values())):
+            if p is not None and p != TABLE_PROTOCOL and p not in PROTOCOLS:
+                raise ValueError(f"{self.name}: unknown protocol {p!r}; expected one of {PROTOCOLS} or None")
+        rows = {k: replace(r, protocol=self.protocol) if r.protocol == TABLE_PROTOCOL else r
+                for k, r in self.rows.items()}
+        object.__setattr__(self, "rows", rows)
 
 
 TABLE2 = PaperTable(
@@ -58,22 +87,25 @@ TABLE2 = PaperTable(
     note="Baselines trained by the suite (ddn, jorder, didmdn, rescan) map to the retrained (red) numbers.",
 )
 
+_FROM_DIDMDN = "copied from DID-MDN's paper; scoring protocol not stated"
+
 TABLE3 = PaperTable(
     name="Table 3",
     dataset="DID-MDN synthetic test set (all methods trained on DID-MDN's synthetic training set)",
     protocol="spanet",
     rows={
-        "input": PaperRow("Rain input", 21.15, 0.7781),
-        "dsc": PaperRow("DSC", 21.44, 0.7896),
-        "lp": PaperRow("LP", 22.75, 0.8352),
-        "clear": PaperRow("Clear", 22.07, 0.8422),
-        "jorder": PaperRow("JORDER", 24.32, 0.8622),
-        "ddn": PaperRow("DDN", 27.33, 0.8978),
-        "jbo": PaperRow("JBO", 23.05, 0.8522),
-        "didmdn": PaperRow("DID-MDN", 27.95, 0.9087),
+        "input": PaperRow("Rain input", 21.15, 0.7781, _FROM_DIDMDN, None),
+        "dsc": PaperRow("DSC", 21.44, 0.7896, _FROM_DIDMDN, None),
+        "lp": PaperRow("LP", 22.75, 0.8352, _FROM_DIDMDN, None),
+        "clear": PaperRow("Clear", 22.07, 0.8422, _FROM_DIDMDN, None),
+        "jorder": PaperRow("JORDER", 24.32, 0.8622, _FROM_DIDMDN, None),
+        "ddn": PaperRow("DDN", 27.33, 0.8978, _FROM_DIDMDN, None),
+        "jbo": PaperRow("JBO", 23.05, 0.8522, _FROM_DIDMDN, None),
+        "didmdn": PaperRow("DID-MDN", 27.95, 0.9087, _FROM_DIDMDN, None),
         "spanet": PaperRow("SPANet", 30.05, 0.9342),
     },
-    note="The paper prints SSIM before PSNR in this table.",
+    note="The paper prints SSIM before PSNR in this table. Only the SPANet row was scored by the SPANet "
+    "authors; the others are DID-MDN's published numbers (protocol unknown).",
 )
 
 TABLE4 = PaperTable(
@@ -93,7 +125,7 @@ TABLE4 = PaperTable(
 TABLE1 = PaperTable(
     name="Table 1",
     dataset="10 synthetic rain videos of 100 frames (clean-image generation, section 3)",
-    protocol="spanet",
+    protocol=None,  # the paper does not say how it scored Table 1
     rows={
         "input": PaperRow("Rain input", 25.40, 0.7228),
         "jiang": PaperRow("Jiang et al.", 32.79, 0.8827, "best frame of each video"),
@@ -124,12 +156,18 @@ _TABLES_BY_DATA: dict[str, tuple[PaperTable, ...]] = {
 _ALIASES = {"didmdn": {"b_f": "spanet"}}
 
 
-def paper_reference(data: str, model: str) -> Optional[tuple[PaperTable, PaperRow]]:
+def paper_reference(data: str, model: str, protocol: Optional[str] = None
+                    ) -> Optional[tuple[PaperTable, PaperRow]]:
     """The published (table, row) for ``model`` (a model config name, or "input") trained and tested on the
-    data config ``data``; None when the paper has no counterpart (e.g. the synthetic smoke data)."""
+    data config ``data``; None when the paper has no counterpart (e.g. the synthetic smoke data). With
+    ``protocol`` given, also None when the row's numbers were not computed under that protocol (or under an
+    unknown one)."""
     model = model.lower()
     for table in _TABLES_BY_DATA.get(data, ()):
         key = _ALIASES.get(data, {}).get(model, model)
         if key in table.rows:
-            return table, table.rows[key]
+            row = table.rows[key]
+            if protocol is not None and row.protocol != protocol:
+                return None
+            return table, row
     return None

@@ -2,8 +2,8 @@
 removal" (IEEE TIP 2017), named "Clear" in SPANet's tables (Table 2: 31.31 dB / 0.9304 on SPA-Data, as the
 SPANet authors retrained it).
 
-Image convention: ``forward(x)`` takes ``x`` of shape (B, 3, H, W), RGB, values in [0, 1], any H, W >= 1
-(``pad_multiple = 1``), and returns ``out`` on the same scale, not clamped.
+Image convention: ``forward(x)`` takes ``x`` of shape (B, 3, H, W), RGB, values in [0, 1], any H, W >= 1,
+and returns ``out`` on the same scale, not clamped.
 
 Structure (three layers on the detail layer, as DDN after it)::
 
@@ -42,7 +42,6 @@ class Clear(nn.Module):
     ``forward(x)`` returns ``{"out": base + net(detail), "base": ..., "detail": ..., "vis": {...}}``.
     """
 
-    pad_multiple: int = 1
     uses_label: bool = False
 
     def __init__(self, channels: int = 512, radius: int = 15, eps: float = 1.0) -> None:

@@ -1,8 +1,8 @@
 """DDN, the deep detail network of Fu et al., "Removing rain from single images via a deep detail network"
 (CVPR 2017), as in the authors' TensorFlow code (docs/models.md).
 
-Image convention: ``forward(x)`` takes ``x`` of shape (B, 3, H, W), RGB, values in [0, 1], any H, W >= 1
-(``pad_multiple = 1``), and returns ``out`` on the same scale, not clamped.
+Image convention: ``forward(x)`` takes ``x`` of shape (B, 3, H, W), RGB, values in [0, 1], any H, W >= 1,
+and returns ``out`` on the same scale, not clamped.
 
 Structure::
 
@@ -62,7 +62,6 @@ class DDN(nn.Module):
     0.5 (both clamped to [0, 1]).
     """
 
-    pad_multiple: int = 1
     uses_label: bool = False
 
     def __init__(

@@ -4,10 +4,13 @@ an optional rain-density classifier (``vgg19ca``); docs/models.md.
 
 Image convention: ``forward(x, label)`` takes ``x`` of shape (B, 3, H, W), RGB, values in [0, 1]. The
 network works in [-1, 1] as the release does: the input is mapped by ``2x - 1`` inside and the output back by
-``(y + 1) / 2``, so ``out`` is on the [0, 1] scale (bounded by the final tanh, not clamped). Any B, H, W:
-inputs are reflect-padded inside to a multiple of ``pad_multiple = 32`` (the largest pyramid pool; it also
-covers the deepest stream's 8x downsampling) and the outputs cropped back. The release runs only batch 1 on
-square images with a side divisible by 8.
+``(y + 1) / 2``, so ``out`` is on the [0, 1] scale (bounded by the final tanh, not clamped). Any B, H, W: the
+network owns its size constraint. Its deepest stream halves the size 3 times, so H and W must be multiples of
+8, and its largest pyramid pool is 32 wide, so they must be at least 32; other sizes are reflect-padded on the
+bottom/right to the nearest size that fits (:func:`padded_size`) and the outputs cropped back. Sizes that fit
+run unpadded, exactly as the release runs them (it accepts batch 1, square images with a side divisible by 8;
+padding such a side further, e.g. 40 to 64, changes the output by ~0.2, because the pyramid pools and the
+BatchNorm statistics see the padding).
 
 Density label: ``label`` (B,) int64, 0 heavy, 1 medium, 2 light, or -1 / None for unknown. Each sample gets
 its own 8-channel label map filled with its label value (0., 1. or 2., as the release trains). Unknown labels
@@ -28,7 +31,8 @@ Generator structure::
 LeakyReLU slope 0.2 everywhere, convs of the dense/transition blocks without bias. 365,236 parameters; the
 released module also holds 7,603 parameters in layers its forward never calls (``RELEASE_UNUSED_LAYERS``),
 372,839 in all. They are left out here (unused parameters break DistributedDataParallel);
-:meth:`DIDMDN.load_release_state_dict` skips them when loading a released ``netG`` file's state dict.
+:meth:`DIDMDN.convert_release_state_dict` skips them when loading a released ``netG`` file's state dict
+(``model.init_from=PATH`` does that for a released generator file; see docs/models.md).
 
 BatchNorm: the authors train with batch 1 and tell users to test in train mode (README: "use netG.train()
 for testing"), i.e. with the statistics of the image itself. ``bn_batch_stats=True`` (default) does that in
@@ -46,11 +50,17 @@ script adds 1 to the argmax before feeding the generator, which was trained with
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.utils.padding import pad_to_multiple
+
+#: H and W must be multiples of this (the deepest stream downsamples 3 times) ...
+SIZE_MULTIPLE = 8
+#: ... and at least this (the largest pyramid pool)
+MIN_SIZE = 32
 
 #: Layers of the released ``Dense_rain`` that its forward never uses: name -> (in, out, kernel) of a conv,
 #: or (channels,) of a BatchNorm. 7,603 parameters in all.
@@ -79,6 +89,21 @@ STREAMS: dict[str, tuple[int, tuple[int, ...], tuple[int, ...], tuple[str, ...]]
 }
 
 LABEL_NAMES = ("heavy", "medium", "light")
+
+
+def padded_size(n: int) -> int:
+    """The smallest side >= n that the generator accepts: a multiple of 8, at least 32."""
+    return max(MIN_SIZE, -(-n // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+
+
+def pad_to_fit(x: Tensor) -> Tensor:
+    """Pad (B, C, H, W) on the bottom/right to ``padded_size`` of H and W: reflect, or replicate where the
+    image is too small to reflect (reflection needs pad < size). Unchanged when it already fits."""
+    h, w = x.shape[-2:]
+    ph, pw = padded_size(h) - h, padded_size(w) - w
+    if not (ph or pw):
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
 
 
 class BottleneckBlock(nn.Module):
@@ -190,7 +215,6 @@ class DIDMDN(nn.Module):
         vis             {"residual": residual clamped to [0, 1]}
     """
 
-    pad_multiple: int = 32
     uses_label: bool = True
 
     def __init__(
@@ -219,7 +243,7 @@ class DIDMDN(nn.Module):
         self.refineclean2 = nn.Conv2d(8, 3, 3, padding=1)
         self.classifier = DensityClassifier() if use_classifier else None
 
-    # --- the generator, on [-1, 1] images whose H, W are multiples of 32 ---------------------------------
+    # --- the generator, on [-1, 1] images whose H, W fit (multiples of 8, at least 32) -------------------
     def _generate(self, x: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
         b, _, h, w = x.shape
         label_map = label.to(x.dtype).view(b, 1, 1, 1).expand(b, self.label_channels, h, w)
@@ -254,7 +278,7 @@ class DIDMDN(nn.Module):
     def forward(self, x: Tensor, label: Tensor | int | None = None) -> dict:
         b, _, h, w = x.shape
         label = self._check_labels(label, b, x.device)
-        xn = pad_to_multiple(x, self.pad_multiple)[0] * 2 - 1
+        xn = pad_to_fit(x) * 2 - 1
         result: dict = {}
         default = torch.full_like(label, self.default_label)
         if self.classifier is not None:
@@ -275,12 +299,14 @@ class DIDMDN(nn.Module):
         return result
 
     # --- the authors' released weights ------------------------------------------------------------------
-    def load_release_state_dict(self, state_dict: dict[str, Tensor]) -> None:
-        """Load a released ``Dense_rain`` state dict (e.g. ``netG_epoch_9.pth`` already read by the caller).
+    def convert_release_state_dict(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """A released ``Dense_rain`` state dict (e.g. ``netG_epoch_9.pth``, saved by their training script with
+        ``torch.save(netG.state_dict())``) in this network's naming, checked strictly.
 
-        Keys of ``RELEASE_UNUSED_LAYERS`` are skipped, and so are BatchNorm running statistics when
-        ``bn_batch_stats`` is on; an unexpected or missing key raises ``KeyError`` naming it. The classifier
-        (released separately as ``vgg19ca``) loads with ``model.classifier.load_state_dict`` (same names).
+        The names are the same; a ``module.`` prefix (DataParallel) is stripped, keys of
+        ``RELEASE_UNUSED_LAYERS`` are dropped, and so are BatchNorm running statistics when ``bn_batch_stats``
+        is on. An unexpected or missing key raises ``KeyError`` naming it; a wrong shape ``ValueError``. The
+        classifier (released separately as ``vgg19ca``) loads with ``model.classifier.load_state_dict``.
         """
         own = self.state_dict()
         kept: dict[str, Tensor] = {}
@@ -290,11 +316,23 @@ class DIDMDN(nn.Module):
             if layer in RELEASE_UNUSED_LAYERS:
                 continue
             if key in own:
+                if tuple(value.shape) != tuple(own[key].shape):
+                    raise ValueError(f"DIDMDN release weights: {key!r} has shape {tuple(value.shape)}, the network "
+                                     f"expects {tuple(own[key].shape)}")
                 kept[key] = value
             elif not (self.bn_batch_stats and key.endswith((".running_mean", ".running_var", ".num_batches_tracked"))):
-                raise KeyError(f"DIDMDN.load_release_state_dict: unexpected key {key!r}")
+                raise KeyError(f"DIDMDN release weights: unexpected key {key!r}")
         optional = ("classifier.", "num_batches_tracked")  # classifier: released separately; counter: 0.3 had none
         missing = [k for k in own if k not in kept and not any(o in k for o in optional)]
         if missing:
-            raise KeyError(f"DIDMDN.load_release_state_dict: missing keys {missing[:5]} ({len(missing)} in all)")
-        self.load_state_dict(kept, strict=False)
+            raise KeyError(f"DIDMDN release weights: missing keys {missing[:5]} ({len(missing)} in all)")
+        return kept
+
+    def load_release_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
+        """Load a released ``Dense_rain`` state dict (see :meth:`convert_release_state_dict`)."""
+        self.load_state_dict(self.convert_release_state_dict(state_dict), strict=False)
+
+    @staticmethod
+    def is_release_state_dict(state_dict: Mapping[str, Tensor]) -> bool:
+        """Whether a state dict is the authors' generator file: it holds their never-called layers."""
+        return any(k.removeprefix("module.").rsplit(".", 1)[0] in RELEASE_UNUSED_LAYERS for k in state_dict)

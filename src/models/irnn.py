@@ -1,82 +1,119 @@
 """IRNN: the four-direction ReLU recurrence of SPANet's spatial attentive module.
 
-For every channel c and direction d there is one scalar weight w[d, c] and one bias
-b[d, c]. Along each direction the first element is relu(x) (no bias, no recurrence) and
-every later element is relu(w * h_prev + b + x):
+For every channel c and direction d there is one scalar weight w[d, c] and one bias b[d, c]. Along each
+direction the first element (the border the sweep starts from) has no bias and no recurrence, and every later
+element is relu(w * h_prev + b + x). The directions (:data:`DIRECTIONS`, the one table of their order):
 
 * up    (index 0): sweeps bottom -> top along H
 * right (index 1): sweeps left -> right along W
 * down  (index 2): sweeps top -> bottom along H
 * left  (index 3): sweeps right -> left along W
 
-Example, one row x = [1, -2, 3, 0.5], w = 0.5, b = 0.1:
-right = [1, 0, 3.1, 2.15], left = [1.1, 0, 3.35, 0.5].
+The border rule (``border=``) says what the first element is:
 
-``irnn(x, weight, bias)`` maps x (B, C, H, W) to (B, 4, C, H, W) (directions in the order
-above, so ``.flatten(1, 2)`` is SPANet's 128-channel concatenation). Values are features,
-not images: any real range.
+* ``"relu"``: h_0 = relu(x_0), the authors' release code (its CUDA kernel);
+* ``"identity"``: h_0 = x_0, the PyTorch loop of the commit that shipped the released checkpoint (the
+  checkpoint was trained with it; see docs/models.md).
+
+Example, one row x = [1, -2, 3, 0.5], w = 0.5, b = 0.1: right = [1, 0, 3.1, 2.15], left = [1.1, 0, 3.35, 0.5].
+
+``irnn(x, weight, bias)`` maps x (B, C, H, W) to (B, 4, C, H, W) (directions in the order above, so
+``.flatten(1, 2)`` is SPANet's 128-channel concatenation). Values are features, not images: any real range.
 
 Backends (``backend=``):
 
-* ``"c"``: linear-time scan in C (csrc/irnn_scan.c), built with gcc at first use into a
-  cache dir and loaded with ctypes; OpenMP over (batch, channel) planes; CPU only.
-* ``"triton"``: the same scan as Triton kernels; CUDA only.
-* ``"torch"``: linear-time scan in plain PyTorch (a Python loop over rows / columns with
-  whole-row tensor ops); any device. Same hand-written backward as the compiled ones.
+* ``"c"``: linear-time scan in C (csrc/irnn_scan.c), compiled at first use and loaded with ctypes
+  (:mod:`src.ops.cbuild`); OpenMP over (batch, channel) planes; CPU only.
+* ``"triton"``: the same scan as Triton kernels (:mod:`src.models.irnn_triton`); CUDA only.
+* ``"torch"``: linear-time scan in plain PyTorch (a Python loop over rows / columns with whole-row tensor
+  ops); any device. Same hand-written backward as the compiled ones.
 * ``"naive"``: direct autograd of a per-row / per-column loop; the reference in tests.
 * ``"identity"``: returns x expanded to 4 directions (no work; a benchmark floor).
 * ``"auto"``: "c" on CPU when it builds, "triton" on CUDA when triton imports, else "torch".
 
 Backward (shared by c / triton / torch), per direction with G_t = dL/dh_t:
-g_t = [h_t > 0] * (G_t + w * g_{t+1}), dx = sum over directions of g,
-dw = sum_{t>0} g_t * h_{t-1}, db = sum_{t>0} g_t. It needs h only: the torch and triton
-backends read the saved outputs; the C backend saves x and recomputes h plane by plane
-in cache (reading 1 plane per (b, c) instead of 4: memory, not arithmetic, bounds the scan).
-
-The compiled C library lives in ``$SPANET_CACHE_DIR`` (default ``~/.cache/spanet-suite``);
-its file name hashes the source, the flags and the CPU, so a ``-march=native`` build is
-never loaded on another CPU. The compiler is ``$CC`` (default ``gcc``). Its outputs of
-1 MB or more are recycled through a small pool (``_BufferPool``): writing a fresh tensor
-page-faults, which can take longer than the scan itself.
+g_t = [h_t > 0] * (G_t + w * g_{t+1}) (at t = 0 under the identity border rule the factor is 1),
+dx = sum over directions of g, dw = sum_{t>0} g_t * h_{t-1}, db = sum_{t>0} g_t. It needs h only: the torch
+and triton backends read the saved outputs; the C backend saves x and recomputes h plane by plane in cache
+(reading 1 plane per (b, c) instead of 4: memory, not arithmetic, bounds the scan). The C backend's outputs
+of 1 MB or more come from a :class:`src.ops.buffer_pool.BufferPool` (``$SPANET_IRNN_POOL_MB``, default 4096;
+0 turns it off): writing a fresh tensor page-faults, which can take longer than the scan itself.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import math
 import os
-import platform
-import shutil
-import subprocess
-import sys
-import tempfile
-import threading
-import warnings
-import weakref
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
+from src.ops.buffer_pool import BufferPool
+from src.ops.cbuild import CLibrary
+
 logger = logging.getLogger(__name__)
 
-DIRECTIONS = ("up", "right", "down", "left")
-BACKENDS = ("auto", "c", "triton", "torch", "naive", "identity")
 
-_CSRC = Path(__file__).with_name("csrc")
-_C_SOURCES = (_CSRC / "irnn_scan.c", _CSRC / "irnn_scan_impl.h")
-# Tried in order; the first that compiles is used. -march=native is worth 1.4-2x.
-_C_FLAG_SETS = (
-    ["-O3", "-march=native", "-fopenmp"],
-    ["-O3", "-fopenmp"],
-    ["-O3", "-fopenmp-simd"],  # no OpenMP (e.g. Apple clang): single-threaded but still linear-time
+@dataclass(frozen=True)
+class Direction:
+    """One IRNN direction: its name (as the release names its IRNN convolutions), whether it sweeps along H
+    (else along W), and whether it starts from the far edge (bottom / right)."""
+
+    name: str
+    vertical: bool
+    reverse: bool
+
+
+#: The directions in the order of the (4, C) weight/bias rows and of the output's dim 1.
+DIRECTIONS: tuple[Direction, ...] = (
+    Direction("up", vertical=True, reverse=True),
+    Direction("right", vertical=False, reverse=False),
+    Direction("down", vertical=True, reverse=False),
+    Direction("left", vertical=False, reverse=True),
 )
-# -fno-trapping-math lets gcc turn `mask ? a : 0` into a vector blend instead of a branch.
-_C_COMMON_FLAGS = ["-std=c11", "-fno-trapping-math", "-shared", "-fPIC"]
+BACKENDS = ("auto", "c", "triton", "torch", "naive", "identity")
+BORDERS = ("relu", "identity")
+#: IRNN initialisations (see :class:`IRNN`)
+INITS = ("release", "conv_default", "identity")
+
 _C_TYPES = {torch.float32: "f32", torch.float64: "f64"}
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_CSRC = Path(__file__).with_name("csrc")
+
+_logged_auto: set = set()  # (device, dtype) pairs whose "auto" choice was logged
+_triton_state: dict = {}  # {"ok": bool} once the Triton kernels were tried
+
+
+def _declare_c_api(lib: ctypes.CDLL) -> None:
+    """Argument types of the scan's entry points (see csrc/irnn_scan_impl.h)."""
+    i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    for sfx in _C_TYPES.values():
+        f = getattr(lib, f"irnn_forward_{sfx}")  # x, w, b, out, B, C, H, W, border_relu, threads
+        f.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, cint, cint]
+        f.restype = cint
+        f = getattr(lib, f"irnn_backward_{sfx}")  # x, grad_h, w, b, dx, dw_part, db_part, B, C, H, W, ...
+        f.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, i64, i64, cint, cint]
+        f.restype = cint
+
+
+#: The C scan: tried in order, the first flag set that compiles is used (-march=native is worth 1.4-2x;
+#: the last is for compilers without OpenMP, e.g. Apple clang: single-threaded but still linear-time).
+#: -fno-trapping-math lets gcc turn `mask ? a : 0` into a vector blend instead of a branch.
+C_LIBRARY = CLibrary(
+    name="irnn_scan",
+    sources=(_CSRC / "irnn_scan.c", _CSRC / "irnn_scan_impl.h"),
+    flag_sets=(["-O3", "-march=native", "-fopenmp"], ["-O3", "-fopenmp"], ["-O3", "-fopenmp-simd"]),
+    common_flags=["-std=c11", "-fno-trapping-math", "-shared", "-fPIC"],
+    declare=_declare_c_api,
+    unavailable="IRNN C scan unavailable, falling back to the pure-PyTorch scan",
+)
+#: Recycled output memory of the C backend
+POOL = BufferPool(int(os.environ.get("SPANET_IRNN_POOL_MB", "4096")) << 20)
 
 
 # --------------------------------------------------------------------------------------
@@ -84,51 +121,85 @@ _C_TYPES = {torch.float32: "f32", torch.float64: "f64"}
 # --------------------------------------------------------------------------------------
 
 
-def irnn(x: Tensor, weight: Tensor, bias: Tensor, backend: str = "auto") -> Tensor:
+def irnn(x: Tensor, weight: Tensor, bias: Tensor, backend: str = "auto", border: str = "relu") -> Tensor:
     """Four-direction IRNN of ``x`` (B, C, H, W) -> (B, 4, C, H, W), order up, right, down, left.
 
-    ``weight`` and ``bias`` are (4, C), rows in the same direction order. See the module
-    docstring for the recurrence and the backends.
+    ``weight`` and ``bias`` are (4, C), rows in the same direction order. ``border``: "relu"
+    (h_0 = relu(x_0)) or "identity" (h_0 = x_0). See the module docstring for the recurrence
+    and the backends.
     """
-    _check_inputs(x, weight, bias, backend)
+    _check_inputs(x, weight, bias, backend, border)
     name = resolve_backend(backend, x)
     if name == "identity":
         return x.unsqueeze(1).expand(-1, 4, -1, -1, -1)
     if name == "naive":
-        return _irnn_naive(x, weight, bias)
-    return _IRNNFunction.apply(x, weight, bias, name)
+        return _irnn_naive(x, weight, bias, border)
+    return _IRNNFunction.apply(x, weight, bias, name, border == "relu")
 
 
 class IRNN(nn.Module):
     """IRNN layer with learnable (4, C) ``weight`` and ``bias``.
 
-    ``weight`` starts at ``init_weight`` (0.2 in the authors' release, 1.0 is the identity
-    initialisation of Le et al.); ``bias`` like the release's depthwise 1x1 conv bias, i.e.
-    PyTorch's Conv2d default for fan_in = 1: U(-1, 1).
+    ``init`` (the release stores each direction as a depthwise 1x1 ``Conv2d(C, C, groups=C)``,
+    created under PyTorch 0.4.1, whose default init drew weight and bias from U(-1/sqrt(C),
+    +1/sqrt(C)): it did not divide the fan-in by the groups):
+
+    * ``"release"``: the authors' release code: weight 0.2, bias U(-1/sqrt(C), 1/sqrt(C));
+    * ``"conv_default"``: the code of the commit that shipped the released checkpoint:
+      weight and bias both U(-1/sqrt(C), 1/sqrt(C));
+    * ``"identity"``: identity initialisation of Le et al. (the IRNN the paper cites):
+      weight 1, bias 0.
+
+    ``init_weight`` (optional) replaces the initial weight of the scheme by a constant.
+    ``border``: "relu" | "identity", see :func:`irnn`.
     forward: x (B, C, H, W) -> (B, 4, C, H, W), directions up, right, down, left.
     """
 
-    def __init__(self, channels: int, init_weight: float = 0.2, backend: str = "auto"):
+    def __init__(self, channels: int, init: str = "release", init_weight: Optional[float] = None,
+                 border: str = "relu", backend: str = "auto"):
         super().__init__()
         if channels < 1:
             raise ValueError(f"IRNN channels must be >= 1, got {channels}")
         if backend not in BACKENDS:
             raise ValueError(f"IRNN backend must be one of {BACKENDS}, got {backend!r}")
+        if border not in BORDERS:
+            raise ValueError(f"IRNN border must be one of {BORDERS}, got {border!r}")
+        if init not in INITS:
+            raise ValueError(f"IRNN init must be one of {INITS}, got {init!r}")
         self.channels = channels
         self.backend = backend
-        self.weight = nn.Parameter(torch.full((4, channels), float(init_weight)))
-        self.bias = nn.Parameter(torch.empty(4, channels).uniform_(-1.0, 1.0))
+        self.border = border
+        self.init = init
+        self.weight = nn.Parameter(torch.empty(4, channels))
+        self.bias = nn.Parameter(torch.empty(4, channels))
+        self.init_weight = init_weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.channels)  # PyTorch 0.4.1's Conv2d default, fan-in C * 1 * 1
+        with torch.no_grad():
+            if self.init == "identity":
+                self.weight.fill_(1.0)
+                self.bias.zero_()
+            else:
+                if self.init == "release":
+                    self.weight.fill_(0.2)
+                else:
+                    self.weight.uniform_(-bound, bound)
+                self.bias.uniform_(-bound, bound)
+            if self.init_weight is not None:
+                self.weight.fill_(float(self.init_weight))
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_autocast_enabled(x.device.type):
             # mixed precision: the recurrence runs in float32 (a bf16 running sum along a whole row or
             # column keeps only 8 significant bits); the convolutions around it stay in low precision
             with torch.autocast(x.device.type, enabled=False):
-                return irnn(x.float(), self.weight, self.bias, self.backend)
-        return irnn(x, self.weight, self.bias, self.backend)
+                return irnn(x.float(), self.weight, self.bias, self.backend, self.border)
+        return irnn(x, self.weight, self.bias, self.backend, self.border)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, backend={self.backend!r}"
+        return f"channels={self.channels}, init={self.init!r}, border={self.border!r}, backend={self.backend!r}"
 
 
 def resolve_backend(backend: str, x: Tensor) -> str:
@@ -138,7 +209,7 @@ def resolve_backend(backend: str, x: Tensor) -> str:
     if backend != "auto":
         return backend
     device = x.device.type
-    if device == "cpu" and x.dtype in _C_TYPES and _c_library() is not None:
+    if device == "cpu" and x.dtype in _C_TYPES and C_LIBRARY.load() is not None:
         name = "c"
     elif device == "cuda" and x.dtype in _TRITON_DTYPES and _triton_available():
         name = "triton"
@@ -151,12 +222,15 @@ def resolve_backend(backend: str, x: Tensor) -> str:
     return name
 
 
-_logged_auto: set = set()
-
-
 def c_backend_available() -> bool:
     """Whether the C scan is built (building it now if needed) and loadable."""
-    return _c_library() is not None
+    return C_LIBRARY.load() is not None
+
+
+def build_c_library() -> Path:
+    """Compile csrc/irnn_scan.c (if not cached) and return the shared library's path (RuntimeError when no
+    compiler works); see :class:`src.ops.cbuild.CLibrary`."""
+    return C_LIBRARY.build()
 
 
 # --------------------------------------------------------------------------------------
@@ -164,7 +238,9 @@ def c_backend_available() -> bool:
 # --------------------------------------------------------------------------------------
 
 
-def _check_inputs(x: Tensor, weight: Tensor, bias: Tensor, backend: str) -> None:
+def _check_inputs(x: Tensor, weight: Tensor, bias: Tensor, backend: str, border: str) -> None:
+    if border not in BORDERS:
+        raise ValueError(f"irnn: border must be one of {BORDERS}, got {border!r}")
     if x.dim() != 4:
         raise ValueError(f"irnn: x must be (B, C, H, W), got shape {tuple(x.shape)}")
     C = x.shape[1]
@@ -198,14 +274,15 @@ class _IRNNFunction(torch.autograd.Function):
     """Linear-time forward; backward from the saved outputs h (torch, triton) or from x (c; see module docstring)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, backend: str) -> Tensor:
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, backend: str, border_relu: bool) -> Tensor:
         x = x.contiguous()
         w = weight.detach().to(x.dtype).contiguous()
         b = bias.detach().to(x.dtype).contiguous()
-        if backend == "c" and _c_library() is None:
-            backend = "torch"  # explicit "c" without a compiler: warned once in _c_library
-        out = _FORWARD[backend](x, w, b)
+        if backend == "c" and C_LIBRARY.load() is None:
+            backend = "torch"  # explicit "c" without a compiler: warned once by C_LIBRARY.load
+        out = _FORWARD[backend](x, w, b, border_relu)
         ctx.backend = backend
+        ctx.border_relu = border_relu
         ctx.save_for_backward(x if backend in _BACKWARD_FROM_X else out, w, b)
         ctx.weight_dtype = weight.dtype
         return out
@@ -215,100 +292,13 @@ class _IRNNFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         saved, w, b = ctx.saved_tensors
         grad_out = grad_out.to(saved.dtype).contiguous()
-        dx, dw, db = _BACKWARD[ctx.backend](saved, grad_out, w, b)
-        return dx, dw.to(ctx.weight_dtype), db.to(ctx.weight_dtype), None
+        dx, dw, db = _BACKWARD[ctx.backend](saved, grad_out, w, b, ctx.border_relu)
+        return dx, dw.to(ctx.weight_dtype), db.to(ctx.weight_dtype), None, None
 
 
 # --------------------------------------------------------------------------------------
 # "c" backend
 # --------------------------------------------------------------------------------------
-
-_c_lock = threading.Lock()
-_c_state: dict = {"tried": False, "lib": None}
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("SPANET_CACHE_DIR", Path.home() / ".cache" / "spanet-suite"))
-
-
-def _cpu_id() -> str:
-    """What identifies the CPU for -march=native: model and feature flags."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        keys = ("vendor_id", "cpu family", "model", "model name", "flags", "Features", "CPU part")
-        wanted = [ln for ln in lines[:60] if ln.split(":")[0].strip() in keys]
-        if wanted:
-            return "\n".join(wanted)
-    except OSError:
-        pass
-    return f"{platform.machine()} {platform.processor()}"
-
-
-def _library_path(compiler: str, flags: list[str]) -> Path:
-    h = hashlib.sha256()
-    for src in _C_SOURCES:
-        h.update(src.read_bytes())
-    h.update(" ".join([compiler, *flags, *_C_COMMON_FLAGS, sys.platform, _cpu_id()]).encode())
-    return _cache_dir() / f"irnn_scan_{h.hexdigest()[:20]}.so"
-
-
-def build_c_library() -> Path:
-    """Compile csrc/irnn_scan.c (if not cached) and return the shared library's path.
-
-    Raises RuntimeError when no compiler works. Safe when several processes build at
-    once: each compiles into its own temporary file, then atomically renames it.
-    """
-    compiler = os.environ.get("CC", "gcc")
-    for flags in _C_FLAG_SETS:
-        if (path := _library_path(compiler, flags)).exists():
-            return path
-    if shutil.which(compiler) is None:
-        raise RuntimeError(f"C compiler {compiler!r} (env CC) not found on PATH")
-    errors = []
-    for flags in _C_FLAG_SETS:
-        path = _library_path(compiler, flags)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
-        os.close(fd)
-        cmd = [compiler, *flags, *_C_COMMON_FLAGS, str(_C_SOURCES[0]), "-o", tmp]
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-            if res.returncode == 0:
-                os.replace(tmp, path)
-                logger.info("built IRNN C scan: %s", path)
-                return path
-            errors.append(f"{' '.join(cmd)}:\n{res.stderr.strip()[-2000:]}")
-        except (OSError, subprocess.SubprocessError) as e:
-            errors.append(f"{' '.join(cmd)}: {e}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    raise RuntimeError("could not compile the IRNN C scan:\n" + "\n".join(errors))
-
-
-def _c_library():
-    """The loaded ctypes library, or None (with one warning) if it cannot be built."""
-    if _c_state["tried"]:
-        return _c_state["lib"]
-    with _c_lock:
-        if not _c_state["tried"]:
-            try:
-                lib = ctypes.CDLL(str(build_c_library()))
-                i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-                for sfx in _C_TYPES.values():
-                    f = getattr(lib, f"irnn_forward_{sfx}")
-                    f.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, cint]
-                    f.restype = cint
-                    f = getattr(lib, f"irnn_backward_{sfx}")
-                    f.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, i64, i64, cint]
-                    f.restype = cint
-                _c_state["lib"] = lib
-            except (RuntimeError, OSError) as e:
-                msg = f"IRNN C scan unavailable, falling back to the pure-PyTorch scan: {e}"
-                warnings.warn(msg, RuntimeWarning, stacklevel=3)
-                logger.warning(msg)
-            _c_state["tried"] = True
-    return _c_state["lib"]
 
 
 def _c_threads(numel: int) -> int:
@@ -316,94 +306,41 @@ def _c_threads(numel: int) -> int:
     return max(1, min(torch.get_num_threads(), numel // 32768))
 
 
-def _forward_c(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+def _forward_c(x: Tensor, w: Tensor, b: Tensor, border_relu: bool) -> Tensor:
     B, C, H, W = x.shape
-    out = _POOL.empty((B, 4, C, H, W), x.dtype)
+    out = POOL.empty((B, 4, C, H, W), x.dtype)
     if out.numel():
-        fn = getattr(_c_library(), f"irnn_forward_{_C_TYPES[x.dtype]}")
+        fn = getattr(C_LIBRARY.load(), f"irnn_forward_{_C_TYPES[x.dtype]}")
         rc = fn(x.data_ptr(), w.data_ptr(), b.data_ptr(), out.data_ptr(),
-                B, C, H, W, _c_threads(x.numel()))
+                B, C, H, W, int(border_relu), _c_threads(x.numel()))
         if rc != 0:
             raise MemoryError("IRNN C scan: could not allocate scratch memory")
     return out
 
 
-def _backward_c(x: Tensor, grad_h: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _backward_c(x: Tensor, grad_h: Tensor, w: Tensor, b: Tensor, border_relu: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients from the forward's INPUT x: the C scan recomputes h plane by plane."""
     B, C, H, W = x.shape
-    dx = _POOL.empty((B, C, H, W), x.dtype)
+    dx = POOL.empty((B, C, H, W), x.dtype)
     dw_part = torch.zeros((B, 4, C), dtype=x.dtype)
     db_part = torch.zeros((B, 4, C), dtype=x.dtype)
     if x.numel():
-        fn = getattr(_c_library(), f"irnn_backward_{_C_TYPES[x.dtype]}")
+        fn = getattr(C_LIBRARY.load(), f"irnn_backward_{_C_TYPES[x.dtype]}")
         rc = fn(x.data_ptr(), grad_h.data_ptr(), w.data_ptr(), b.data_ptr(), dx.data_ptr(),
-                dw_part.data_ptr(), db_part.data_ptr(), B, C, H, W, _c_threads(dx.numel()))
+                dw_part.data_ptr(), db_part.data_ptr(), B, C, H, W, int(border_relu),
+                _c_threads(dx.numel()))
         if rc != 0:
             raise MemoryError("IRNN C scan: could not allocate scratch memory")
     return dx, dw_part.sum(0), db_part.sum(0)
 
 
-class _BufferPool:
-    """Reuses the memory of large CPU outputs once every tensor using it has died.
-
-    A fresh large tensor comes from mmap (or from a heap that malloc grows and trims again),
-    and its first write page-faults every 4 kB page, which the kernel zero-fills: faulting in
-    a fresh output can take longer than the scan that fills it, and malloc does not reliably
-    keep such sizes (README's performance section has the numbers).
-    The buffer is a numpy array wrapped by torch.from_numpy; a weakref finalizer on the
-    wrapped array object (kept alive by the tensor's storage) hands the memory back here.
-    Holds at most ``max_bytes`` of free buffers (env SPANET_IRNN_POOL_MB, default 4096; 0
-    turns pooling off); buffers of other sizes are dropped first when it is full.
-    """
-
-    min_bytes = 1 << 20
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self._free: dict[tuple, list] = {}
-        self._lock = threading.Lock()
-
-    def empty(self, shape: tuple, dtype: torch.dtype) -> Tensor:
-        numel = math.prod(shape)
-        nbytes = numel * torch.empty((), dtype=dtype).element_size()
-        if nbytes < self.min_bytes or nbytes > self.max_bytes:
-            return torch.empty(shape, dtype=dtype)
-        key = (numel, dtype)
-        with self._lock:
-            free = self._free.get(key)
-            base = free.pop() if free else None
-        if base is None:
-            base = np.empty(numel, dtype=torch.empty((), dtype=dtype).numpy().dtype)
-        handle = base[:]  # a new array object: its death means the tensor's storage died
-        weakref.finalize(handle, self._release, key, base)
-        return torch.from_numpy(handle).view(shape)
-
-    def _release(self, key: tuple, base) -> None:
-        with self._lock:
-            held = sum(b.nbytes for bufs in self._free.values() for b in bufs)
-            if held + base.nbytes > self.max_bytes:
-                for k in [k for k in self._free if k != key]:
-                    held -= sum(b.nbytes for b in self._free.pop(k))
-            if held + base.nbytes <= self.max_bytes:
-                self._free.setdefault(key, []).append(base)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._free.clear()
-
-
-_POOL = _BufferPool(int(os.environ.get("SPANET_IRNN_POOL_MB", "4096")) << 20)
-
-
 # --------------------------------------------------------------------------------------
-# "torch" backend: every sweep is a scan along dim 2 of a (B, C, L, M) tensor
+# "torch" backend: every sweep is a scan along dim 2 of a (B, C, L, M) tensor; horizontal
+# sweeps run on the transpose
 # --------------------------------------------------------------------------------------
 
-# (direction index, transpose H and W so that the sweep runs along dim 2, reverse)
-_SWEEPS = ((0, False, True), (1, True, False), (2, False, False), (3, True, True))
 
-
-def _scan_torch(x: Tensor, w: Tensor, b: Tensor, reverse: bool, out: Tensor) -> None:
+def _scan_torch(x: Tensor, w: Tensor, b: Tensor, reverse: bool, out: Tensor, border_relu: bool) -> None:
     """out[:, :, t] = relu(w * out[:, :, t_prev] + b + x[:, :, t]) along dim 2; x (B,C,L,M)."""
     L = x.shape[2]
     order = range(L - 1, -1, -1) if reverse else range(L)
@@ -412,18 +349,23 @@ def _scan_torch(x: Tensor, w: Tensor, b: Tensor, reverse: bool, out: Tensor) -> 
     prev = None
     for t in order:
         if prev is None:
-            torch.clamp(x[:, :, t], min=0, out=out[:, :, t])
+            if border_relu:
+                torch.clamp(x[:, :, t], min=0, out=out[:, :, t])
+            else:
+                out[:, :, t].copy_(x[:, :, t])
         else:
             torch.addcmul(xb[:, :, t], wv, out[:, :, prev], out=out[:, :, t]).clamp_(min=0)
         prev = t
 
 
-def _scan_torch_backward(h: Tensor, G: Tensor, w: Tensor, reverse: bool):
+def _scan_torch_backward(h: Tensor, G: Tensor, w: Tensor, reverse: bool, border_relu: bool):
     """Backward of _scan_torch: returns g (= dL/dx of this sweep), dw (C,), db (C,)."""
     L = h.shape[2]
     order = range(L) if reverse else range(L - 1, -1, -1)  # reverse of the sweep
     wv = w.view(1, -1, 1)
     mask = (h > 0).to(h.dtype)  # float once, so the loop multiplies without type promotion
+    if not border_relu and L:
+        mask[:, :, L - 1 if reverse else 0] = 1.0  # h_0 = x_0: no ReLU to mask
     g = torch.empty_like(h)
     nxt = None
     for t in order:
@@ -439,38 +381,36 @@ def _scan_torch_backward(h: Tensor, G: Tensor, w: Tensor, reverse: bool):
     return g, (g_later * h_prev).sum((0, 2, 3)), g_later.sum((0, 2, 3))
 
 
-def _forward_torch(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+def _forward_torch(x: Tensor, w: Tensor, b: Tensor, border_relu: bool = True) -> Tensor:
     B, C, H, W = x.shape
     out = x.new_empty((B, 4, C, H, W))
     xt = x.transpose(2, 3).contiguous()  # horizontal sweeps run on rows of the transpose
-    for d, transposed, reverse in _SWEEPS:
-        if transposed:
-            buf = torch.empty_like(xt)
-            _scan_torch(xt, w[d], b[d], reverse, buf)
-            out[:, d] = buf.transpose(2, 3)
+    for d, direction in enumerate(DIRECTIONS):
+        if direction.vertical:
+            _scan_torch(x, w[d], b[d], direction.reverse, out[:, d], border_relu)
         else:
-            _scan_torch(x, w[d], b[d], reverse, out[:, d])
+            buf = torch.empty_like(xt)
+            _scan_torch(xt, w[d], b[d], direction.reverse, buf, border_relu)
+            out[:, d] = buf.transpose(2, 3)
     return out
 
 
-def _backward_torch(h: Tensor, grad_h: Tensor, w: Tensor):
+def _backward_torch(h: Tensor, grad_h: Tensor, w: Tensor, border_relu: bool = True):
     dx = torch.zeros_like(h[:, 0])
     dw = torch.empty_like(w)
     db = torch.empty_like(w)
-    for d, transposed, reverse in _SWEEPS:
+    for d, direction in enumerate(DIRECTIONS):
         hd, Gd = h[:, d], grad_h[:, d]
-        if transposed:
+        if not direction.vertical:
             hd, Gd = hd.transpose(2, 3).contiguous(), Gd.transpose(2, 3).contiguous()
-        g, dw[d], db[d] = _scan_torch_backward(hd, Gd, w[d], reverse)
-        dx += g.transpose(2, 3) if transposed else g
+        g, dw[d], db[d] = _scan_torch_backward(hd, Gd, w[d], direction.reverse, border_relu)
+        dx += g if direction.vertical else g.transpose(2, 3)
     return dx, dw, db
 
 
 # --------------------------------------------------------------------------------------
 # "triton" backend (CUDA)
 # --------------------------------------------------------------------------------------
-
-_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def _triton_available() -> bool:
@@ -485,29 +425,26 @@ def _triton_available() -> bool:
     return _triton_state["ok"]
 
 
-_triton_state: dict = {}
-
-
-def _forward_triton(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+def _forward_triton(x: Tensor, w: Tensor, b: Tensor, border_relu: bool) -> Tensor:
     from src.models.irnn_triton import irnn_forward_triton
 
-    return irnn_forward_triton(x, w, b)
+    return irnn_forward_triton(x, w, b, border_relu)
 
 
-def _backward_triton(h: Tensor, grad_h: Tensor, w: Tensor):
+def _backward_triton(h: Tensor, grad_h: Tensor, w: Tensor, border_relu: bool):
     from src.models.irnn_triton import irnn_backward_triton
 
-    return irnn_backward_triton(h, grad_h, w)
+    return irnn_backward_triton(h, grad_h, w, border_relu)
 
 
 _FORWARD = {"c": _forward_c, "torch": _forward_torch, "triton": _forward_triton}
-# backward(saved, grad_h, w, b) -> (dx, dw, db). "saved" is the forward's input x for the backends in
-# _BACKWARD_FROM_X (the C scan recomputes h from x in cache: 1 plane of memory traffic per (b, c) instead
+# backward(saved, grad_h, w, b, border_relu) -> (dx, dw, db). "saved" is the forward's input x for the backends
+# in _BACKWARD_FROM_X (the C scan recomputes h from x in cache: 1 plane of memory traffic per (b, c) instead
 # of 4), else its output h.
 _BACKWARD = {
     "c": _backward_c,
-    "torch": lambda h, grad_h, w, b: _backward_torch(h, grad_h, w),
-    "triton": lambda h, grad_h, w, b: _backward_triton(h, grad_h, w),
+    "torch": lambda h, grad_h, w, b, border_relu: _backward_torch(h, grad_h, w, border_relu),
+    "triton": lambda h, grad_h, w, b, border_relu: _backward_triton(h, grad_h, w, border_relu),
 }
 _BACKWARD_FROM_X = frozenset({"c"})
 
@@ -517,13 +454,14 @@ _BACKWARD_FROM_X = frozenset({"c"})
 # --------------------------------------------------------------------------------------
 
 
-def _irnn_naive(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """Direct autograd of the recurrence, one row / column at a time (slow, obviously right)."""
+def _irnn_naive(x: Tensor, weight: Tensor, bias: Tensor, border: str = "relu") -> Tensor:
+    """Direct autograd of the recurrence, one row / column at a time (slow, obviously right). Each direction
+    is written out by hand, independently of :data:`DIRECTIONS`, so the tests check that table too."""
     C = x.shape[1]
 
     def sweep(slices, d):
         w, b = weight[d].view(1, C, 1), bias[d].view(1, C, 1)
-        hs = [torch.relu(slices[0])]
+        hs = [torch.relu(slices[0]) if border == "relu" else slices[0]]
         for s in slices[1:]:
             hs.append(torch.relu(w * hs[-1] + b + s))
         return hs
@@ -537,4 +475,4 @@ def _irnn_naive(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 
 
 __all__ = ["IRNN", "irnn", "resolve_backend", "c_backend_available", "build_c_library",
-           "DIRECTIONS", "BACKENDS"]
+           "Direction", "DIRECTIONS", "BACKENDS", "BORDERS", "INITS"]

@@ -23,15 +23,14 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-BLOCK = 32  # lanes per program: one warp
+from src.models.irnn import DIRECTIONS
 
-# direction index -> (sweep along H?, reverse?) ; up, right, down, left
-_DIRECTIONS = ((True, True), (False, False), (True, False), (False, True))
+BLOCK = 32  # lanes per program: one warp
 
 
 @triton.jit
 def _irnn_fwd_kernel(x_ptr, out_ptr, w_ptr, b_ptr, C, L, M, step_stride, lane_stride, plane_size,
-                     d, REVERSE: tl.constexpr, BLOCK: tl.constexpr):
+                     d, REVERSE: tl.constexpr, BORDER_RELU: tl.constexpr, BLOCK: tl.constexpr):
     plane = tl.program_id(0).to(tl.int64)  # b * C + c
     bi = plane // C
     c = plane % C
@@ -48,7 +47,10 @@ def _irnn_fwd_kernel(x_ptr, out_ptr, w_ptr, b_ptr, C, L, M, step_stride, lane_st
     else:
         t = 0
     xv = tl.load(x_base + t * step_stride, mask=mask, other=0.0).to(tl.float32)
-    h = tl.maximum(xv, 0.0)  # first element: no bias, no recurrence
+    if BORDER_RELU:  # first element: no bias, no recurrence
+        h = tl.maximum(xv, 0.0)
+    else:
+        h = xv
     tl.store(o_base + t * step_stride, h.to(out_ptr.dtype.element_ty), mask=mask)
     for n in range(1, L):
         if REVERSE:
@@ -63,7 +65,7 @@ def _irnn_fwd_kernel(x_ptr, out_ptr, w_ptr, b_ptr, C, L, M, step_stride, lane_st
 @triton.jit
 def _irnn_bwd_kernel(h_ptr, gh_ptr, dx_ptr, w_ptr, dw_part_ptr, db_part_ptr, C, L, M,
                      step_stride, lane_stride, plane_size, d, n_lane_blocks,
-                     REVERSE: tl.constexpr, BLOCK: tl.constexpr):
+                     REVERSE: tl.constexpr, BORDER_RELU: tl.constexpr, BLOCK: tl.constexpr):
     plane = tl.program_id(0).to(tl.int64)
     bi = plane // C
     c = plane % C
@@ -90,7 +92,10 @@ def _irnn_bwd_kernel(h_ptr, gh_ptr, dx_ptr, w_ptr, dw_part_ptr, db_part_ptr, C, 
         has_prev = (lanes * 0 + n) < L - 1  # per lane, so it combines with mask
         hv = tl.load(h_base + t * step_stride, mask=mask, other=0.0).to(tl.float32)
         gv = tl.load(gh_base + t * step_stride, mask=mask, other=0.0).to(tl.float32)
-        g = tl.where(hv > 0.0, gv + w * g, 0.0)
+        if BORDER_RELU:
+            g = tl.where(hv > 0.0, gv + w * g, 0.0)
+        else:  # the sweep's first position (n = L - 1) has no ReLU
+            g = tl.where((hv > 0.0) | (lanes * 0 + n == L - 1), gv + w * g, 0.0)
         dxv = tl.load(dx_base + t * step_stride, mask=mask, other=0.0)
         tl.store(dx_base + t * step_stride, dxv + g, mask=mask)
         hp = tl.load(h_base + prev * step_stride, mask=mask & has_prev, other=0.0).to(tl.float32)
@@ -107,21 +112,22 @@ def _geometry(vertical: bool, H: int, W: int):
     return (H, W, W, 1) if vertical else (W, H, 1, W)
 
 
-def irnn_forward_triton(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
-    """x (B, C, H, W) contiguous CUDA tensor; w, b (4, C) -> h (B, 4, C, H, W)."""
+def irnn_forward_triton(x: Tensor, w: Tensor, b: Tensor, border_relu: bool = True) -> Tensor:
+    """x (B, C, H, W) contiguous CUDA tensor; w, b (4, C) -> h (B, 4, C, H, W).
+    ``border_relu``: h_0 = relu(x_0) (True) or x_0 (False)."""
     B, C, H, W = x.shape
     out = torch.empty((B, 4, C, H, W), dtype=x.dtype, device=x.device)
     if out.numel() == 0:
         return out
-    for d, (vertical, reverse) in enumerate(_DIRECTIONS):
-        L, M, step, lane = _geometry(vertical, H, W)
+    for d, direction in enumerate(DIRECTIONS):
+        L, M, step, lane = _geometry(direction.vertical, H, W)
         grid = (B * C, triton.cdiv(M, BLOCK))
         _irnn_fwd_kernel[grid](x, out, w, b, C, L, M, step, lane, H * W, d,
-                               REVERSE=reverse, BLOCK=BLOCK, num_warps=1)
+                               REVERSE=direction.reverse, BORDER_RELU=bool(border_relu), BLOCK=BLOCK, num_warps=1)
     return out
 
 
-def irnn_backward_triton(h: Tensor, grad_h: Tensor, w: Tensor):
+def irnn_backward_triton(h: Tensor, grad_h: Tensor, w: Tensor, border_relu: bool = True):
     """h, grad_h (B, 4, C, H, W) contiguous; w (4, C) -> dx (B, C, H, W), dw (4, C), db (4, C)."""
     B, _, C, H, W = h.shape
     dx = torch.zeros((B, C, H, W), dtype=torch.float32, device=h.device)
@@ -129,11 +135,12 @@ def irnn_backward_triton(h: Tensor, grad_h: Tensor, w: Tensor):
     dw_part = torch.zeros((4, B * C, n_blocks), dtype=torch.float32, device=h.device)
     db_part = torch.zeros_like(dw_part)
     if h.numel():
-        for d, (vertical, reverse) in enumerate(_DIRECTIONS):
-            L, M, step, lane = _geometry(vertical, H, W)
+        for d, direction in enumerate(DIRECTIONS):
+            L, M, step, lane = _geometry(direction.vertical, H, W)
             grid = (B * C, triton.cdiv(M, BLOCK))
             _irnn_bwd_kernel[grid](h, grad_h, dx, w, dw_part, db_part, C, L, M, step, lane,
-                                   H * W, d, n_blocks, REVERSE=reverse, BLOCK=BLOCK, num_warps=1)
+                                   H * W, d, n_blocks, REVERSE=direction.reverse, BORDER_RELU=bool(border_relu),
+                                   BLOCK=BLOCK, num_warps=1)
     dw = dw_part.view(4, B, C, n_blocks).sum((1, 3)).to(w.dtype)
     db = db_part.view(4, B, C, n_blocks).sum((1, 3)).to(w.dtype)
     return dx.to(h.dtype), dw, db

@@ -2,8 +2,8 @@
 networks" (TPAMI 2019), the official PyTorch successor of JORDER (CVPR 2017), as in the authors' code
 (src/model/jorder_e.py; docs/models.md).
 
-Image convention: ``forward(x)`` takes ``x`` of shape (B, 3, H, W), RGB, values in [0, 1], any H, W >= 1
-(``pad_multiple = 1``). The official network works on the 0-255 scale (``rgb_range = 255``, no mean shift),
+Image convention: ``forward(x)`` takes ``x`` of shape (B, 3, H, W), RGB, values in [0, 1], any H, W >= 1.
+The official network works on the 0-255 scale (``rgb_range = 255``, no mean shift),
 so the input is multiplied by ``rgb_range`` inside and every image-valued output (``out``, ``stages``,
 ``levels``) is divided by it again: all returned images are on the [0, 1] scale, ``out`` not clamped.
 
@@ -102,7 +102,6 @@ class JORDERE(nn.Module):
         vis          {"rain_mask": P(rain) of stage 2 (B, 1, H, W), "stage1": stage-1 output clamped}
     """
 
-    pad_multiple: int = 1
     uses_label: bool = False
 
     def __init__(self, channels: int = 64, num_blocks: int = 9, rgb_range: float = 255.0) -> None:

@@ -2,7 +2,7 @@
 (ECCV 2018), as in the authors' PyTorch code (config/model.py; docs/models.md).
 
 Image convention: ``forward(x)`` takes the rainy image ``O`` = ``x`` of shape (B, 3, H, W), RGB, values in
-[0, 1], any H, W >= 1 (``pad_multiple = 1``). Each stage s predicts the rain layer ``R_s`` (same scale, can be
+[0, 1], any H, W >= 1. Each stage s predicts the rain layer ``R_s`` (same scale, can be
 negative); the derained image of stage s is ``O - R_s``, and ``out`` is the last stage's, not clamped.
 
 Structure (width C = 24, 4 stages, 5 recurrent units)::
@@ -14,6 +14,11 @@ Structure (width C = 24, 4 stages, 5 recurrent units)::
               'add' frame: R_s = R_s + R_{s-1}.detach()   ('full' frame: R_s as is)
 
 SE = global average pool -> Linear(C->6) -> ReLU -> Linear(6->C) -> sigmoid, channel gating (with biases).
+
+The authors' released weights (a ``{'net': state_dict, ...}`` file of their train.py) load with
+:meth:`RESCAN.load_release_state_dict`: their names (``rnns.<j>.conv_xz``, ``dec.<i>``, ...) are mapped to
+ours, and because their code reads images with OpenCV (BGR), the first unit's input channels and the last
+decoder conv's output channels are reversed, so the network takes and returns RGB.
 Unit types (``unit``): ``gru`` (default), ``lstm``, ``rnn`` and ``conv`` (no recurrence). Parameter counts:
 GRU 149,823; LSTM 197,367; RNN 54,735; conv 28,695. (The GRU's 'r' and the LSTM's 'f' gate convs are
 used from the second stage on only.) The first stage has no previous state: the GRU then computes ``h = z * tanh(n)``
@@ -22,7 +27,8 @@ and the LSTM ``c = i * j``, ``h = o * c``, exactly as the release does.
 
 from __future__ import annotations
 
-from typing import Optional
+import re
+from typing import Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -148,7 +154,6 @@ class RESCAN(nn.Module):
     "vis": {"stage1": ..., ...}}`` (all (B, 3, H, W); vis clamped to [0, 1]).
     """
 
-    pad_multiple: int = 1
     uses_label: bool = False
 
     def __init__(
@@ -195,3 +200,63 @@ class RESCAN(nn.Module):
         stages = [x - r for r in rain_layers]
         vis = {f"stage{s + 1}": o.clamp(0, 1) for s, o in enumerate(stages)}
         return {"out": stages[-1], "rain_layers": rain_layers, "stages": stages, "vis": vis}
+
+    # --- the authors' released weights ------------------------------------------------------------------
+    def convert_release_state_dict(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """A state dict saved by the authors' code (their ``'net'`` entry; a ``module.`` prefix of DataParallel
+        is stripped) in this network's naming and channel order (BGR -> RGB), checked strictly. The network
+        must be built with the release's unit type, channels and dilations (their settings.py: ``uint``,
+        ``channel``, ``depth``). A missing, unexpected or wrongly shaped key raises ``KeyError`` /
+        ``ValueError`` naming it."""
+        release = {k.removeprefix("module."): v for k, v in state_dict.items()}
+        own = self.state_dict()
+        converted: dict[str, Tensor] = {}
+        for key, target in own.items():
+            src = release_key(key)
+            if src not in release:
+                raise KeyError(f"RESCAN release weights: missing key {src!r} (for {key!r}); is the unit type / "
+                               "depth the release's?")
+            value = release[src]
+            if tuple(value.shape) != tuple(target.shape):
+                raise ValueError(f"RESCAN release weights: {src!r} has shape {tuple(value.shape)}, the network "
+                                 f"expects {tuple(target.shape)} (channels?)")
+            if key.startswith("units.0.conv_x.") and key.endswith(".weight"):
+                value = value.flip(1)  # BGR input channels -> RGB
+            elif key.startswith(f"decoder.{len(self.decoder) - 1}."):
+                value = value.flip(0)  # BGR rain layer -> RGB
+            converted[key] = value
+        unexpected = sorted(set(release) - {release_key(k) for k in own})
+        if unexpected:
+            raise KeyError(f"RESCAN release weights: unexpected keys {unexpected[:5]} ({len(unexpected)} in all); "
+                           "is the unit type the release's?")
+        return converted
+
+    def load_release_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
+        """Load a state dict saved by the authors' code (see :meth:`convert_release_state_dict`)."""
+        self.load_state_dict(self.convert_release_state_dict(state_dict), strict=True)
+
+    @staticmethod
+    def is_release_state_dict(state_dict: Mapping[str, Tensor]) -> bool:
+        """Whether a state dict uses the authors' names (``rnns.*``, ``dec.*``) rather than ours."""
+        return any(k.removeprefix("module.").startswith(("rnns.", "dec.")) for k in state_dict)
+
+
+_UNIT_CONV = re.compile(r"units\.(\d+)\.(conv_x|conv_h)\.(\w+)\.(weight|bias)$")
+
+
+def release_key(key: str) -> str:
+    """The name in the authors' state dict of our parameter ``key`` (see the module docstring).
+
+    Units: ours ``units.<j>.conv_x.<gate>`` are their ``rnns.<j>.conv_x<gate>`` (GRU z/r/n, LSTM f/i/o/j),
+    ``rnns.<j>.conv_x`` / ``conv_h`` for the RNN unit (our gate ``h``) and ``rnns.<j>.conv`` for the plain conv
+    unit (our gate ``x``); ``units.<j>.se`` is ``rnns.<j>.se``; ``decoder`` is ``dec``."""
+    if key.startswith("decoder."):
+        return "dec." + key[len("decoder."):]
+    m = _UNIT_CONV.match(key)
+    if m:
+        j, kind, gate, param = m.groups()
+        name = "conv" if gate == "x" else kind if gate == "h" else kind + gate
+        return f"rnns.{j}.{name}.{param}"
+    if key.startswith("units."):
+        return "rnns." + key[len("units."):]
+    raise KeyError(f"RESCAN: no release name for parameter {key!r}")

@@ -1,7 +1,7 @@
 """SPANet (Wang et al., CVPR 2019) and its Table-4 ablations B_a..B_f as flags of one class.
 
 Image convention: ``forward(x)`` takes ``x`` of shape (B, 3, H, W), RGB, values in [0, 1], and predicts the
-clean image directly (no global skip from the input, no clamp). Any H, W >= 1 work (``pad_multiple = 1``).
+clean image directly (no global skip from the input, no clamp). Any H, W >= 1 work.
 
 Structure (docs/models.md; width C = 32, no normalisation layers)::
 
@@ -118,7 +118,9 @@ class SAM(nn.Module):
         self,
         channels: int = 32,
         direction_attention: bool = True,
-        irnn_init_weight: float = 0.2,
+        irnn_init: str = "release",
+        irnn_init_weight: Optional[float] = None,
+        irnn_border: str = "relu",
         irnn_backend: str = "auto",
     ) -> None:
         super().__init__()
@@ -136,9 +138,10 @@ class SAM(nn.Module):
                 )
             )
         self.conv_in = _conv(channels, channels, 3)
-        self.irnn1 = IRNN(channels, init_weight=irnn_init_weight, backend=irnn_backend)
+        irnn_kw = dict(init=irnn_init, init_weight=irnn_init_weight, border=irnn_border, backend=irnn_backend)
+        self.irnn1 = IRNN(channels, **irnn_kw)
         self.conv2 = _conv(4 * channels, channels, 3)
-        self.irnn2 = IRNN(channels, init_weight=irnn_init_weight, backend=irnn_backend)
+        self.irnn2 = IRNN(channels, **irnn_kw)
         self.conv3 = _conv(4 * channels, channels, 3)
         self.conv_out = _conv(channels, 1, 1)
 
@@ -165,7 +168,13 @@ class SPANet(nn.Module):
         sam_mode: ``none`` | ``single`` | ``independent`` | ``shared`` (None: from ``variant``).
         direction_attention: whether each SAM has the direction-weight branch (None: from ``variant``).
         channels: feature width (32 in the paper).
-        irnn_init_weight: initial recurrent weight of every IRNN (0.2 released, 1.0 = identity init).
+        irnn_init: IRNN initialisation, ``release`` (the authors' code: weight 0.2, bias
+            U(-1/sqrt(C), 1/sqrt(C)) as PyTorch 0.4.1 drew it), ``conv_default`` (the code that trained the
+            released checkpoint: weight and bias both U(-1/sqrt(C), 1/sqrt(C))) or ``identity`` (Le et al.'s
+            IRNN, which the paper cites: weight 1, bias 0); see :class:`src.models.irnn.IRNN`.
+        irnn_init_weight: a constant initial recurrent weight replacing the scheme's (None: the scheme's).
+        irnn_border: first element of each IRNN sweep, ``relu`` (h_0 = relu(x_0), the release code) or
+            ``identity`` (h_0 = x_0, the code that trained the released checkpoint).
         irnn_backend: passed to :class:`src.models.irnn.IRNN`.
 
     ``forward(x)`` with x (B, 3, H, W) RGB in [0, 1] returns::
@@ -177,7 +186,6 @@ class SPANet(nn.Module):
     Only ``att[0]`` is supervised by the attention loss.
     """
 
-    pad_multiple: int = 1
     uses_label: bool = False
 
     num_pre_blocks = 3
@@ -191,7 +199,9 @@ class SPANet(nn.Module):
         sam_mode: Optional[str] = None,
         direction_attention: Optional[bool] = None,
         channels: int = 32,
-        irnn_init_weight: float = 0.2,
+        irnn_init: str = "release",
+        irnn_init_weight: Optional[float] = None,
+        irnn_border: str = "relu",
         irnn_backend: str = "auto",
     ) -> None:
         super().__init__()
@@ -222,7 +232,8 @@ class SPANet(nn.Module):
 
         num_sams = {"none": 0, "single": 1, "shared": 1, "independent": self.num_sabs}[sam_mode]
         self.sams = nn.ModuleList(
-            SAM(channels, direction_attention, irnn_init_weight, irnn_backend) for _ in range(num_sams)
+            SAM(channels, direction_attention, irnn_init, irnn_init_weight, irnn_border, irnn_backend)
+            for _ in range(num_sams)
         )
 
     def forward(self, x: Tensor) -> dict:

@@ -85,9 +85,9 @@ def convert_release_state_dict(release: Mapping[str, Tensor], net: SPANet, sourc
     for irnn in ("irnn1", "irnn2"):
         # release: per direction a depthwise 1x1 conv, weight (C, 1, 1, 1), bias (C,); ours: (4, C) each
         out[f"sams.0.{irnn}.weight"] = torch.stack(
-            [take(f"SAM1.{irnn}.{d}_weight.weight", (channels, 1, 1, 1)).reshape(-1) for d in DIRECTIONS])
+            [take(f"SAM1.{irnn}.{d.name}_weight.weight", (channels, 1, 1, 1)).reshape(-1) for d in DIRECTIONS])
         out[f"sams.0.{irnn}.bias"] = torch.stack(
-            [take(f"SAM1.{irnn}.{d}_weight.bias", (channels,)) for d in DIRECTIONS])
+            [take(f"SAM1.{irnn}.{d.name}_weight.bias", (channels,)) for d in DIRECTIONS])
 
     attention_keys = sorted(k for k in release if k.startswith(_RELEASE_ATTENTION_PREFIX))
     if net.direction_attention:

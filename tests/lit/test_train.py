@@ -123,3 +123,32 @@ def test_fast_dev_run_every_recipe(train_cfg, recipe):
     assert cfg.model.net._target_.split(".")[2] == recipe
     result = train(cfg)
     assert math.isfinite(result["test"]["mean"]["spanet"]["psnr"])
+
+
+def test_test_ckpt_last_scores_the_final_weights(train_cfg, tmp_path):
+    """test_ckpt=last (the paper experiments' setting, there without a best checkpoint): validation and test
+    scores are those of the final weights, which last.ckpt holds here (the run ends on a validation step)."""
+    cfg = train_cfg("model=b_a", "test_ckpt=last", "callbacks.model_checkpoint=null")
+    result = train(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert (result["test_ckpt"], result["ckpt_path"], result["global_step"]) == ("last", None, 4)
+    assert not (out / "checkpoints" / "best.ckpt").exists()
+    last = out / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 4
+    reports = evaluate_checkpoint(compose_cfg("eval", [f"ckpt_path={last}"], tmp_path / "eval"))
+    for name, scores in result["test"]["per_image"].items():
+        for proto in scores:
+            assert reports["output"]["per_image"][name][proto]["psnr"] == pytest.approx(scores[proto]["psnr"], abs=1e-6)
+    with pytest.raises(ValueError, match="test_ckpt='final'"):
+        train(train_cfg("model=b_a", "test_ckpt=final", out=tmp_path / "bad"))
+
+
+@pytest.mark.parametrize("experiment", ["table2", "table3", "table4"])
+def test_paper_experiments_train_on_everything_and_test_the_final_weights(experiment):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}"])
+    assert cfg.test_ckpt == "last" and cfg.callbacks.model_checkpoint is None
+    held_out = cfg.data.val_holdout if experiment == "table3" else cfg.data.val_scenes
+    assert held_out == 0  # no training scene / image held out
+    GlobalHydra.instance().clear()

@@ -146,3 +146,59 @@ def test_bad_frames_raise():
         A.frames_for_density("heavy")
     assert [A.frames_for_density(d) for d in ("sparse", "normal", "dense")] == [20, 100, 200]
     assert [A.density_step(d) for d in ("sparse", "normal", "dense")] == [10, 20, 50]
+
+
+# --- notebook_compat: the release notebook's exact output, slips included -------------------------------------
+def crossing_clip(seed: int, n: int, h: int, w: int) -> np.ndarray:
+    """Frames whose values wander across 128 (around mid grey), so luma + 128 wraps for some frames of a pixel
+    and not for others: the slip reorders such a pixel's luma series."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(96, 160, size=(1, h, w, 3))
+    noise = rng.integers(-30, 31, size=(n, h, w, 3))
+    frames = np.clip(base + noise, 0, 255).astype(np.uint8)
+    frames[rng.random((n, h, w)) < 0.2] = 235  # rain
+    return frames
+
+
+def _x86_uint8_cast() -> bool:
+    with np.errstate(invalid="ignore"):
+        return int(np.array([300.5]).astype(np.uint8)[0]) == 44
+
+
+@pytest.mark.parametrize("seed,n,h,w,band", [(0, 12, 8, 12, 40), (1, 15, 7, 10, 23), (2, 9, 5, 6, 4096),
+                                              (3, 20, 9, 13, 50)])
+def test_notebook_compat_equals_the_notebook(seed, n, h, w, band):
+    """Against a transcription of the notebook (its YCbCr slip and its 8-region vote), on clips crossing 128;
+    sizes with H odd / W not a multiple of 4 exercise the pixels its vote leaves out."""
+    from tests.make_clean.notebook_transcription import notebook_clean_image
+
+    if not _x86_uint8_cast():
+        pytest.skip("this numpy saturates float->uint8 casts; the notebook ran where they wrap (x86)")
+    frames = crossing_clip(seed, n, h, w)
+    expected, p_expected = notebook_clean_image(frames)
+    compat = A.clean_image(frames, band_pixels=band, notebook_compat=True)
+    assert compat.p_hat == p_expected
+    assert np.array_equal(compat.image, expected)
+    # the default is the corrected algorithm: the per-pixel reference without the slips
+    plain, p_plain, _ = reference_clean_image(frames)
+    default = A.clean_image(frames, band_pixels=band)
+    assert default.p_hat == p_plain and np.array_equal(default.image, plain)
+
+
+def test_the_slips_change_the_result():
+    """On clips crossing 128 the notebook's p_hat differs from the corrected one (so notebook_compat matters),
+    and its vote leaves out exactly the pixels notebook_vote_mask says."""
+    differ = [s for s in range(6) if A.clean_image(crossing_clip(s, 15, 8, 12), notebook_compat=True).p_hat
+              != A.clean_image(crossing_clip(s, 15, 8, 12)).p_hat]
+    assert differ, "no clip where the slip changes p_hat"
+    # H = 7, W = 10: regions of 3 or 4 rows (0..3, 3..7) x 2 or 3 columns (0..2, 2..5, 5..7, 7..10); each fills
+    # only int(3.5) * int(2.5) = 6 map rows: in region rows 3..7 x columns 2..5, rows 3 and 4 vote, 5 and 6 not
+    mask = A.notebook_vote_mask(7, 10)
+    assert mask.sum() == 8 * 6 and mask[:3, :2].all() and mask[3:5, 2:5].all() and not mask[5:, 2:5].any()
+    assert A.notebook_vote_mask(8, 12).all()
+    frames = crossing_clip(0, 10, 3, 5)
+    y = A.slipped_luma(frames)
+    assert np.array_equal(y[:, :, 0], A.luma(frames)[:, :, 0])
+    expected = ((frames[:, :, 1:, 0] * 0.299 + frames[:, :, 1:, 1] * 0.587 + frames[:, :, 1:, 2] * 0.114 + 128)
+                .astype(np.int64) % 256)
+    assert np.array_equal(y[:, :, 1:], expected)

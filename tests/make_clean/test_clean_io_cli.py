@@ -110,8 +110,31 @@ def test_cli_on_video_writes_png_and_json(video, tmp_path):
     expected, p_hat, _ = reference_clean_image(decoded(video)[2:10])
     assert np.array_equal(iio.imread(out), expected)
     record = json.loads(out.with_suffix(".json").read_text())
-    assert record == {"p_hat": p_hat, "frames": 8, "size": [48, 64], "start": 2, "input": str(video)}
+    assert record == {"p_hat": p_hat, "frames": 8, "size": [48, 64], "start": 2, "input": str(video),
+                      "notebook_compat": False}
     assert list(tmp_path.glob("frames-*")) == []  # the frame cache is gone
+
+
+def test_cli_notebook_compat(tmp_path):
+    """notebook_compat=true reaches the algorithm and the record: on a 7x10 clip crossing 128 the image is the
+    notebook's (tests/make_clean/notebook_transcription.py), not the corrected one."""
+    from tests.make_clean.notebook_transcription import notebook_clean_image
+    from tests.make_clean.test_clean_algorithm import _x86_uint8_cast, crossing_clip
+
+    if not _x86_uint8_cast():
+        pytest.skip("this numpy saturates float->uint8 casts; the notebook ran where they wrap (x86)")
+    frames = crossing_clip(2, 15, 7, 10)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        iio.imwrite(folder / f"{i:03d}.png", f)
+    out = tmp_path / "nb.png"
+    assert run_cli(entry, [f"input={folder}", f"output={out}", "frames=15", "notebook_compat=true"]) == 0
+    expected, p_hat = notebook_clean_image(frames)
+    assert np.array_equal(iio.imread(out), expected)
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert (record["p_hat"], record["notebook_compat"]) == (p_hat, True)
+    assert p_hat != reference_clean_image(frames)[1]  # this clip's slip changes the percentile
 
 
 def test_cli_on_folder_with_density_default(tmp_path):

@@ -289,7 +289,7 @@ def test_didmdn_io_is_on_unit_scale():
         out = net(x, label=torch.tensor([0]))
     assert 0 <= out["out"].min() and out["out"].max() <= 1  # (tanh + 1) / 2
     assert out["residual"].abs().max() <= 0.5  # tanh in [-1, 1] units = tanh / 2 in [0, 1] units
-    assert DIDMDN.pad_multiple == 32 and DIDMDN.uses_label
+    assert DIDMDN.uses_label
 
 
 # --- configs: conf/model/<name>.yaml with conf/schedule/<name>.yaml (recipe=<name>) -------------------------
@@ -374,3 +374,21 @@ def test_clear_is_centred_and_sees_11_pixels_each_way():
         diff = (body(bumped) - body(detail)).abs().sum(1)[0]
     rows, cols = torch.nonzero(diff > 0, as_tuple=True)
     assert (rows.min().item(), rows.max().item(), cols.min().item(), cols.max().item()) == (9, 31, 9, 31)
+
+
+@pytest.mark.parametrize("overrides, steps, drops", [
+    ([], 210_000, (100_000, 200_000)),  # the DDN paper's schedule, kept as the recipe
+    (["schedule.max_steps=60000", "schedule.scheduler.milestones=[20000,40000]"], 60_000, (20_000, 40_000)),
+])
+def test_ddn_schedules_of_the_two_official_copies(tmp_path, overrides, steps, drops):
+    """DDN's recipe is the paper's (SGD momentum 0.9, lr 0.1, /10 at 100K and 200K, 210K iterations, batch 20);
+    the other official copy's (60K, drops at 20K/40K) is the documented override."""
+    try:
+        cfg = compose_cfg("train", ["recipe=ddn", *overrides], tmp_path)
+    finally:
+        GlobalHydra.instance().clear()
+    opt = instantiate(cfg.model.optimizer)(params=[torch.nn.Parameter(torch.zeros(1))])
+    sched = instantiate(cfg.model.scheduler)(optimizer=opt)
+    assert (type(opt).__name__, opt.param_groups[0]["momentum"], cfg.schedule.batch_size) == ("SGD", 0.9, 20)
+    assert cfg.schedule.max_steps == cfg.trainer.max_steps == steps
+    assert (opt.param_groups[0]["lr"], tuple(sched.milestones), sched.gamma) == (0.1, drops, 0.1)

@@ -15,6 +15,7 @@ import torch
 
 from src.models import irnn as irnn_mod
 from src.models.irnn import IRNN, c_backend_available, irnn, resolve_backend
+from src.ops import cbuild
 from tests.conftest import REQUIREMENTS
 
 UP, RIGHT, DOWN, LEFT = range(4)
@@ -75,30 +76,52 @@ def _random_problem(shape, dtype, seed=0):
     return x, w, b, grad
 
 
+@pytest.mark.parametrize("backend", SCAN_BACKENDS)
+def test_identity_border_hand_computed(backend):
+    """Border rule "identity" (h_0 = x_0, the code that trained the released checkpoint): a negative
+    border value carries into the recurrence. x = [-1, 1, -0.2], w = 0.5, b = 0.1:
+    identity: [-1, relu(-0.5 + 0.1 + 1) = 0.6, relu(0.3 + 0.1 - 0.2) = 0.2];
+    relu:     [0, 1.1, relu(0.55 + 0.1 - 0.2) = 0.45]."""
+    _require(backend)
+    w, b = _params(1, 0.5, 0.1)
+    row = torch.tensor([-1.0, 1.0, -0.2])
+    out = irnn(row.view(1, 1, 1, 3), w, b, backend, border="identity")[0, :, 0, 0]
+    torch.testing.assert_close(out[RIGHT], torch.tensor([-1.0, 0.6, 0.2]))
+    # left from the right end: h2 = -0.2, h1 = relu(-0.1 + 0.1 + 1) = 1.0, h0 = relu(0.5 + 0.1 - 1) = 0
+    torch.testing.assert_close(out[LEFT], torch.tensor([0.0, 1.0, -0.2]))
+    torch.testing.assert_close(out[UP], row)  # H = 1: only the border element, no ReLU
+    relu_out = irnn(row.view(1, 1, 1, 3), w, b, backend, border="relu")[0, :, 0, 0]
+    torch.testing.assert_close(relu_out[RIGHT], torch.tensor([0.0, 1.1, 0.45]))
+    col = irnn(row.view(1, 1, 3, 1), w, b, backend, border="identity")[0, :, 0, :, 0]
+    torch.testing.assert_close(col[DOWN], torch.tensor([-1.0, 0.6, 0.2]))
+
+
+@pytest.mark.parametrize("border", ["relu", "identity"])
 @pytest.mark.parametrize("backend", SCAN_BACKENDS + ["identity"])
-def test_gradcheck_float64(backend):
+def test_gradcheck_float64(backend, border):
     _require(backend)
     x, w, b, _ = _random_problem((2, 3, 5, 7), torch.float64)
     assert (w < 0).any() and (w > 0).any()
     inputs = (x.requires_grad_(), w.requires_grad_(), b.requires_grad_())
     if backend == "identity":  # ignores weight and bias by design
-        assert torch.autograd.gradcheck(lambda x: irnn(x, w, b, backend), (x,))
+        assert torch.autograd.gradcheck(lambda x: irnn(x, w, b, backend, border), (x,))
     else:
-        assert torch.autograd.gradcheck(lambda *a: irnn(*a, backend=backend), inputs)
+        assert torch.autograd.gradcheck(lambda *a: irnn(*a, backend=backend, border=border), inputs)
 
 
+@pytest.mark.parametrize("border", ["relu", "identity"])
 @pytest.mark.parametrize("backend", ["torch", "c"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", [(2, 3, 19, 21), (1, 2, 16, 24), (2, 1, 1, 9), (1, 2, 9, 1)])
-def test_backends_match_naive(backend, dtype, shape):
+def test_backends_match_naive(backend, dtype, shape, border):
     """Forward and all three gradients equal the plain-autograd loop (odd sizes exercise the
-    8-row blocks' remainders, 16x24 the vectorised transposes)."""
+    8-row blocks' remainders, 16x24 the vectorised transposes), under both border rules."""
     _require(backend)
     x, w, b, grad = _random_problem(shape, dtype, seed=1)
 
     def run(name):
         xr, wr, br = (t.clone().requires_grad_() for t in (x, w, b))
-        y = irnn(xr, wr, br, name)
+        y = irnn(xr, wr, br, name, border)
         gx, gw, gb = torch.autograd.grad(y, (xr, wr, br), grad, allow_unused=True,
                                          materialize_grads=True)
         return y, gx, gw, gb
@@ -117,18 +140,61 @@ def test_identity_backend_is_a_view_of_x():
         assert torch.equal(out[:, d], x)
 
 
-def test_module_init_and_forward():
+def _torch041_conv_bound(in_channels: int, kernel_size: int = 1) -> float:
+    """PyTorch 0.4.1's ``_ConvNd.reset_parameters`` (the release's PyTorch), transcribed:
+    n = in_channels; for k in kernel_size: n *= k; stdv = 1 / sqrt(n); weight and bias ~ U(-stdv, stdv).
+    It did not divide by groups (today's PyTorch does: fan-in 1 for a depthwise 1x1, bound 1)."""
+    n = in_channels * kernel_size * kernel_size
+    return 1.0 / n ** 0.5
+
+
+def _assert_uniform(values: torch.Tensor, bound: float):
+    from scipy import stats
+
+    v = values.detach().double().flatten().numpy()
+    assert v.min() >= -bound and v.max() <= bound
+    assert stats.kstest(v, stats.uniform(loc=-bound, scale=2 * bound).cdf).pvalue > 1e-3
+
+
+def test_module_init_distributions():
+    """release: w = 0.2 and b ~ U(+-1/sqrt(C)); conv_default: w and b ~ U(+-1/sqrt(C)); identity: w 1, b 0.
+    The bound is the 0.4.1 formula (0.177 for C = 32), not today's depthwise default U(-1, 1)."""
+    torch.manual_seed(0)
+    C = 4096  # 16384 draws per tensor: a tight Kolmogorov-Smirnov test
+    bound = _torch041_conv_bound(C)
+    m = IRNN(C)
+    assert dict(m.named_parameters()).keys() == {"weight", "bias"}
+    assert m.weight.shape == m.bias.shape == (4, C)
+    assert torch.all(m.weight == 0.2)
+    _assert_uniform(m.bias, bound)
+    m = IRNN(C, init="conv_default")
+    _assert_uniform(m.weight, bound)
+    _assert_uniform(m.bias, bound)
+    m = IRNN(8, init="identity")
+    assert torch.all(m.weight == 1.0) and torch.all(m.bias == 0.0)
+    assert torch.all(IRNN(8, init_weight=0.7).weight == 0.7)
+    # for SPANet's 32 channels: U(-0.177, 0.177), far from today's U(-1, 1)
+    assert abs(_torch041_conv_bound(32) - 0.1768) < 1e-4
+    assert torch.nn.Conv2d(32, 32, 1, groups=32).bias.abs().max() > 0.5  # today's default differs
+    biases = torch.cat([IRNN(32).bias.flatten() for _ in range(200)])
+    _assert_uniform(biases, _torch041_conv_bound(32))
+
+
+def test_module_forward_and_errors():
     torch.manual_seed(0)
     m = IRNN(32)
-    assert dict(m.named_parameters()).keys() == {"weight", "bias"}
-    assert m.weight.shape == m.bias.shape == (4, 32)
-    assert torch.all(m.weight == 0.2)
-    assert m.bias.abs().max() <= 1.0 and m.bias.std() > 0.3  # U(-1, 1): std 0.577
-    assert torch.all(IRNN(8, init_weight=1.0).weight == 1.0)
     x = torch.randn(2, 32, 6, 5)
     torch.testing.assert_close(m(x), irnn(x, m.weight, m.bias, "naive"))
+    m = IRNN(32, border="identity")
+    torch.testing.assert_close(m(x), irnn(x, m.weight, m.bias, "naive", "identity"))
     with pytest.raises(ValueError, match="backend"):
         IRNN(8, backend="cuda")
+    with pytest.raises(ValueError, match="border"):
+        IRNN(8, border="zero")
+    with pytest.raises(ValueError, match="init"):
+        IRNN(8, init="xavier")
+    with pytest.raises(ValueError, match="border"):
+        irnn(x, m.weight, m.bias, border="none")
 
 
 def test_bad_inputs_name_the_problem():
@@ -155,8 +221,8 @@ def test_auto_backend_reported_once(caplog, monkeypatch):
 def test_falls_back_to_torch_without_compiler(monkeypatch, tmp_path):
     monkeypatch.setenv("SPANET_CACHE_DIR", str(tmp_path))  # nothing cached there
     monkeypatch.setenv("CC", "no-such-compiler-xyz")
-    monkeypatch.setitem(irnn_mod._c_state, "tried", False)
-    monkeypatch.setitem(irnn_mod._c_state, "lib", None)
+    monkeypatch.setattr(irnn_mod.C_LIBRARY, "_tried", False)  # restored after the test, with the library
+    monkeypatch.setattr(irnn_mod.C_LIBRARY, "_lib", None)
     x, w, b, _ = _random_problem((1, 2, 5, 6), torch.float32)
     with pytest.warns(RuntimeWarning, match="no-such-compiler-xyz"):
         assert resolve_backend("auto", x) == "torch"
@@ -166,12 +232,13 @@ def test_falls_back_to_torch_without_compiler(monkeypatch, tmp_path):
 
 def test_library_cache_key(monkeypatch, tmp_path):
     monkeypatch.setenv("SPANET_CACHE_DIR", str(tmp_path))
-    flags = irnn_mod._C_FLAG_SETS[0]
-    path = irnn_mod._library_path("gcc", flags)
-    assert path.parent == tmp_path
-    assert irnn_mod._library_path("gcc", irnn_mod._C_FLAG_SETS[1]) != path
-    monkeypatch.setattr(irnn_mod, "_cpu_id", lambda: "some other CPU")
-    assert irnn_mod._library_path("gcc", flags) != path  # -march=native never crosses CPUs
+    lib = irnn_mod.C_LIBRARY
+    flags = lib.flag_sets[0]
+    path = lib.path("gcc", flags)
+    assert path.parent == tmp_path and path.name.startswith("irnn_scan_")
+    assert lib.path("gcc", lib.flag_sets[1]) != path
+    monkeypatch.setattr(cbuild, "cpu_id", lambda: "some other CPU")
+    assert lib.path("gcc", flags) != path  # -march=native never crosses CPUs
 
 
 @pytest.mark.c_compiler
@@ -203,8 +270,9 @@ def test_concurrent_builds_rename_atomically(monkeypatch, tmp_path):
 
 
 @pytest.mark.c_compiler
+@pytest.mark.parametrize("border", ["relu", "identity"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_c_backend_with_two_threads_matches_torch(monkeypatch, dtype):
+def test_c_backend_with_two_threads_matches_torch(monkeypatch, dtype, border):
     """OpenMP path: 2 threads, several planes each (the other tests run on one thread), a
     64x64 plane (whole 8-row blocks, vectorised transposes) and odd sizes."""
     monkeypatch.setattr(irnn_mod, "_c_threads", lambda numel: 2)
@@ -213,7 +281,7 @@ def test_c_backend_with_two_threads_matches_torch(monkeypatch, dtype):
 
         def run(name):
             xr, wr, br = (t.clone().requires_grad_() for t in (x, w, b))
-            y = irnn(xr, wr, br, name)
+            y = irnn(xr, wr, br, name, border)
             return (y, *torch.autograd.grad(y, (xr, wr, br), grad))
 
         tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-11)
@@ -223,7 +291,7 @@ def test_c_backend_with_two_threads_matches_torch(monkeypatch, dtype):
 
 @pytest.mark.c_compiler
 def test_buffer_pool_reuses_memory(monkeypatch):
-    monkeypatch.setattr(irnn_mod._POOL, "min_bytes", 0)
+    monkeypatch.setattr(irnn_mod.POOL, "min_bytes", 0)
     x, w, b, _ = _random_problem((1, 2, 6, 7), torch.float32)
     ref = irnn(x, w, b, "naive")
     out = irnn(x, w, b, "c")
@@ -232,7 +300,7 @@ def test_buffer_pool_reuses_memory(monkeypatch):
     out = irnn(x, w, b, "c")
     assert out.data_ptr() == ptr
     torch.testing.assert_close(out, ref)
-    irnn_mod._POOL.clear()
+    irnn_mod.POOL.clear()
 
 
 @pytest.mark.gpu
@@ -242,31 +310,32 @@ def test_triton_matches_naive_on_cuda():
     x, w, b, grad = (t.cuda() for t in (x, w, b, grad))
     assert resolve_backend("auto", x) == "triton"
 
-    def run(name):
+    def run(name, border):
         xr, wr, br = (t.clone().requires_grad_() for t in (x, w, b))
-        y = irnn(xr, wr, br, name)
+        y = irnn(xr, wr, br, name, border)
         return (y, *torch.autograd.grad(y, (xr, wr, br), grad))
 
-    for got, ref in zip(run("triton"), run("naive")):
-        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
-    for got, ref in zip(run("torch"), run("naive")):
-        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+    for border in ("relu", "identity"):
+        for got, ref in zip(run("triton", border), run("naive", border)):
+            torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+        for got, ref in zip(run("torch", border), run("naive", border)):
+            torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
 
 
 _TRITON_INTERPRETER_CHECK = """
 import torch
 from src.models import irnn_triton as T
 from src.models.irnn import _backward_torch, _forward_torch
-for shape in [(2, 3, 5, 7), (1, 2, 9, 34)]:
+for shape, border_relu in [((2, 3, 5, 7), True), ((1, 2, 9, 34), True), ((2, 3, 5, 7), False)]:
     g = torch.Generator().manual_seed(0)
     B, C, H, W = shape
     x = torch.randn(shape, generator=g)
     w = torch.rand(4, C, generator=g) * 1.8 - 0.9
     b = torch.rand(4, C, generator=g) - 0.5
     grad = torch.randn(B, 4, C, H, W, generator=g)
-    h = _forward_torch(x, w, b)
-    torch.testing.assert_close(T.irnn_forward_triton(x, w, b), h)
-    for got, ref in zip(T.irnn_backward_triton(h, grad, w), _backward_torch(h, grad, w)):
+    h = _forward_torch(x, w, b, border_relu)
+    torch.testing.assert_close(T.irnn_forward_triton(x, w, b, border_relu), h)
+    for got, ref in zip(T.irnn_backward_triton(h, grad, w, border_relu), _backward_torch(h, grad, w, border_relu)):
         torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 print("ok")
 """

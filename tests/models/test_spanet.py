@@ -169,3 +169,18 @@ def test_model_configs_compose_and_build(name):
     assert n_params(net) == PARAM_COUNTS[name]
     assert loss.attention_loss == (name not in ("b_a", "b_e"))
     assert (loss.ssim_weight, loss.att_weight, loss.mask_threshold, loss.mask_rule) == (1.0, 1.0, 0.0, "abs")
+    # the authors' IRNN init and the release code's border rule, in every variant that has a SAM
+    irnns = [m for m in net.modules() if type(m).__name__ == "IRNN"]
+    assert len(irnns) == (0 if name == "b_a" else 8 if name == "b_c" else 2)
+    for m in irnns:
+        assert (m.init, m.border) == ("release", "relu")
+        assert torch.all(m.weight == 0.2)
+        assert m.bias.abs().max() <= 1 / 32 ** 0.5  # U(-0.177, 0.177): PyTorch 0.4.1's conv default
+
+
+def test_irnn_options_reach_every_sam():
+    net = SPANet("b_c", irnn_init="identity", irnn_border="identity")
+    irnns = [m for m in net.modules() if type(m).__name__ == "IRNN"]
+    assert len(irnns) == 8
+    for m in irnns:
+        assert m.border == "identity" and torch.all(m.weight == 1) and torch.all(m.bias == 0)

@@ -65,8 +65,9 @@ def release_irnn(x, sd, prefix):
     return out["up"], out["right"], out["down"], out["left"]
 
 
-def release_forward(sd, x_bgr):
-    """SPANet.forward of the release (BGR input); the SAM's direction weights are computed and discarded."""
+def release_forward(sd, x_bgr, irnn=release_irnn):
+    """SPANet.forward of the release (BGR input); the SAM's direction weights are computed and discarded.
+    ``irnn(x, sd, prefix)``: the IRNN transcription (default: their CUDA kernel's)."""
     def body(n, x):
         p = f"res_block{n}.group1."
         y = torch.relu(F.conv2d(x, sd[p + "conv1.weight"]))
@@ -75,8 +76,8 @@ def release_forward(sd, x_bgr):
 
     def sam(x):
         out = F.conv2d(x, sd["SAM1.conv_in.weight"], padding=1)
-        out = F.conv2d(torch.cat(release_irnn(out, sd, "SAM1.irnn1"), 1), sd["SAM1.conv2.weight"], padding=1)
-        out = F.conv2d(torch.cat(release_irnn(out, sd, "SAM1.irnn2"), 1), sd["SAM1.conv3.weight"], padding=1)
+        out = F.conv2d(torch.cat(irnn(out, sd, "SAM1.irnn1"), 1), sd["SAM1.conv2.weight"], padding=1)
+        out = F.conv2d(torch.cat(irnn(out, sd, "SAM1.irnn2"), 1), sd["SAM1.conv3.weight"], padding=1)
         return torch.sigmoid(F.conv2d(torch.relu(out), sd["SAM1.conv_out.weight"]))
 
     out = torch.relu(F.conv2d(x_bgr, sd["conv_in.0.weight"], padding=1))

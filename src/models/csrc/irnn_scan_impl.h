@@ -7,9 +7,9 @@
  * Exported: irnn_forward_<SFX>, irnn_backward_<SFX> (see the end of this file).
  *
  * Recurrence along a sweep t = 0..n-1 (t = 0 is the border the sweep starts from):
- *   h_0 = relu(x_0),   h_t = relu(w * h_{t-1} + b + x_t)
+ *   h_0 = relu(x_0) (border_relu = 1) or x_0 (border_relu = 0),   h_t = relu(w * h_{t-1} + b + x_t)
  * Backward, with G_t = dL/dh_t and g_t = dL/d(pre-activation at t):
- *   g_t = [h_t > 0] * (G_t + w * g_{t+1}),   dx_t += g_t,
+ *   g_t = [h_t > 0] * (G_t + w * g_{t+1}),   dx_t += g_t,   (factor 1 at t = 0 when border_relu = 0)
  *   dw += sum_{t>0} g_t * h_{t-1},            db += sum_{t>0} g_t.
  */
 #ifndef IRNN_CAT
@@ -74,10 +74,14 @@ typedef IT FN(ivec) __attribute__((vector_size(LANES * sizeof(T)), may_alias));
 /* right: j = 0 -> W-1 into rt; left: j = W-1 -> 0 into lt. Both chains in one loop so
  * their latencies overlap. Buffers are 64-byte aligned. */
 static void FN(lanes_forward)(const T *restrict xt, T *restrict rt, T *restrict lt, int64_t W,
-                              T wr, T br, T wl, T bl) {
+                              T wr, T br, T wl, T bl, int border_relu) {
     VEC hr = AT(xt, 0), hl = AT(xt, W - 1);
-    AT(rt, 0) = hr = RELU_V(hr);
-    AT(lt, W - 1) = hl = RELU_V(hl);
+    if (border_relu) {
+        hr = RELU_V(hr);
+        hl = RELU_V(hl);
+    }
+    AT(rt, 0) = hr;
+    AT(lt, W - 1) = hl;
     for (int64_t n = 1; n < W; ++n) {
         const int64_t jr = n, jl = W - 1 - n;
         hr = wr * hr + (br + AT(xt, jr));
@@ -93,24 +97,35 @@ static void FN(lanes_forward)(const T *restrict xt, T *restrict rt, T *restrict 
 static void FN(lanes_backward)(const T *restrict hr_t, const T *restrict Gr_t,
                                const T *restrict hl_t, const T *restrict Gl_t,
                                T *restrict gr_t, T *restrict gl_t, int64_t W, T wr, T wl,
-                               VEC acc[4]) {
+                               VEC acc[4], int border_relu) {
     VEC gr = {0}, gl = {0};
-    for (int64_t n = 0; n < W; ++n) {
+    for (int64_t n = 0; n < W - 1; ++n) {
         const int64_t jr = W - 1 - n, jl = n;
         gr = AT(gr_t, jr) = (VEC)((IVEC)(AT(Gr_t, jr) + wr * gr) & (AT(hr_t, jr) > (T)0));
         gl = AT(gl_t, jl) = (VEC)((IVEC)(AT(Gl_t, jl) + wl * gl) & (AT(hl_t, jl) > (T)0));
-        if (n < W - 1) { /* position 0 of either sweep has no predecessor */
-            acc[0] += gr * AT(hr_t, jr - 1);
-            acc[1] += gr;
-            acc[2] += gl * AT(hl_t, jl + 1);
-            acc[3] += gl;
-        }
+        acc[0] += gr * AT(hr_t, jr - 1);
+        acc[1] += gr;
+        acc[2] += gl * AT(hl_t, jl + 1);
+        acc[3] += gl;
     }
+    /* position 0 of either sweep (right: column 0, left: column W-1): no predecessor, and
+     * under the identity border rule no ReLU */
+    VEC vr = AT(Gr_t, 0) + wr * gr, vl = AT(Gl_t, W - 1) + wl * gl;
+    if (border_relu) {
+        vr = (VEC)((IVEC)vr & (AT(hr_t, 0) > (T)0));
+        vl = (VEC)((IVEC)vl & (AT(hl_t, W - 1) > (T)0));
+    }
+    AT(gr_t, 0) = vr;
+    AT(gl_t, W - 1) = vl;
 }
 
 /* ---------- vertical sweeps, one row at a time, vectorised across the row ---------- */
 
-static void FN(row_first)(const T *restrict x, T *restrict h, int64_t W) {
+static void FN(row_first)(const T *restrict x, T *restrict h, int64_t W, int border_relu) {
+    if (!border_relu) {
+        memcpy(h, x, (size_t)W * sizeof(T));
+        return;
+    }
 #pragma omp simd
     for (int64_t j = 0; j < W; ++j) h[j] = FN(relu)(x[j]);
 }
@@ -122,10 +137,19 @@ static void FN(row_step)(const T *restrict x, const T *restrict hprev, T *restri
 }
 
 /* One backward step of a vertical sweep: g holds g_{t+1} on entry and g_t on exit;
- * dx += g_t; if hprev (h_{t-1}) is given, accw += g_t * h_{t-1} and accb += g_t. */
+ * dx += g_t; if hprev (h_{t-1}) is given, accw += g_t * h_{t-1} and accb += g_t. Without
+ * hprev the row is the sweep's border: its ReLU mask applies only when border_relu. */
 static void FN(row_backward)(const T *restrict h, const T *restrict G, const T *restrict hprev,
                              T *restrict g, T w, T *restrict dx, T *restrict accw,
-                             T *restrict accb, int64_t W) {
+                             T *restrict accb, int64_t W, int border_relu) {
+    if (!hprev && !border_relu) {
+#pragma omp simd
+        for (int64_t j = 0; j < W; ++j) {
+            g[j] = G[j] + w * g[j];
+            dx[j] += g[j];
+        }
+        return;
+    }
 #pragma omp simd
     for (int64_t j = 0; j < W; ++j) {
         const T v = G[j] + w * g[j]; /* computed unconditionally so the loop vectorises */
@@ -158,24 +182,24 @@ static double FN(sum)(const T *v, int64_t n) {
 /* Scratch: 3 * W * LANES + H * W elements. */
 static void FN(forward_plane)(const T *restrict x, T *restrict up, T *restrict right,
                               T *restrict down, T *restrict left, int64_t H, int64_t W,
-                              const T w[4], const T b[4], T *restrict scratch) {
+                              const T w[4], const T b[4], int border_relu, T *restrict scratch) {
     T *xt = scratch, *rt = xt + W * LANES, *lt = rt + W * LANES, *U = lt + W * LANES;
     /* pass 1, top to bottom, 8 rows at a time: right, left, down */
     for (int64_t r0 = 0; r0 < H; r0 += LANES) {
         const int R = H - r0 < LANES ? (int)(H - r0) : LANES;
         FN(rows_to_lanes)(x + r0 * W, W, R, xt);
-        FN(lanes_forward)(xt, rt, lt, W, w[1], b[1], w[3], b[3]);
+        FN(lanes_forward)(xt, rt, lt, W, w[1], b[1], w[3], b[3], border_relu);
         FN(lanes_to_rows)(rt, W, R, right + r0 * W);
         FN(lanes_to_rows)(lt, W, R, left + r0 * W);
         for (int64_t i = r0; i < r0 + R; ++i) {
             if (i == 0)
-                FN(row_first)(x, down, W);
+                FN(row_first)(x, down, W, border_relu);
             else
                 FN(row_step)(x + i * W, down + (i - 1) * W, down + i * W, w[2], b[2], W);
         }
     }
     /* pass 2, bottom to top: up into U (x is in cache), then U copied out top to bottom */
-    FN(row_first)(x + (H - 1) * W, U + (H - 1) * W, W);
+    FN(row_first)(x + (H - 1) * W, U + (H - 1) * W, W, border_relu);
     for (int64_t i = H - 2; i >= 0; --i)
         FN(row_step)(x + i * W, U + (i + 1) * W, U + i * W, w[0], b[0], W);
     memcpy(up, U, (size_t)(H * W) * sizeof(T));
@@ -193,7 +217,7 @@ static void FN(forward_plane)(const T *restrict x, T *restrict up, T *restrict r
  *   pass B, top to bottom: backward of up from S. */
 static void FN(backward_plane)(const T *restrict x, const T *const G[4], T *restrict dx,
                                int64_t H, int64_t W, const T w[4], const T b[4], double dw[4],
-                               double db[4], T *restrict scratch) {
+                               double db[4], int border_relu, T *restrict scratch) {
     const int64_t WL = W * LANES;
     T *xt = scratch, *hr_t = xt + WL, *Gr_t = hr_t + WL, *hl_t = Gr_t + WL, *Gl_t = hl_t + WL;
     T *gr_t = Gl_t + WL, *gl_t = gr_t + WL;
@@ -204,15 +228,15 @@ static void FN(backward_plane)(const T *restrict x, const T *const G[4], T *rest
     for (int64_t r0 = 0; r0 < H; r0 += LANES) {
         const int R = H - r0 < LANES ? (int)(H - r0) : LANES;
         FN(rows_to_lanes)(x + r0 * W, W, R, xt);
-        FN(lanes_forward)(xt, hr_t, hl_t, W, w[1], b[1], w[3], b[3]);
+        FN(lanes_forward)(xt, hr_t, hl_t, W, w[1], b[1], w[3], b[3], border_relu);
         FN(rows_to_lanes)(G[1] + r0 * W, W, R, Gr_t);
         FN(rows_to_lanes)(G[3] + r0 * W, W, R, Gl_t);
-        FN(lanes_backward)(hr_t, Gr_t, hl_t, Gl_t, gr_t, gl_t, W, w[1], w[3], acc);
+        FN(lanes_backward)(hr_t, Gr_t, hl_t, Gl_t, gr_t, gl_t, W, w[1], w[3], acc, border_relu);
         for (int64_t i = 0; i < WL; ++i) gr_t[i] += gl_t[i];
         FN(lanes_to_rows)(gr_t, W, R, dx + r0 * W);
         for (int64_t i = r0; i < r0 + R; ++i) {
             if (i == 0)
-                FN(row_first)(x, S, W);
+                FN(row_first)(x, S, W, border_relu);
             else
                 FN(row_step)(x + i * W, S + (i - 1) * W, S + i * W, w[2], b[2], W);
         }
@@ -223,9 +247,9 @@ static void FN(backward_plane)(const T *restrict x, const T *const G[4], T *rest
     memset(g, 0, 3 * (size_t)W * sizeof(T));
     for (int64_t i = H - 1; i >= 0; --i) {
         FN(row_backward)(S + i * W, D + i * W, i > 0 ? S + (i - 1) * W : NULL, g, w[2],
-                         dx + i * W, accw, accb, W);
+                         dx + i * W, accw, accb, W, border_relu);
         if (i == H - 1)
-            FN(row_first)(x + i * W, S + i * W, W);
+            FN(row_first)(x + i * W, S + i * W, W, border_relu);
         else
             FN(row_step)(x + i * W, S + (i + 1) * W, S + i * W, w[0], b[0], W);
     }
@@ -236,7 +260,7 @@ static void FN(backward_plane)(const T *restrict x, const T *const G[4], T *rest
     memset(g, 0, 3 * (size_t)W * sizeof(T));
     for (int64_t i = 0; i < H; ++i)
         FN(row_backward)(S + i * W, G[0] + i * W, i < H - 1 ? S + (i + 1) * W : NULL, g, w[0],
-                         dx + i * W, accw, accb, W);
+                         dx + i * W, accw, accb, W, border_relu);
     dw[0] = FN(sum)(accw, W);
     db[0] = FN(sum)(accb, W);
 
@@ -248,9 +272,10 @@ static void FN(backward_plane)(const T *restrict x, const T *const G[4], T *rest
 
 /* ---------- exported entry points ---------- */
 
-/* out: (B, 4, C, H, W). Returns 0, or -1 if scratch memory could not be allocated. */
+/* out: (B, 4, C, H, W); border_relu: 1 for h_0 = relu(x_0), 0 for h_0 = x_0. Returns 0, or -1
+ * if scratch memory could not be allocated. */
 int FN(irnn_forward)(const T *x, const T *weight, const T *bias, T *out, int64_t B, int64_t C,
-                     int64_t H, int64_t W, int nthreads) {
+                     int64_t H, int64_t W, int border_relu, int nthreads) {
     const int64_t HW = H * W;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads)
@@ -271,7 +296,7 @@ int FN(irnn_forward)(const T *x, const T *weight, const T *bias, T *out, int64_t
             }
             T *o = out + (bi * 4 * C + c) * HW; /* direction d at o + d * C * HW */
             FN(forward_plane)(x + p * HW, o, o + C * HW, o + 2 * C * HW, o + 3 * C * HW, H, W,
-                              w, b, scratch);
+                              w, b, border_relu, scratch);
         }
         free(scratch);
     }
@@ -282,7 +307,7 @@ int FN(irnn_forward)(const T *x, const T *weight, const T *bias, T *out, int64_t
  * sums (the caller sums over B). Returns 0, or -1 if scratch could not be allocated. */
 int FN(irnn_backward)(const T *x, const T *grad_h, const T *weight, const T *bias, T *dx,
                       T *dw_part, T *db_part, int64_t B, int64_t C, int64_t H, int64_t W,
-                      int nthreads) {
+                      int border_relu, int nthreads) {
     const int64_t HW = H * W;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads)
@@ -304,7 +329,7 @@ int FN(irnn_backward)(const T *x, const T *grad_h, const T *weight, const T *bia
                 b[d] = bias[d * C + c];
                 Gp[d] = grad_h + ((bi * 4 + d) * C + c) * HW;
             }
-            FN(backward_plane)(x + p * HW, Gp, dx + p * HW, H, W, w, b, dw, db, scratch);
+            FN(backward_plane)(x + p * HW, Gp, dx + p * HW, H, W, w, b, dw, db, border_relu, scratch);
             for (int d = 0; d < 4; ++d) {
                 dw_part[(bi * 4 + d) * C + c] = (T)dw[d];
                 db_part[(bi * 4 + d) * C + c] = (T)db[d];
