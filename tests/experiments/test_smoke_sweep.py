@@ -1,7 +1,7 @@
 """End to end, as a user runs it: the Table 4 smoke sweep from one command, then its table.
 
     python -m src.train -m experiment=table4_smoke logger=wandb ...   # 12 jobs: B_a..B_f x seeds 1, 2
-    python experiments/make_table.py <sweep dir>                      # table.md, table.tex, bars.png
+    python experiments/make_table.py <sweep dir>                      # table.md, table.tex, chart.png
 
 Both run in subprocesses (Hydra's multirun launcher, W&B offline), with fewer steps than the experiment's own
 settings (4 iterations instead of 20) and one thread per process: about 75 s of CPU time in all, 70 s of wall
@@ -177,22 +177,38 @@ def check_sweep(sweep: Path, env: dict) -> None:
     proc = run(["experiments/make_table.py", str(sweep)], env, timeout=300)
     markdown = (sweep / "table.md").read_text()
     assert proc.stdout.strip() == markdown.strip()
+    assert "Incomplete sweep" not in markdown  # all 12 jobs of multirun.yaml finished
     assert markdown.count("\n| ") == 1 + 1 + len(MODELS)  # header, rain input, six models
+    header = table_cells(markdown, "model")
+    assert header[4] == "Δ PSNR vs b_f" and header[7] == "Δ SSIM vs b_f"  # B_f is SPANet
+    names = sorted(records[("b_f", 1)]["test"]["per_image"])
+    per_image = {m: np.array([[records[(m, s)]["test"]["per_image"][n]["spanet"]["psnr"] for n in names]
+                              for s in SEEDS]).mean(axis=0) for m in MODELS}  # fmt: skip
     for model in MODELS:
         psnr = np.array([records[(model, s)]["test"]["mean"]["spanet"]["psnr"] for s in SEEDS])
         ssim = np.array([records[(model, s)]["test"]["mean"]["spanet"]["ssim"] for s in SEEDS])
         cells = table_cells(markdown, model)
-        assert cells[1] == "2" and cells[4:] == ["-", "-", "-"]  # no paper numbers for synthetic data
-        for cell, values, digits in ((cells[2], psnr, 2), (cells[3], ssim, 4)):
+        assert cells[1] == "2" and cells[8:11] == ["-", "-", "-"]  # no paper numbers for synthetic data
+        for cell, values, digits in ((cells[2], psnr, 2), (cells[5], ssim, 4)):
             mean, std = mean_pm_std(cell)
             half_unit = 0.5 * 10**-digits + 1e-12  # the table rounds to `digits` decimals
             assert abs(mean - values.mean()) <= half_unit and abs(std - values.std(ddof=1)) <= half_unit, (model, cell)
+        low, high = (float(v) for v in cells[3].strip("[]").split(","))
+        assert per_image[model].min() - 0.005 <= low <= psnr.mean() <= high <= per_image[model].max() + 0.005
+        if model != "b_f":  # the paired difference, by hand
+            diff = float(cells[4].split(" [")[0])
+            assert abs(diff - (per_image[model] - per_image["b_f"]).mean()) <= 0.005 + 1e-12, (model, cells[4])
+    if header[-1] in ("CPU-h", "GPU-h"):  # runs that record their cost: device-hours summed over the seeds
+        for model in MODELS:
+            hours = sum(records[(model, s)]["cost"]["wall_time_s"] * records[(model, s)]["cost"]["device_count"]
+                        for s in SEEDS) / 3600  # fmt: skip
+            assert table_cells(markdown, model)[-1] == (f"{hours:.2f}" if hours >= 0.1 else f"{hours:.2g}")
     rain = np.array([r["test_input"]["mean"]["spanet"]["psnr"] for r in records.values()])
     cells = table_cells(markdown, "rain input")
-    assert cells[1] == "12" and abs(mean_pm_std(cells[2])[0] - rain.mean()) <= 0.005 + 1e-12
+    assert np.ptp(rain) == 0 and cells[1] == "-" and abs(float(cells[2]) - rain[0]) <= 0.005 + 1e-12
     assert markdown.index("| rain input") < markdown.index("| b_a") < markdown.index("| b_f")
 
     tex = (sweep / "table.tex").read_text()
     assert r"\begin{tabular}" in tex and all(m.replace("_", r"\_") + " & 2 & " in tex for m in MODELS)
-    bars = iio.imread(sweep / "bars.png")
-    assert bars.ndim == 3 and bars.shape[0] > 100 and bars.shape[1] > 100
+    chart = iio.imread(sweep / "chart.png")
+    assert chart.ndim == 3 and chart.shape[0] > 100 and chart.shape[1] > 100
