@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -34,7 +33,7 @@ import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from src.lit.cost import RunCost
 from src.lit.preemption import ContinueLogs, Preemption, RunInterrupted, SignalGuard
@@ -44,8 +43,8 @@ from src.utils.ddp import choose_strategy, ddp_job
 from src.utils.guards import refuse_existing_run
 from src.utils.report import print_report
 from src.utils.resume import (
-    INTERRUPTED_FILE, LAST, RunDirLock, continue_csv_logger, interruptions, record_interruption,
-    resume_checkpoint, wandb_run_id,
+    INTERRUPTED_FILE, LAST, RunDirLock, continue_csv_logger, interruptions, process_rank, record_interruption,
+    resume_checkpoint, resume_command, sweep_job, use_run_dir_wandb_id,
 )
 from src.utils.run import finish_wandb, instantiate_group, require_set, setup_environment, write_json
 
@@ -64,52 +63,6 @@ def tested_weights(cfg: DictConfig, trainer: L.Trainer) -> Optional[str]:
     if not best and not trainer.fast_dev_run:
         log.warning("no best checkpoint was saved; final metrics use the last weights")
     return best or None
-
-
-def process_rank() -> int:
-    """This process's global rank as the launcher set it (0 for the process that owns the run dir)."""
-    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(key, "").isdigit():
-            if key == "SLURM_PROCID" and int(os.environ.get("SLURM_NTASKS", "1") or 1) == 1:
-                continue
-            return int(os.environ[key])
-    return 0
-
-
-def _sweep_job() -> tuple[Path | None, dict]:
-    """(sweep dir, what names this job) under Hydra multirun; (None, {}) for a single run."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized():
-        return None, {}
-    hc = HydraConfig.get()
-    if hc.mode != RunMode.MULTIRUN:
-        return None, {}
-    return Path(hc.sweep.dir), {"job": hc.job.num, "overrides": list(hc.overrides.task)}
-
-
-def _resume_command(checkpoint: str | None) -> str | None:
-    """The command that continues an interrupted run: its own overrides + ckpt_path=<its last.ckpt>."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not checkpoint:
-        return None
-    overrides = []
-    if HydraConfig.initialized():
-        overrides = [o for o in HydraConfig.get().overrides.task
-                     if not o.lstrip("+~").startswith(("ckpt_path=", "resume=", "hydra."))]
-    return " ".join(["python -m src.train", *overrides, f"ckpt_path={checkpoint}"])
-
-
-def _with_wandb_id(cfg: DictConfig, run_dir: Path, rank0: bool) -> None:
-    """Every W&B logger of the run continues the run dir's W&B run (id kept in the run dir)."""
-    loggers = cfg.get("logger") or {}
-    for key, conf in loggers.items():
-        if conf is not None and str(conf.get("_target_", "")).endswith("WandbLogger") and rank0:
-            with open_dict(cfg):
-                conf.id = wandb_run_id(run_dir)
-                conf.resume = "allow"
 
 
 def train(cfg: DictConfig) -> dict:
@@ -132,11 +85,11 @@ def train(cfg: DictConfig) -> dict:
                 exc = RunInterrupted(guard.received or 15, -1, None)
             log.error("%s", exc)
             if rank0:
-                sweep_dir, job = _sweep_job()
+                sweep_dir, job = sweep_job()
                 record_interruption(run_dir, {
                     "signal": exc.signal_name, "exit_code": exc.code, "step": exc.step, "checkpoint": exc.checkpoint,
                     "requeued": exc.requeued, "run_dir": str(run_dir), **job,
-                    "resume": _resume_command(exc.checkpoint),
+                    "resume": resume_command(exc.checkpoint),
                 }, sweep_dir)
             raise exc from None
     return result
@@ -147,7 +100,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: 
     if ckpt_path:  # only a checkpoint of a src.train run of this model; other weights go to model.init_from
         check_resumable(ckpt_path, model=cfg.run_info.model)
     choose_strategy(cfg.trainer)
-    _with_wandb_id(cfg, run_dir, rank0)
+    use_run_dir_wandb_id(cfg, run_dir, rank0)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, **({"init_from": None} if ckpt_path else {}))  # resuming restores all weights
     model.suite_config = OmegaConf.to_container(cfg, resolve=True)

@@ -7,6 +7,8 @@
 * :func:`wandb_run_id` - the W&B run id kept in the run dir, so a resumed run continues the same W&B run.
 * :func:`continue_csv` - the CSV log of a resumed run is appended to, from the checkpoint's step on.
 * :func:`record_interruption` - ``interrupted.json`` in the run dir, a line in the sweep's ``interrupted.jsonl``.
+* :func:`process_rank`, :func:`sweep_job`, :func:`resume_command`, :func:`use_run_dir_wandb_id` - what src.train
+  needs to know about its process, its sweep job, the command that resumes it and its W&B run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import socket
 import time
 from pathlib import Path
 from typing import Optional
+
+from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
 
@@ -185,3 +189,49 @@ def interruptions(run_dir: Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def process_rank() -> int:
+    """This process's global rank as the launcher set it (0 for the process that owns the run dir)."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(key, "").isdigit():
+            if key == "SLURM_PROCID" and int(os.environ.get("SLURM_NTASKS", "1") or 1) == 1:
+                continue
+            return int(os.environ[key])
+    return 0
+
+
+def sweep_job() -> tuple[Path | None, dict]:
+    """(sweep dir, what names this job) under Hydra multirun; (None, {}) for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None, {}
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None, {}
+    return Path(hc.sweep.dir), {"job": hc.job.num, "overrides": list(hc.overrides.task)}
+
+
+def resume_command(checkpoint: str | None) -> str | None:
+    """The command that continues an interrupted run: its own overrides + ckpt_path=<its last.ckpt>."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not checkpoint:
+        return None
+    overrides = []
+    if HydraConfig.initialized():
+        overrides = [o for o in HydraConfig.get().overrides.task
+                     if not o.lstrip("+~").startswith(("ckpt_path=", "resume=", "hydra."))]
+    return " ".join(["python -m src.train", *overrides, f"ckpt_path={checkpoint}"])
+
+
+def use_run_dir_wandb_id(cfg: DictConfig, run_dir: Path, rank0: bool) -> None:
+    """Every W&B logger of the run continues the run dir's W&B run (id kept in the run dir)."""
+    loggers = cfg.get("logger") or {}
+    for key, conf in loggers.items():
+        if conf is not None and str(conf.get("_target_", "")).endswith("WandbLogger") and rank0:
+            with open_dict(cfg):
+                conf.id = wandb_run_id(run_dir)
+                conf.resume = "allow"
