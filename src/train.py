@@ -43,8 +43,8 @@ from src.utils.ddp import choose_strategy, ddp_job
 from src.utils.guards import refuse_existing_run
 from src.utils.report import print_report
 from src.utils.resume import (
-    INTERRUPTED_FILE, LAST, RunDirLock, continue_csv_logger, interruptions, process_rank, record_interruption,
-    resume_checkpoint, resume_command, sweep_job, use_run_dir_wandb_id,
+    INTERRUPTED_FILE, LAST, RunDirLock, continue_csv_logger, forget_earlier_run, interruptions, process_rank,
+    record_interruption, resume_checkpoint, resume_command, sweep_job, use_run_dir_wandb_id,
 )
 from src.utils.run import finish_wandb, instantiate_group, require_set, setup_environment, write_json
 
@@ -78,6 +78,8 @@ def train(cfg: DictConfig) -> dict:
             stack.enter_context(RunDirLock(run_dir))
         guard = stack.enter_context(SignalGuard())
         ckpt_path = resume_checkpoint(cfg.get("resume"), cfg.get("ckpt_path"), run_dir)
+        if rank0 and not ckpt_path:
+            forget_earlier_run(run_dir)
         try:
             result = _fit_and_test(cfg, run_dir, ckpt_path, guard, rank0)
         except (RunInterrupted, SIGTERMException) as exc:

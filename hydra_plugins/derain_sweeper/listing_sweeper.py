@@ -63,7 +63,7 @@ class ListingSweeper(BasicSweeper):
         self.overrides = self.split_arguments(parser.parse_overrides(params_conf), self.max_batch_size)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         if (sweep_dir / "multirun.yaml").exists() and not self.config.get("overwrite") \
-                and not self.config.get("resume"):
+                and self.config.get("resume") != "auto":
             raise FileExistsError(f"{sweep_dir} already holds a sweep (multirun.yaml); refusing to write over its "
                                   f"jobs. Choose a new hydra.sweep.dir, or pass overwrite=true")
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -134,7 +134,7 @@ class DerainModule(L.LightningModule):
         require_finite_weights(dict(self.named_parameters()), where)
         report = self.reports.get(stage) or {}
         bad = [f"{proto} {m}" for proto, scores in report.get("mean", {}).items() for m, v in scores.items()
-               if isinstance(v, float) and math.isnan(v)]
+               if isinstance(v, float) and not math.isfinite(v)]
         if bad:
             raise NonFiniteError(f"{where}: non-finite validation metrics ({', '.join(bad)}); the network output "
                                  f"is not a number (lower the learning rate, schedule.optimizer.lr)")

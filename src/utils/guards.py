@@ -2,10 +2,10 @@
 
 :func:`refuse_existing_run` refuses a run dir that already holds the results of a run (``src.train``: metrics,
 checkpoints, logs; ``src.eval``: metrics.json) unless ``overwrite=true`` or, for training, the run resumes
-there (``ckpt_path`` inside that run dir, or ``resume`` set). :class:`RunGuard` is the Hydra callback
-(``conf/hydra/default.yaml``) that applies it BEFORE Hydra writes ``.hydra/`` into the run dir, refuses a
-multirun into an existing sweep dir, and writes ``error.txt`` (the exception and its traceback) into the dir
-of every job that raised.
+there (``ckpt_path`` inside that run dir, ``resume=auto``, or a job that SLURM requeued). :class:`RunGuard` is
+the Hydra callback (``conf/hydra/default.yaml``) that applies it BEFORE Hydra writes ``.hydra/`` into the run dir
+and writes ``error.txt`` (the exception and its traceback) into the dir of every job that raised; the listing
+sweeper (``hydra_plugins/derain_sweeper``) refuses a multirun into an existing sweep dir.
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ def _rank() -> int:
 
 
 def resumes_into(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> bool:
-    """True when the run continues an earlier run in ``run_dir`` (``resume`` set, ``ckpt_path`` inside it, or a job
-    that SLURM requeued: it continues from its own last.ckpt, src/utils/resume.py)."""
+    """True when a training run continues an earlier run in ``run_dir`` (``resume=auto``, ``ckpt_path`` inside it,
+    or a job that SLURM requeued: it continues from its own last.ckpt, src/utils/resume.py)."""
     from src.utils.resume import requeued_by_slurm
 
-    if cfg.get("resume") or requeued_by_slurm():
-        return True
+    if cfg.get("task") == "train" and (cfg.get("resume") == "auto" or requeued_by_slurm()):
+        return True  # resume=never starts afresh: it does not lift the guard
     ckpt = cfg.get("ckpt_path")
     return bool(ckpt) and cfg.get("task") == "train" and is_inside(str(ckpt), run_dir)
 

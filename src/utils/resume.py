@@ -18,6 +18,7 @@ import fcntl
 import json
 import logging
 import os
+import shlex
 import socket
 import time
 from pathlib import Path
@@ -184,11 +185,26 @@ def record_interruption(run_dir: Path, info: dict, sweep_dir: Optional[Path] = N
             f.write(json.dumps(info) + "\n")
 
 
+def forget_earlier_run(run_dir: Path) -> None:
+    """A run that starts afresh in a dir an earlier run used (``overwrite=true``) continues none of its records:
+    not its W&B run id, not its interruptions."""
+    for name in (WANDB_ID_FILE, INTERRUPTED_FILE, "interruptions.jsonl"):
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
 def interruptions(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "interruptions.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s:%d: not a JSON record (a write cut short?); left out", path, n)
+    return records
 
 
 def process_rank() -> int:
@@ -224,7 +240,7 @@ def resume_command(checkpoint: str | None) -> str | None:
     if HydraConfig.initialized():
         overrides = [o for o in HydraConfig.get().overrides.task
                      if not o.lstrip("+~").startswith(("ckpt_path=", "resume=", "hydra."))]
-    return " ".join(["python -m src.train", *overrides, f"ckpt_path={checkpoint}"])
+    return " ".join(["python -m src.train", *map(shlex.quote, overrides), shlex.quote(f"ckpt_path={checkpoint}")])
 
 
 def use_run_dir_wandb_id(cfg: DictConfig, run_dir: Path, rank0: bool) -> None:

@@ -259,7 +259,7 @@ def test_eval_refuses_existing_metrics_file_and_run_dir(trained, tmp_path):
         refuse_existing_run(tmp_path / "e", {"task": "eval"})
 
 
-def test_train_run_dir_guard(tmp_path):
+def test_train_run_dir_guard(tmp_path, monkeypatch):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
@@ -269,6 +269,14 @@ def test_train_run_dir_guard(tmp_path):
     refuse_existing_run(run, {**cfg, "overwrite": True})
     refuse_existing_run(run, {**cfg, "ckpt_path": str(run / "checkpoints" / "last.ckpt")})  # resume in place
     refuse_existing_run(run, {**cfg, "resume": "auto"})
+    with pytest.raises(RunDirExistsError):  # resume=never starts afresh: no licence to write over the run
+        refuse_existing_run(run, {**cfg, "resume": "never"})
+    (run / "metrics.json").write_text("{}")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a job that SLURM requeued lifts the guard for training only
+    refuse_existing_run(run, cfg)
+    with pytest.raises(RunDirExistsError):
+        refuse_existing_run(run, {"task": "eval"})
+    monkeypatch.delenv("SLURM_RESTART_COUNT")
     with pytest.raises(RunDirExistsError):  # a checkpoint of ANOTHER run does not make this a resume
         refuse_existing_run(run, {**cfg, "ckpt_path": str(tmp_path / "other" / "last.ckpt")})
     refuse_existing_run(tmp_path / "fresh", cfg)
