@@ -178,6 +178,8 @@ def predict(cfg: DictConfig) -> list[Path]:
     if failed:
         raise ImageReadError("could not read %d of %d input file(s); the others were derained:\n  %s"
                              % (len(failed), total, "\n  ".join(failed)))
+    if not written:  # e.g. a video that decodes to no frames: nothing was derained, so this is no success
+        raise ImageReadError(f"input={inputs.root}: no image or frame could be derained; nothing was written")
     return written
 
 

@@ -55,13 +55,15 @@ def collect_inputs(path: str, frames: bool = False) -> Inputs:
 
 
 def check_stems(files: Sequence[Path]) -> None:
-    """Refuse inputs whose outputs would collide (same stem, e.g. ``x.png`` and ``x.jpg``)."""
+    """Refuse inputs whose outputs would collide (same stem, e.g. ``x.png`` and ``x.jpg``; also ``X.png`` and
+    ``x.jpg``, which write one file on case-insensitive file systems)."""
     seen: dict[str, Path] = {}
     clashes = []
     for f in files:
-        if f.stem in seen:
-            clashes.append(f"{seen[f.stem].name} and {f.name}")
-        seen.setdefault(f.stem, f)
+        key = f.stem.casefold()
+        if key in seen:
+            clashes.append(f"{seen[key].name} and {f.name}")
+        seen.setdefault(key, f)
     if clashes:
         raise ValueError("inputs with the same name would write the same outputs (<stem>.png): "
                          + "; ".join(clashes) + ". Rename or move one of each pair.")

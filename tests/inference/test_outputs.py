@@ -43,3 +43,6 @@ def test_input_kinds(tmp_path):
         collect_inputs(str(empty))
     with pytest.raises(ValueError, match="x.png and x.jpg"):
         check_stems([Path("x.png"), Path("x.jpg")])
+    with pytest.raises(ValueError, match="X.png and x.jpg"):  # one file on case-insensitive file systems
+        check_stems([Path("X.png"), Path("x.jpg")])
+    check_stems([Path("x.png"), Path("xy.jpg")])
