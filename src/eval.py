@@ -55,7 +55,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
         if stored.get(group) and not user_overrode(group):
             log.info("using the %s config stored in %s", group, cfg.ckpt_path)
             cfg[group] = stored_with_overrides(cfg, stored[group], group, cfg.ckpt_path)
-    if stored.get("schedule") and "batch_size" in cfg.data:
+    if stored.get("schedule") and "batch_size" in cfg.data and not user_overrode("data.batch_size"):
         cfg.data.batch_size = stored["schedule"].get("batch_size", 1)
     require_set(cfg, "data")
     datamodule = instantiate(cfg.data)
