@@ -62,7 +62,11 @@ def refuse_existing_run(run_dir: str | os.PathLike, cfg: Mapping[str, Any], hydr
         exc, _refused = _refused, None
         raise exc
     names = RUN_OUTPUTS.get(str(cfg.get("task")), ())
-    if not names or cfg.get("overwrite") or _rank() > 0 or resumes_into(cfg, run_dir):
+    if not names or cfg.get("overwrite") or _rank() > 0:
+        return
+    if resumes_into(cfg, run_dir):
+        if hydra_files and cfg.get("task") == "train":
+            refuse_changed_resume(run_dir, cfg)
         return
     run_dir = Path(run_dir)
     found = [n for n in names + ((".hydra",) if hydra_files else ())
@@ -71,6 +75,55 @@ def refuse_existing_run(run_dir: str | os.PathLike, cfg: Mapping[str, Any], hydr
         raise RunDirExistsError(
             f"{run_dir} already holds a {cfg.get('task')} run ({', '.join(found)}); refusing to write over it. "
             f"Choose a new run dir, resume it (ckpt_path=.../checkpoints/last.ckpt), or pass overwrite=true")
+
+
+#: what a resumed run may change: where the data lie, how they are loaded, how long the run goes on
+RESUME_MAY_CHANGE = ("schedule.max_steps", "data.root", "data.num_workers", "data.pin_memory",
+                     "data.persistent_workers", "data.on_bad_file")
+#: what must stay as the interrupted run had it (its .hydra/config.yaml)
+RESUME_MUST_MATCH = ("model", "data", "schedule", "seed")
+
+
+class ResumeConfigError(RunDirExistsError):
+    """A resume into a run dir whose run was configured differently; nothing was written there."""
+
+
+def _flat(node: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}.{key}"))
+        return out
+    return {prefix: node}
+
+
+def refuse_changed_resume(run_dir: str | os.PathLike, cfg: Mapping[str, Any]) -> None:
+    """Refuse to resume a run with another model, data, schedule or seed than the run had (compared, unresolved,
+    with the run dir's ``.hydra/config.yaml``): ``ckpt_path=`` alone composes the DEFAULT config, which would
+    silently continue the run as something else. Only :data:`RESUME_MAY_CHANGE` may differ."""
+    from omegaconf import DictConfig, OmegaConf
+
+    saved = Path(run_dir) / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        return
+    before, now = OmegaConf.load(saved), cfg
+    flat_before, flat_now = {}, {}
+    for group in RESUME_MUST_MATCH:
+        for conf, flat in ((before, flat_before), (now, flat_now)):
+            node = conf.get(group) if hasattr(conf, "get") else None
+            if isinstance(node, DictConfig):
+                node = OmegaConf.to_container(node, resolve=False)
+            flat.update(_flat(node, group))
+    diffs = [f"{k}: {flat_before.get(k, '<unset>')!r} in the run, {flat_now.get(k, '<unset>')!r} now"
+             for k in sorted(set(flat_before) | set(flat_now))
+             if k not in RESUME_MAY_CHANGE and flat_before.get(k) != flat_now.get(k)]
+    if diffs:
+        overrides = Path(run_dir) / ".hydra" / "overrides.yaml"
+        raise ResumeConfigError(
+            f"{run_dir}: this command would resume that run with another configuration ({len(diffs)} difference(s): "
+            + "; ".join(diffs[:6]) + ("; ..." if len(diffs) > 6 else "")
+            + f"). Resume with the run's own overrides (listed in {overrides}; interrupted.json, when the run was "
+            "interrupted, holds the whole command), or start a new run with model.init_from=<its checkpoint>")
 
 
 def write_error_file(job_dir: str | os.PathLike, exc: BaseException) -> Path:

@@ -291,3 +291,26 @@ def test_predict_model_overrides_apply_on_top_of_the_stored_config(trained, tmp_
     assert model.net.variant == "b_a" and label == "b_a"  # from the checkpoint, not predict.yaml's default spanet
     with pytest.raises(ValueError, match="its weights do not fit SPANet; this checkpoint is model=b_a"):
         build_model(compose_cfg("predict", args + ["model.net.variant=b_b"], tmp_path / "q"), trained, cpu)
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    """ckpt_path= alone composes the default config: resuming must not silently continue the run as another one."""
+    from omegaconf import OmegaConf
+
+    from src.utils.guards import ResumeConfigError
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    ran = {"task": "train", "seed": 1, "model": {"net": {"variant": "b_a"}},
+           "data": {"root": "/a", "crop": 32}, "schedule": {"max_steps": 4, "lr": 0.1}}
+    OmegaConf.save(OmegaConf.create(ran), run / ".hydra" / "config.yaml")
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    now = OmegaConf.create({**ran, "ckpt_path": ckpt})
+    refuse_existing_run(run, now, hydra_files=True)  # the same run
+    longer = OmegaConf.merge(now, {"schedule": {"max_steps": 40}, "data": {"root": "/b", "num_workers": 4}})
+    refuse_existing_run(run, longer, hydra_files=True)  # longer, data moved, other loader: still the same run
+    other = OmegaConf.merge(now, {"seed": 2, "data": {"crop": 64}})
+    with pytest.raises(ResumeConfigError, match=r"2 difference\(s\): data.crop: 32 in the run, 64 now; seed: 1"):
+        refuse_existing_run(run, other, hydra_files=True)
+    refuse_existing_run(run, OmegaConf.merge(other, {"overwrite": True}), hydra_files=True)  # asked for
+    refuse_existing_run(run, other)  # inside src.train, after Hydra wrote this run's own .hydra/: not checked
