@@ -28,7 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from src.utils.image_io import ImageReadError, describe_mode, is_image_file, read_image
+from src.utils.image_io import ImageReadError, decode, is_image_file, to_float
 from src.inference.engine import Derainer
 from src.inference.outputs import (
     check_output_dir,
@@ -88,11 +88,10 @@ def build_model(cfg: DictConfig, ckpt_path: Optional[Path], device: torch.device
 # --- image reading ----------------------------------------------------------------------------------------------
 def read_input(path: Path) -> np.ndarray:
     """An input image as float32 RGB in [0, 1] (the suite's one reader); logs how a non-RGB file was converted."""
-    note = describe_mode(path)  # raises ImageReadError naming the path
-    img = read_image(path)
-    if note:
-        log.info("%s: %s", path.name, note)
-    return img
+    decoded = decode(path)  # raises ImageReadError naming the path
+    if decoded.note:
+        log.info("%s: %s", path.name, decoded.note)
+    return to_float(decoded.array)
 
 
 def image_size(path: Path) -> Optional[tuple[int, int]]:

@@ -87,13 +87,6 @@ def mode_note(mode: str) -> Optional[str]:
     return f"{mode} -> converted to RGB"
 
 
-def describe_mode(path: PathLike) -> Optional[str]:
-    """:func:`mode_note` of a file's colour mode, from its header only; None for RGB files."""
-    path = os.fspath(path)
-    with _errors(path), Image.open(path) as im:
-        return mode_note(im.mode)
-
-
 def decode(path: PathLike) -> Decoded:
     """Decode an image file to an RGB array (H, W, 3), ``uint8`` or ``uint16`` (16-bit PNG), and its mode."""
     path = os.fspath(path)

@@ -15,7 +15,7 @@ import src.predict as predict
 from src.data.paired import load_pair, to_tensor
 from src.data.readers import Pair
 from src.metrics.folder import _PairReader, read_rgb
-from src.utils.image_io import (ImageNotFoundError, ImageReadError, decode, describe_mode, read_array, read_image,
+from src.utils.image_io import (ImageNotFoundError, ImageReadError, decode, read_array, read_image,
                                 to_float)
 
 H, W = 13, 17
@@ -128,15 +128,15 @@ def test_three_paths_read_identically(corpus, name):
 
 
 def test_predict_and_scoring_use_the_reader_and_its_mode_table(corpus):
-    assert predict.read_image is read_image and predict.describe_mode is describe_mode
-    assert describe_mode(corpus["rgb16"][0]) is None
-    assert describe_mode(corpus["grey"][0]) == "grayscale (L) -> replicated to 3 RGB channels"
-    assert describe_mode(corpus["rgba"][0]) == "RGBA -> alpha channel dropped (not composited)"
-    assert describe_mode(corpus["palette"][0]) == "P -> converted to RGB"
+    assert predict.decode is decode and predict.to_float is to_float  # one decode: the array and its mode note
+    assert decode(corpus["rgb16"][0]).note is None
+    assert decode(corpus["grey"][0]).note == "grayscale (L) -> replicated to 3 RGB channels"
+    assert decode(corpus["rgba"][0]).note == "RGBA -> alpha channel dropped (not composited)"
+    assert decode(corpus["palette"][0]).note == "P -> converted to RGB"
     assert decode(corpus["grey16"][0]).grey and not decode(corpus["palette"][0]).grey
     assert read_rgb(corpus["grey"][0])[1] and not read_rgb(corpus["rgba"][0])[1]
     with pytest.raises(FileNotFoundError, match="missing.png: cannot read image"):
-        describe_mode(corpus["missing"][0])
+        decode(corpus["missing"][0])
 
 
 def test_float_images_are_refused(tmp_path):
