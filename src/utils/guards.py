@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional
 from hydra.experimental.callback import Callback
 
 from src.utils.files import atomic_write, is_inside
+from src.utils.resume import process_rank, requeued_by_slurm
 
 #: what a finished run leaves in its run dir, per task
 RUN_OUTPUTS = {
@@ -34,20 +35,9 @@ class RunDirExistsError(FileExistsError):
 _refused: Optional[RunDirExistsError] = None  # set by RunGuard.on_run_start, raised by the entry point
 
 
-def _rank() -> int:
-    """This process's rank from the launchers' environment variables (0 outside distributed runs)."""
-    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
-        value = os.environ.get(key)
-        if value not in (None, "") and value.isdigit() and int(value) > 0:
-            return int(value)
-    return 0
-
-
 def resumes_into(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> bool:
     """True when a training run continues an earlier run in ``run_dir`` (``resume=auto``, ``ckpt_path`` inside it,
     or a job that SLURM requeued: it continues from its own last.ckpt, src/utils/resume.py)."""
-    from src.utils.resume import requeued_by_slurm
-
     if cfg.get("task") == "train" and (cfg.get("resume") == "auto" or requeued_by_slurm()):
         return True  # resume=never starts afresh: it does not lift the guard
     ckpt = cfg.get("ckpt_path")
@@ -62,7 +52,7 @@ def refuse_existing_run(run_dir: str | os.PathLike, cfg: Mapping[str, Any], hydr
         exc, _refused = _refused, None
         raise exc
     names = RUN_OUTPUTS.get(str(cfg.get("task")), ())
-    if not names or cfg.get("overwrite") or _rank() > 0:
+    if not names or cfg.get("overwrite") or process_rank() > 0:
         return
     if resumes_into(cfg, run_dir):
         if hydra_files and cfg.get("task") == "train":
@@ -157,7 +147,7 @@ class RunGuard(Callback):
     def on_job_end(self, config, job_return: Optional[Any] = None, **kwargs: Any) -> None:
         from hydra.core.utils import JobStatus
 
-        if job_return is None or job_return.status != JobStatus.FAILED or _rank() > 0:
+        if job_return is None or job_return.status != JobStatus.FAILED or process_rank() > 0:
             return
         exc = job_return._return_value
         if isinstance(exc, BaseException) and not isinstance(exc, RunDirExistsError):

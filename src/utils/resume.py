@@ -208,8 +208,9 @@ def interruptions(run_dir: Path) -> list[dict]:
 
 
 def process_rank() -> int:
-    """This process's global rank as the launcher set it (0 for the process that owns the run dir)."""
-    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+    """This process's global rank as the launcher set it (0 for the process that owns the run dir): torchrun /
+    Lightning's launcher, SLURM (when it started several tasks), or LSF's jsrun."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "JSM_NAMESPACE_RANK"):
         if os.environ.get(key, "").isdigit():
             if key == "SLURM_PROCID" and int(os.environ.get("SLURM_NTASKS", "1") or 1) == 1:
                 continue
