@@ -30,6 +30,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from src.utils.errors import refusals_exit
 from src.utils.report import report_table
 from src.utils.files import refuse_existing
 from src.utils.guards import refuse_existing_run
@@ -114,6 +115,7 @@ def evaluate_folder(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+@refusals_exit
 def main(cfg: DictConfig) -> None:
     setup_environment(cfg)
     L.seed_everything(cfg.seed)

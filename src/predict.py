@@ -41,6 +41,7 @@ from src.inference.outputs import (
 from src.inference.run import Job, derain_clip, derain_images, plan_clip_outputs, plan_image_outputs
 from src.utils.checkpoint import Checkpoint
 from src.utils.run import setup_environment, stored_with_overrides, user_overrode
+from src.utils.errors import refusals_exit
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,7 @@ def predict(cfg: DictConfig) -> list[Path]:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@refusals_exit
 def main(cfg: DictConfig) -> None:
     predict(cfg)
 

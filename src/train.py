@@ -47,6 +47,7 @@ from src.utils.resume import (
     record_interruption, resume_checkpoint, resume_command, sweep_job, use_run_dir_wandb_id,
 )
 from src.utils.run import finish_wandb, instantiate_group, require_set, setup_environment, write_json
+from src.utils.errors import refusals_exit
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: 
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@refusals_exit
 def main(cfg: DictConfig) -> float | None:
     result = train(cfg)
     if result["incomplete"] and not result["shortened_on_purpose"]:

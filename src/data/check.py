@@ -35,6 +35,7 @@ from omegaconf import DictConfig
 from src.utils.image_io import grey_levels, read_array
 from src.data.readers import LABEL_NAMES, Pair, ReadResult
 from src.utils.run import require_set
+from src.utils.errors import refusals_exit
 
 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
@@ -219,6 +220,7 @@ def run(cfg: DictConfig) -> int:
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="check")
+@refusals_exit
 def main(cfg: DictConfig) -> None:
     sys.exit(run(cfg))
 

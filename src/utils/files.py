@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Union
 
+from src.utils.errors import OutputExistsError
+
 PathLike = Union[str, os.PathLike]
 
 
@@ -56,11 +58,12 @@ def atomic_write(path: PathLike, write: Union[bytes, str, Callable[[object], Non
 
 
 def refuse_existing(paths: Iterable[PathLike], what: str = "output", key: str = "overwrite") -> None:
-    """Raise ``FileExistsError`` naming the first of ``paths`` that exists (pass ``key=true`` to replace it)."""
+    """Raise :class:`OutputExistsError` (a ``FileExistsError``) naming the first of ``paths`` that exists (pass
+    ``key=true`` to replace it)."""
     existing = [Path(p) for p in paths if Path(p).exists()]
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise FileExistsError(f"{existing[0]}{more}: the {what} already exists; refusing to replace it. "
+        raise OutputExistsError(f"{existing[0]}{more}: the {what} already exists; refusing to replace it. "
                               f"Choose another path or pass {key}=true to replace it")
 
 

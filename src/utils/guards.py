@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional
 
 from hydra.experimental.callback import Callback
 
+from src.utils.errors import OutputExistsError
 from src.utils.files import atomic_write, is_inside
 from src.utils.resume import process_rank, requeued_by_slurm
 
@@ -28,7 +29,7 @@ RUN_OUTPUTS = {
 ERROR_FILE = "error.txt"
 
 
-class RunDirExistsError(FileExistsError):
+class RunDirExistsError(OutputExistsError):
     """The run dir (or sweep dir) already holds a run; nothing was written there."""
 
 

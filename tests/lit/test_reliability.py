@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -243,14 +244,16 @@ def test_eval_override_of_a_key_the_stored_config_lacks_fails_saying_why(tmp_pat
     assert (node.root, node.layout, node.extra) == ("/b", "rain100", 1)
 
 
-def test_eval_refuses_existing_metrics_file_and_run_dir(trained, tmp_path):
+def test_eval_refuses_existing_metrics_file_and_run_dir(trained, tmp_path, capsys):
     from src.eval import main as eval_main
 
     target = tmp_path / "m.json"
     target.write_text("{}")
     cfg = compose_cfg("eval", [f"ckpt_path={trained}", f"metrics_file={target}"], tmp_path / "e")
-    with pytest.raises(FileExistsError, match="m.json: the metrics_file already exists.*overwrite=true"):
+    with pytest.raises(SystemExit) as refused:  # a refusal: one line on stderr, exit status 2
         eval_main(cfg)
+    assert refused.value.code == 2
+    assert re.search("m.json: the metrics_file already exists.*overwrite=true", capsys.readouterr().err)
     assert target.read_text() == "{}"
     cfg = compose_cfg("eval", [f"ckpt_path={trained}", f"metrics_file={target}", "overwrite=true"], tmp_path / "e")
     eval_main(cfg)

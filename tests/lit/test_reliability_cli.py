@@ -32,7 +32,7 @@ def test_finished_run_dir_refused_and_failed_sweep_jobs_listed(tmp_path):
     assert ok.returncode == 0, ok.stderr[-2000:]
     before = _digests(tmp_path / "run")
     again = _run(["hydra.run.dir=run", "seed=7"], tmp_path)
-    assert again.returncode == 1
+    assert again.returncode == 2 and "Traceback" not in again.stderr  # a refusal: one line, exit status 2
     assert "already holds a train run (metrics.json, checkpoints, csv, images, .hydra)" in again.stderr
     after = _digests(tmp_path / "run")
     assert {k: v for k, v in after.items() if k != "train.log"} == {k: v for k, v in before.items() if k != "train.log"}

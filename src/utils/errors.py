@@ -1,0 +1,58 @@
+"""Expected refusals: what the suite will not do, said in one line, with exit status 2.
+
+A :class:`Refusal` is not a bug: the user asked for something that would replace a file they own, write an
+output inside an input, reuse a run dir that holds a run, or use a config value that cannot work. Entry points
+wrapped in :func:`refusals_exit` print ``error: <message>`` on stderr and exit with status 2, without a
+traceback (``HYDRA_FULL_ERROR=1`` shows one). In a Hydra multirun a refusal is raised on, so that the sweeper
+records it for that job (``error.txt``, ``sweep_summary.json``) and the other jobs still run.
+
+Refusals subclass the built-in exception a caller would catch anyway (``FileExistsError``, ``ValueError``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any, Callable
+
+
+class Refusal(Exception):
+    """An expected refusal; the message names the file or config key and what to do instead."""
+
+    exit_code = 2
+
+
+class OutputExistsError(Refusal, FileExistsError):
+    """An output (file, folder, run dir) exists already and ``overwrite`` was not asked for."""
+
+
+class ConfigValueError(Refusal, ValueError):
+    """A config value that cannot work; the message names the key."""
+
+
+def _in_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:  # noqa: BLE001 - no Hydra context: a plain call
+        return False
+
+
+def refusals_exit(task: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a Hydra task function (under ``@hydra.main``): a :class:`Refusal` becomes one ``error:`` line on
+    stderr and exit status 2 (raised on in a multirun, or with ``HYDRA_FULL_ERROR=1``)."""
+
+    @functools.wraps(task)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return task(*args, **kwargs)
+        except Refusal as exc:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1" or _in_multirun():
+                raise
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
