@@ -7,18 +7,19 @@ structure of the authors' ``model.py`` / ``mlp.py`` (cschenxiang/NeRD-Rain, clas
 (``{'epoch', 'state_dict', 'optimizer'}``, ``module.`` prefixes) are converted by
 :meth:`NeRDRain.convert_release_state_dict` (two differences, below).
 
-Structure (``dim`` C, ``num_blocks`` (n1, n2, n3), ``heads``)::
+Structure (``dim`` C, ``num_blocks`` (n1, n2, n3), ``heads``). Each U-Net: a 3x3 embedding (first pass only),
+an encoder of n1 blocks at C channels, n2 at 2C, a latent of n3 blocks at 4C (two pixel-unshuffle
+downsamplings), a decoder of n2 and n1 blocks with skips (1x1 reductions). ``up2`` / ``half``: nearest
+resizing; ``up4``: two pixel-shuffle upsamplings::
 
-    x_s = x at 1/4, x_m = x at 1/2 (nearest)            each U-Net: 3x3 embedding (first pass only), encoder
-    small U-Net encoder on x_s -> latent L_s               n1 blocks at C, n2 at 2C, latent n3 at 4C (two
-    inr_s = INR(up4(L_s)) + x_s                             pixel-unshuffle downsamplings), decoder n2, n1 with
-    mid input m = x_m + up2(inr_s); mid encoder -> L_m1    skips (1x1 reductions)
-    inr_m = INR2(up4(L_m1)) + m
-    max input x + up2(inr_m); max U-Net 3 passes (decoder -> 3x3 "context" conv -> next encoder): L_x1, L_x2, L_x3
+    x_s = x at 1/4, x_m = x at 1/2 (nearest)
+    small encoder on x_s -> latent L_s;  inr_s = INR(up4(L_s)) + x_s
+    m = x_m + up2(inr_s); mid encoder on m -> L_m1;  inr_m = INR2(up4(L_m1)) + m
+    max U-Net on x + up2(inr_m), 3 passes (decoder -> 3x3 "context" conv -> next encoder): L_x1, L_x2, L_x3
     mid: decode(L_m1 + half(BF1(L_x1, L_x2))) -> context -> 2nd encoder -> L_m2
-    small: decode(L_s + half(BF3(L_m1, L_m2))) = d_s;          out_s = conv(d_s) + x_s
-    mid:   decode(L_m2 + half(BF2(L_x2, L_x3))) + up2(d_s) = d_m;  out_m = conv(d_m) + x_m
-    max:   decode(L_x3) + up2(d_m);                           out = conv(.) + x
+    small: d_s = decode(L_s + half(BF3(L_m1, L_m2)));              out_s = conv(d_s) + x_s
+    mid:   d_m = decode(L_m2 + half(BF2(L_x2, L_x3))) + up2(d_s);  out_m = conv(d_m) + x_m
+    max:   d_x = decode(L_x3) + up2(d_m);                          out = conv(d_x) + x
 
 The blocks are Restormer's (channel attention MDTA + gated feed-forward GDFN, layer norm over channels). BF is
 the bidirectional fusion ``x g1[0] + a_x g1[1] + y g2[0] + a_y g2[1]`` with ``a = sigmoid(q(x) k(y))`` times each
@@ -51,11 +52,12 @@ all windows as one batch; their script then clamps to [0, 1] (this network does 
 
 Where the release differs from the paper, and from this module:
 
-* In the release the INR's query coordinates are the feature grid itself, so every relative coordinate (and its
-  positional encoding) is exactly zero, the four local-ensemble predictions are identical and their area weights
-  equal: the INR is an MLP on the 3x3 features, 18 zeros and the cell size (2, 2). This module computes that
-  once instead of four times (same result up to rounding; the zeros and the cell are made in float32 as in the
-  release, on the input's device, then cast to the features' dtype).
+* The paper's INR decodes the image from features and their coordinates (LIIF-style, with a positional encoding
+  and a local ensemble). In the release the query coordinates are the feature grid itself, so every relative
+  coordinate (and its encoding) is exactly zero, the four local-ensemble predictions are identical and their
+  area weights equal: the INR is an MLP on the 3x3 features, ``2 + 4 L`` zeros and the cell size (2, 2). This
+  module computes that once instead of four times (same result up to rounding; the zeros and the cell are made in
+  float32 as in the release, on the input's device, then cast to the features' dtype).
 * ``reduce_chan_level1_max3`` exists in the release but is never called (its third full-resolution decoder reuses
   ``reduce_chan_level1_max2``). It is left out here (every parameter must get a gradient for DDP), so this
   network has 4,608 parameters fewer than the released module (``dim`` 48; 2,048 at ``dim`` 32). The converter
