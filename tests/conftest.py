@@ -41,10 +41,16 @@ def _c_scan() -> bool:
     return c_backend_available()
 
 
+def _authors_weights() -> bool:
+    return bool(os.environ.get("SPANET_AUTHORS_WEIGHTS"))
+
+
 REQUIREMENTS = {
     "gpu": (_cuda_device, "needs a CUDA device"),
     "triton": (_triton, "needs triton (pip install triton)"),
     "c_compiler": (_c_scan, "needs a C compiler: the IRNN 'c' backend falls back to 'torch' (tested separately)"),
+    "authors_weights": (_authors_weights, "needs the authors' released weights: set SPANET_AUTHORS_WEIGHTS to a folder "
+                        "holding clones of their repositories (docs/models.md, 'Testing with the authors' weights')"),
 }
 
 
