@@ -53,9 +53,9 @@ def test_predict_with_release_weights_writes_expected_files(tmp_path, inputs, ca
     np.testing.assert_allclose(raw, ref["out"][0].numpy().transpose(1, 2, 0), atol=1e-4)
     png = iio.imread(out / "rgb.png")
     assert png.dtype == np.uint8 and np.array_equal(png, (np.clip(raw, 0, 1) * 255).round().astype(np.uint8))
-    att = np.load(out / "rgb_att.npy")
+    att = np.load(out / "attention" / "rgb.npy")
     np.testing.assert_allclose(att, ref["att"][0][0, 0].numpy(), atol=1e-4)
-    assert iio.imread(out / "rgb_att.png").shape == (37, 51, 3)
+    assert iio.imread(out / "attention" / "rgb.png").shape == (37, 51, 3)
     assert iio.imread(out / "grey.png").shape == (29, 33, 3) and (out / "rgba.png").is_file()
 
 

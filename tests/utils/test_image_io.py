@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-import src.predict as predict
+import src.inference.inputs as predict
 from src.data.paired import load_pair, to_tensor
 from src.data.readers import Pair
 from src.metrics.folder import _PairReader, read_rgb
