@@ -17,7 +17,8 @@ metrics_file=PATH when given, and prints a table naming each protocol.
 The command exits non-zero when the result cannot be trusted: non-finite weights or scores, or fewer images
 scored than the split holds (``complete: false`` in metrics.json). An existing metrics_file or run dir is not
 written over unless ``overwrite=true``, and metrics_file is claimed for the run (:mod:`src.utils.claim`): a
-second eval writing it at the same time is refused. Refusals print one ``error:`` line, exit status 2. ``logger=csv|tensorboard|wandb|many`` logs the scores and the config.
+second eval writing it at the same time is refused. Refusals print one ``error:`` line, exit status 2.
+``logger=csv|tensorboard|wandb|many`` logs the scores and the config.
 """
 
 from __future__ import annotations

@@ -42,8 +42,8 @@ def predict(cfg: DictConfig) -> list[Path]:
     gt = gt_files(cfg.gt, [f.stem for f in inputs.files]) if images else {}
     out_dir = Path(cfg.output)
     gt_folders = [Path(cfg.gt)] if cfg.gt and Path(cfg.gt).is_dir() else []
-    check_output_dir(out_dir, inputs.folders + gt_folders, [p for p in (Path(cfg.input), Path(cfg.gt or "")) if
-                                                            p.is_file()])
+    single_files = [p for p in (Path(cfg.input), Path(cfg.gt or "")) if p.is_file()]
+    check_output_dir(out_dir, inputs.folders + gt_folders, single_files)
     sizes, failed = scan_images(inputs.files, gt) if images else ({}, [])
     ckpts = checkpoint_files(cfg.ckpt_path)
     derainers = build_derainers(cfg, ckpts, device)

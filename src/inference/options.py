@@ -55,8 +55,8 @@ def check_options(cfg: DictConfig) -> torch.device:
              "a frame rate > 0")
     _require(cfg.protocol in PROTOCOLS, "protocol", cfg.protocol, " | ".join(PROTOCOLS))
     labels = cfg.labels
-    _require(labels is None or (isinstance(labels, (list, ListConfig)) and all(isinstance(x, (str, int, float)) for x in labels)),
-             "labels", labels, "null or a list of names, e.g. labels=[ours,release]")
+    names = isinstance(labels, (list, ListConfig)) and all(isinstance(x, (str, int, float)) for x in labels)
+    _require(labels is None or names, "labels", labels, "null or a list of names, e.g. labels=[ours,release]")
     device = pick_device(str(cfg.device))
     if cfg.half and device.type != "cuda":
         raise ConfigValueError(f"half=true needs a CUDA device (float16 autocast); this run uses {device}")
