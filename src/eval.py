@@ -9,13 +9,16 @@
       folder scoring options: num_workers=N|auto (decoding processes; on the CPU they also score),
       batch_size=N (pairs per batch on a GPU), device=auto|cpu|cuda, progress=true|false.
 
-Writes metrics.json (schema: n_images / mean / per_image, all protocols; plus ``n_expected`` and ``complete``)
-in the run dir and to metrics_file=PATH when given, and prints a table naming each protocol.
+Writes metrics.json (schema: n_images / mean / per_image, all protocols; plus ``n_expected`` and ``complete``,
+and for folders ``n_left_out``: side files of src.predict in pred_dir, not scored) in the run dir and to
+metrics_file=PATH when given, and prints a table naming each protocol.
 
 ``data.*`` / ``model.*`` overrides (with or without ``+``) apply on top of the configs stored in the checkpoint.
 The command exits non-zero when the result cannot be trusted: non-finite weights or scores, or fewer images
 scored than the split holds (``complete: false`` in metrics.json). An existing metrics_file or run dir is not
-written over unless ``overwrite=true``. ``logger=csv|tensorboard|wandb|many`` logs the scores and the config.
+written over unless ``overwrite=true``, and metrics_file is claimed for the run (:mod:`src.utils.claim`): a
+second eval writing it at the same time is refused. Refusals print one ``error:`` line, exit status 2.
+``logger=csv|tensorboard|wandb|many`` logs the scores and the config.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.utils.errors import refusals_exit
+from src.utils.claim import OutputClaim
+from src.utils.errors import ConfigValueError, refusals_exit
 from src.utils.report import report_table
 from src.utils.files import refuse_existing
 from src.utils.guards import refuse_existing_run
@@ -48,8 +52,6 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     from src.lit.checkpoint_io import require_finite_weights
     from src.utils.checkpoint import load_net_weights, read_checkpoint
 
-    if cfg.split not in ("test", "val"):
-        raise ValueError(f"split={cfg.split!r}: expected 'test' or 'val'")
     ckpt = read_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None  # read once: run config and weights
     stored = ckpt.run_config if ckpt else {}
     for group in ("model", "data"):
@@ -102,31 +104,31 @@ def evaluate_folder(cfg: DictConfig) -> dict:
     if workers == "auto":  # the CPUs this process may use (a SLURM allocation, taskset), at most 16
         workers = min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     elif not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"num_workers={workers!r}: expected 'auto' or an integer >= 0")
+        raise ConfigValueError(f"num_workers={workers!r}: expected 'auto' or an integer >= 0")
     options = dict(device=device, num_workers=workers, batch_size=cfg.batch_size, progress=cfg.progress)
     if cfg.gt_dir:
         return {"output": score_folders(cfg.pred_dir, cfg.gt_dir, **options)}
     if not user_overrode("data"):
-        raise ValueError("pred_dir= needs gt_dir=DIR or a data config (data=NAME data.root=DIR) for ground truth")
+        raise ConfigValueError("pred_dir= needs gt_dir=DIR or a data config (data=NAME data.root=DIR) for ground truth")
     require_set(cfg, "data")
     datamodule = instantiate(cfg.data)
     pairs = datamodule.gt_pairs(cfg.split)  # (result name, ground-truth path) of the split, in order
     return {"output": score_folders(cfg.pred_dir, None, gt_pairs=pairs, **options)}
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
-@refusals_exit
-def main(cfg: DictConfig) -> None:
-    setup_environment(cfg)
-    L.seed_everything(cfg.seed)
+def check_request(cfg: DictConfig) -> None:
+    """Refuse what cannot work before anything is read or written."""
     if cfg.ckpt_path and cfg.pred_dir:
-        raise ValueError("give one of ckpt_path=FILE or pred_dir=DIR, not both")
+        raise ConfigValueError("give one of ckpt_path=FILE or pred_dir=DIR, not both")
     if not cfg.ckpt_path and not cfg.pred_dir and not cfg.model.get("init_from"):
-        raise ValueError("give ckpt_path=FILE, pred_dir=DIR, or a model whose config names its weights "
-                         "(model=spanet_release)")
-    refuse_existing_run(cfg.paths.output_dir, cfg)
-    if cfg.get("metrics_file") and not cfg.get("overwrite"):
-        refuse_existing([cfg.metrics_file], what="metrics_file")
+        raise ConfigValueError("give ckpt_path=FILE, pred_dir=DIR, or a model whose config names its weights "
+                               "(model=spanet_release)")
+    if cfg.split not in ("test", "val"):
+        raise ConfigValueError(f"split={cfg.split!r}: expected 'test' or 'val'")
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Score, write metrics.json (and metrics_file), print the table; returns the reports."""
     reports = evaluate_folder(cfg) if cfg.pred_dir else evaluate_checkpoint(cfg)
     result = reports["output"]
     problems = check_result(result, str(cfg.ckpt_path or cfg.pred_dir))
@@ -140,6 +142,23 @@ def main(cfg: DictConfig) -> None:
     if problems:
         raise IncompleteResultError("the result cannot be trusted (written with complete: false):\n  "
                                     + "\n  ".join(problems))
+    return reports
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+@refusals_exit
+def main(cfg: DictConfig) -> None:
+    setup_environment(cfg)
+    L.seed_everything(cfg.seed)
+    check_request(cfg)
+    refuse_existing_run(cfg.paths.output_dir, cfg)
+    if not cfg.get("metrics_file"):
+        evaluate(cfg)
+        return
+    with OutputClaim.for_file(cfg.metrics_file):  # a second eval writing the same file now is refused
+        if not cfg.get("overwrite"):
+            refuse_existing([cfg.metrics_file], what="metrics_file")
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

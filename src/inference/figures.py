@@ -5,12 +5,15 @@ All functions take and return ``uint8`` H x W x 3 arrays (or float images in [0,
 
 * :func:`compare_figure`: one input as ``rain | derained | attention [| ground truth]``, each panel at full
   resolution with a caption strip underneath (and, with a ground truth, PSNR / SSIM of the rain and of the
-  derained image under a named protocol), the layout of the paper's Figures 6-8.
+  derained image under a named protocol), the layout of the paper's Figures 6-8. Images narrower than
+  :data:`MIN_PANEL_WIDTH` are enlarged by a whole factor (each pixel repeated), so the captions fit.
 * :func:`comparison_grid`: several methods on the same inputs; one row per input, one column per method
   (``Rain | method 1 | ... | Ground truth``), column labels on top, cells scaled to a common width.
 
 Both return ``(image, boxes)`` where ``boxes`` maps each panel's name (row-qualified in the grid:
 ``"<row>/<column>"``) to its ``(top, left, bottom, right)`` pixel box, so tests and notebooks can find panels.
+Captions are fitted to their strip at any size (:func:`fit_text`): wrapped at spaces, the font made smaller
+down to :data:`MIN_FONT_SIZE`, and a word wider than the strip even then broken.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from PIL import Image, ImageDraw, ImageFont
 from src.metrics.protocols import to_uint8_image
 
 GAP = 8  # white pixels between panels
+MIN_PANEL_WIDTH = 160  # compare_figure enlarges narrower images by a whole factor so their captions fit
+MIN_FONT_SIZE = 8
+MARGIN = 2  # pixels kept free of text at each side of a caption strip
 BACKGROUND = 255
 TEXT_COLOUR = (0, 0, 0)
 
@@ -50,16 +56,53 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def text_strip(width: int, lines: Sequence[str], font_size: int) -> np.ndarray:
-    """A white strip ``width`` pixels wide with ``lines`` centred in black, one under the other."""
-    font = _font(font_size)
-    line_h = int(font_size * 1.3)
-    strip = Image.new("RGB", (max(width, 1), line_h * max(len(lines), 1) + 4), (BACKGROUND,) * 3)
+def _wrap(line: str, font, width: float) -> list[str]:
+    """``line`` broken at spaces into lines no wider than ``width`` (a longer word is broken anywhere)."""
+    words: list[str] = []
+    for word in line.split(" "):
+        while len(word) > 1 and font.getlength(word) > width:
+            cut = max((k for k in range(1, len(word)) if font.getlength(word[:k]) <= width), default=1)
+            words.append(word[:cut])
+            word = word[cut:]
+        words.append(word)
+    out: list[str] = []
+    for word in words:
+        if out and font.getlength(f"{out[-1]} {word}") <= width:
+            out[-1] = f"{out[-1]} {word}"
+        else:
+            out.append(word)
+    return out or [""]
+
+
+def fit_text(width: int, lines: Sequence[str], font_size: int) -> tuple[list[str], ImageFont.ImageFont, int]:
+    """(wrapped lines, font, size) that fit a strip ``width`` pixels wide: the largest size up to ``font_size``
+    (at least :data:`MIN_FONT_SIZE`) at which every word fits, the lines wrapped at spaces to that width."""
+    room = max(width - 2 * MARGIN, 1)
+    for size in range(max(font_size, MIN_FONT_SIZE), MIN_FONT_SIZE - 1, -1):
+        font = _font(size)
+        if all(font.getlength(word) <= room for line in lines for word in line.split(" ")):
+            break
+    return [part for line in lines for part in _wrap(line, font, room)], font, size
+
+
+def text_strip(width: int, lines: Sequence[str], font_size: int, n_lines: int = 0) -> np.ndarray:
+    """A white strip ``width`` pixels wide with ``lines`` centred in black, one under the other, fitted to the
+    width (:func:`fit_text`); at least ``n_lines`` lines high."""
+    lines, font, size = fit_text(width, lines, font_size)
+    line_h = int(size * 1.3)
+    strip = Image.new("RGB", (max(width, 1), line_h * max(len(lines), n_lines, 1) + 4), (BACKGROUND,) * 3)
     draw = ImageDraw.Draw(strip)
     for k, line in enumerate(lines):
         tw = draw.textlength(line, font=font)
         draw.text(((width - tw) / 2, 2 + k * line_h), line, fill=TEXT_COLOUR, font=font)
     return np.asarray(strip)
+
+
+def caption_strips(width: int, captions: Sequence[Sequence[str]], font_size: int) -> list[np.ndarray]:
+    """One :func:`text_strip` per caption, side by side material: the same font size and height for all."""
+    size = min(fit_text(width, c, font_size)[2] for c in captions)
+    n_lines = max(len(fit_text(width, c, size)[0]) for c in captions)
+    return [text_strip(width, c, size, n_lines) for c in captions]
 
 
 def _font_size(width: int) -> int:
@@ -101,9 +144,11 @@ def compare_figure(
     for name, img, _ in panels:
         if img.shape[:2] != (h, w):
             raise ValueError(f"compare_figure: panel {name!r} is {img.shape[:2]}, the rain image is {(h, w)}")
-    size = _font_size(w)
-    n_lines = max(len(c) for _, _, c in panels)
-    captions = [text_strip(w, c + [""] * (n_lines - len(c)), size) for _, _, c in panels]
+    scale = -(-MIN_PANEL_WIDTH // w) if w < MIN_PANEL_WIDTH else 1
+    if scale > 1:
+        panels = [(name, img.repeat(scale, 0).repeat(scale, 1), c) for name, img, c in panels]
+        h, w = h * scale, w * scale
+    captions = caption_strips(w, [c for _, _, c in panels], _font_size(w))
     cap_h = captions[0].shape[0]
     canvas = np.full((h + cap_h, len(panels) * w + (len(panels) - 1) * GAP, 3), BACKGROUND, np.uint8)
     boxes = {}
@@ -142,7 +187,7 @@ def comparison_grid(
         if [c[0] for c in cells] != labels:
             raise ValueError(f"comparison_grid: row {name!r} has columns {[c[0] for c in cells]}, expected {labels}")
     size = _font_size(cell_width)
-    header = [text_strip(cell_width, [label], size) for label in labels]
+    header = caption_strips(cell_width, [[label] for label in labels], size)
     width = len(labels) * cell_width + (len(labels) - 1) * GAP
     blocks = [np.concatenate(_with_gaps(header, axis=1), axis=1)]
     boxes: dict[str, Box] = {}
@@ -154,10 +199,9 @@ def comparison_grid(
         for (label, _, _), img in zip(cells, imgs):
             if img.shape[0] != h:
                 raise ValueError(f"comparison_grid: row {name!r}: column {label!r} has another aspect ratio")
-        caps = []
-        for k, (label, _, scores) in enumerate(cells):
-            lines = [name if k == 0 else ""] + (score_lines(scores, protocol or "") or [""] if any_scores else [])
-            caps.append(text_strip(cell_width, lines, int(size * 0.8)))
+        lines = [[name if k == 0 else ""] + ((score_lines(scores, protocol or "") or [""]) if any_scores else [])
+                 for k, (_, _, scores) in enumerate(cells)]
+        caps = caption_strips(cell_width, lines, int(size * 0.8))
         row = np.concatenate(_with_gaps([np.concatenate([i, c], axis=0) for i, c in zip(imgs, caps)], axis=1), axis=1)
         for k, (label, _, _) in enumerate(cells):
             left = k * (cell_width + GAP)

@@ -11,6 +11,12 @@ Explicit pairs (``gt_pairs``, e.g. provided by a data config): a list of ``(pred
 ``pred_name`` is a path relative to ``pred_dir`` with or without extension, ``gt_path`` is absolute or
 relative to ``gt_dir``. Exactly those pairs are scored; a prediction file not listed is an error.
 
+Side files of ``src.predict`` are left out, and counted (``n_left_out`` in the report, and a log line), so
+that ``pred_dir=<predict's output folder>`` scores exactly the derained images: an image without a ground
+truth of its own in a subfolder named in :data:`PREDICT_SIDE_FOLDERS` (``attention/x.png``,
+``compare/x.png``), or named ``x_att`` / ``x_compare`` (earlier versions of ``src.predict``), where ``x`` is a
+prediction that was matched. ``n_expected`` is the number of ground-truth images (every one must be matched).
+
 Reading: the suite's one image reader (:mod:`src.utils.image_io`, the same as training and prediction):
 8-bit and 16-bit PNG, JPEG, BMP, TIFF, WebP; values scaled to [0, 1] by 255 or 65535 in float64; grayscale ->
 3 identical channels (logged), alpha dropped. Unreadable files, missing counterparts and size mismatches are
@@ -27,7 +33,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -43,6 +49,9 @@ PathLike = Union[str, os.PathLike]
 
 IMAGE_SUFFIXES = IMAGE_EXTENSIONS
 """File name endings collected as images (the reader's :data:`~src.utils.image_io.IMAGE_EXTENSIONS`)."""
+PREDICT_SIDE_FOLDERS = ("attention", "compare")
+"""Subfolders in which ``src.predict`` writes its side files (heat maps, comparison figures) beside the outputs."""
+_PREDICT_SIDE_SUFFIXES = ("_att", "_compare")
 GT_NAME_SUFFIXES = ("gt", "_gt", "-gt", "_clean", "-clean", "clean", "_norain", "norain")
 """Suffixes a ground-truth file name may carry after the prediction's name (matching is case-insensitive)."""
 
@@ -69,39 +78,62 @@ def _index(folder: Path) -> dict[str, Path]:
     return index
 
 
-def match_folders(pred_dir: PathLike, gt_dir: PathLike) -> tuple[list[tuple[str, Path, Path]], list[str]]:
-    """Pairs ``(name, pred_file, gt_file)`` by the module's matching rule, and a list of problems."""
+class Matching(NamedTuple):
+    pairs: list[tuple[str, Path, Path]]  # (name, prediction file, ground-truth file)
+    problems: list[str]
+    left_out: list[Path]  # side files of src.predict
+    n_expected: int  # ground-truth images to score
+
+
+def _is_side_file(key: str, matched: set[str]) -> bool:
+    """``key`` names a side file of src.predict for a matched prediction (see the module docstring)."""
+    parent, _, name = key.rpartition("/")
+    head, _, folder = parent.rpartition("/")
+    if folder in PREDICT_SIDE_FOLDERS and (f"{head}/{name}" if head else name) in matched:
+        return True
+    return any(key.endswith(s) and key[: -len(s)] in matched for s in _PREDICT_SIDE_SUFFIXES)
+
+
+def _unmatched(unmatched: dict[str, Path], matched: set[str], problem: str) -> tuple[list[str], list[Path]]:
+    """(problems, left-out side files) of the predictions that found no ground truth."""
+    left_out = [p for key, p in unmatched.items() if _is_side_file(key, matched)]
+    return [problem.format(p) for p in unmatched.values() if p not in left_out], left_out
+
+
+def match_folders(pred_dir: PathLike, gt_dir: PathLike) -> Matching:
+    """Pairs ``(name, pred_file, gt_file)`` by the module's matching rule, problems, and side files left out."""
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     preds, gts = _index(pred_dir), _index(gt_dir)
     gt_lower: dict[str, list[str]] = {}
     for key in gts:
         gt_lower.setdefault(key.lower(), []).append(key)
-    pairs, problems, used = [], [], set()
+    pairs, problems, used, unmatched = [], [], set(), {}
     for key, pred_file in preds.items():
         if key in gts:
             candidates = [key]
         else:
             candidates = [g for s in GT_NAME_SUFFIXES for g in gt_lower.get((key + s).lower(), [])]
         if not candidates:
-            problems.append(f"no ground truth for prediction {pred_file} in {gt_dir}")
+            unmatched[key] = pred_file
         elif len(candidates) > 1:
             problems.append(f"prediction {pred_file} matches several ground-truth files: {candidates}")
         else:
             pairs.append((key, pred_file, gts[candidates[0]]))
             used.add(candidates[0])
+    more, left_out = _unmatched(unmatched, {k for k, _, _ in pairs}, f"no ground truth for prediction {{}} in {gt_dir}")
+    problems += more
     for key, gt_file in gts.items():
         if key not in used:
             problems.append(f"no prediction in {pred_dir} for ground truth {gt_file}")
-    return pairs, problems
+    return Matching(pairs, problems, left_out, len(gts))
 
 
-def _explicit_pairs(
-    pred_dir: Path, gt_dir: Optional[Path], gt_pairs: Iterable[Sequence[PathLike]]
-) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+def _explicit_pairs(pred_dir: Path, gt_dir: Optional[Path], gt_pairs: Iterable[Sequence[PathLike]]) -> Matching:
     preds = _index(pred_dir)
     by_name = {p.relative_to(pred_dir).as_posix(): p for p in preds.values()}
-    pairs, problems, used = [], [], set()
+    pairs, problems, used, n_expected = [], [], set(), 0
     for item in gt_pairs:
+        n_expected += 1
         pred_name, gt_path = str(item[0]), Path(item[1])
         key = pred_name if pred_name in preds else Path(pred_name).with_suffix("").as_posix()
         pred_file = preds.get(pred_name) or by_name.get(pred_name)
@@ -113,10 +145,10 @@ def _explicit_pairs(
         if pred_file is not None and gt_file.is_file():
             pairs.append((key, pred_file, gt_file))
             used.add(pred_file)
-    for pred_file in preds.values():
-        if pred_file not in used:
-            problems.append(f"prediction {pred_file} is not in the list of pairs")
-    return pairs, problems
+    matched = {p.relative_to(pred_dir).with_suffix("").as_posix() for p in used}
+    unmatched = {k: p for k, p in preds.items() if p not in used}
+    more, left_out = _unmatched(unmatched, matched, "prediction {} is not in the list of pairs")
+    return Matching(pairs, problems + more, left_out, n_expected)
 
 
 class _PairReader(Dataset):
@@ -186,7 +218,8 @@ def score_folders(
     ``gt_dir`` may be None if the ground-truth paths are absolute).
     Report schema (as :meth:`ProtocolMetrics.report`): ``{"n_images", "mean": {protocol: {"psnr", "ssim"}},
     "per_image": {name: {protocol: {"psnr", "ssim"}}}}``, names being the predictions' relative paths
-    without extension, in the order of the pairs.
+    without extension, in the order of the pairs; plus ``n_expected`` (ground-truth images to score) and
+    ``n_left_out`` (side files of src.predict, see the module docstring).
     ``device``: where the metrics are computed. ``num_workers``: decoding processes (0: decode in this
     process); on the CPU each worker also scores its pairs. ``batch_size``: pairs per batch (on a GPU, the
     pairs of one batch with the same size are scored together). ``progress``: show a progress bar.
@@ -202,10 +235,8 @@ def score_folders(
     for what, folder in (("prediction", pred_dir), ("ground-truth", gt_dir)):
         if folder is not None and not folder.is_dir():
             raise ValueError(f"{what} folder {folder} does not exist or is not a folder")
-    if gt_pairs is None:
-        pairs, problems = match_folders(pred_dir, gt_dir)
-    else:
-        pairs, problems = _explicit_pairs(pred_dir, gt_dir, gt_pairs)
+    matching = match_folders(pred_dir, gt_dir) if gt_pairs is None else _explicit_pairs(pred_dir, gt_dir, gt_pairs)
+    pairs, problems = matching.pairs, list(matching.problems)
 
     device = torch.device(device)
     on_cpu = device.type == "cpu"
@@ -241,7 +272,10 @@ def score_folders(
         log.warning(
             "%d grayscale image(s) were repeated to 3 channels, e.g. %s", len(grayscale), ", ".join(grayscale[:3])
         )
-    return metrics.report()
+    if matching.left_out:
+        log.info("left out %d side file(s) of src.predict (%s, e.g. %s)", len(matching.left_out),
+                 ", ".join(f"{f}/" for f in PREDICT_SIDE_FOLDERS), matching.left_out[0])
+    return {**metrics.report(), "n_expected": matching.n_expected, "n_left_out": len(matching.left_out)}
 
 
 def _score_on_device(metrics: ProtocolMetrics, batch: list[dict[str, Any]], device: torch.device) -> None:

@@ -17,14 +17,19 @@ a file identically: the same array, or the same error.
 * Formats: :data:`IMAGE_EXTENSIONS` (PNG, JPEG, BMP, TIFF, WebP); the first frame of multi-frame files; EXIF
   orientation is not applied (the pixels as stored, as every evaluation script reads them).
 * Errors: :class:`ImageReadError` (an ``OSError`` and a ``ValueError``) for anything that keeps a file from
-  decoding completely (truncated, corrupt, not an image, unsupported mode), and its subclass
-  :class:`ImageNotFoundError` (also a ``FileNotFoundError``) for a missing file. Every message starts with
-  ``"<path>: cannot read image"``.
+  decoding completely (truncated, corrupt, not an image, unsupported mode, or a header claiming more pixels
+  than Pillow's decompression-bomb limit, ``PIL.Image.MAX_IMAGE_PIXELS`` x 2, about 179 megapixels: the
+  message names the claimed size), and its subclass :class:`ImageNotFoundError` (also a ``FileNotFoundError``)
+  for a missing file. Every message starts with ``"<path>: cannot read image"``. Images between Pillow's
+  warning and error limits (90 to 179 megapixels) decode, with Pillow's ``DecompressionBombWarning``.
+* :func:`probe`: the size from the header and the same errors, without decoding the pixels (cheap enough for
+  thousands of files): a PNG or JPEG must end with its end marker, which a truncated file lacks.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from typing import Iterator, NamedTuple, Optional, Union
 
@@ -97,6 +102,18 @@ def decode(path: PathLike) -> Decoded:
         return Decoded(_pil_to_rgb(im, path), im.mode)
 
 
+def probe(path: PathLike) -> tuple[int, int]:
+    """(width, height) of an image file from its header, raising what :func:`decode` would for a file that is
+    missing, not an image, too large (decompression bomb) or truncated, without decoding the pixels: PNG and
+    JPEG files are checked for their end marker (IEND, EOI); a file without one (cut short, or with bytes after
+    the marker) and files of other formats are decoded to decide."""
+    path = os.fspath(path)
+    with _errors(path), Image.open(path) as im:
+        if not _ends_with_marker(path, im.format):
+            im.load()
+        return im.size
+
+
 def read_array(path: PathLike) -> np.ndarray:
     """Decode an image file to an RGB array (H, W, 3), ``uint8`` or ``uint16`` (16-bit PNG)."""
     return decode(path).array
@@ -133,6 +150,10 @@ def _errors(path: str) -> Iterator[None]:
         raise
     except FileNotFoundError:
         raise ImageNotFoundError(f"{path}: cannot read image (file not found)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: cannot read image (it claims {_claimed_size(path, exc)}, more than "
+                             f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels: refused as a possible "
+                             "decompression bomb; PIL.Image.MAX_IMAGE_PIXELS sets the limit)") from None
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, zlib.error, ... on bad data
         raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
 
@@ -158,13 +179,40 @@ def _pil_to_rgb(im: Image.Image, path: str) -> np.ndarray:
     return np.repeat(grey[:, :, None], 3, axis=2)
 
 
-def _png_bit_depth(path: str) -> int:
-    """Bit depth from the PNG header (IHDR is always the first chunk)."""
+def _png_header(path: str) -> tuple[int, int, int]:
+    """(width, height, bit depth) from the PNG header (IHDR is always the first chunk)."""
     with open(path, "rb") as f:
         head = f.read(26)
     if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
         raise ImageReadError(f"{path}: cannot read image (not a valid PNG header)")
-    return head[24]
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), head[24]
+
+
+def _png_bit_depth(path: str) -> int:
+    return _png_header(path)[2]
+
+
+def _claimed_size(path: str, exc: Exception) -> str:
+    """The size an over-large image claims: W x H from a PNG header, else the pixel count in Pillow's message."""
+    try:
+        w, h, _ = _png_header(path)
+        return f"{w}x{h} pixels ({w * h / 1e6:.0f} megapixels)"
+    except (OSError, ImageReadError):
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        return f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "a size beyond the limit"
+
+
+_END_MARKERS = {"PNG": b"\x00\x00\x00\x00IEND\xaeB`\x82", "JPEG": b"\xff\xd9"}
+
+
+def _ends_with_marker(path: str, fmt: Optional[str]) -> bool:
+    marker = _END_MARKERS.get(fmt or "")
+    if marker is None:
+        return False
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - len(marker)))
+        return f.read() == marker
 
 
 def _read_png16_rgb(path: str) -> np.ndarray:

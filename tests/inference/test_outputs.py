@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from src.inference.outputs import check_stems, checkpoint_files, collect_inputs, unique_labels
+from src.utils.errors import ConfigValueError
+from src.inference.inputs import check_stems, collect_inputs
+from src.inference.models import checkpoint_files, unique_labels
 
 
 def test_a_sweep_directory_gives_each_runs_best_checkpoint_or_its_last(tmp_path):
@@ -17,9 +19,9 @@ def test_a_sweep_directory_gives_each_runs_best_checkpoint_or_its_last(tmp_path)
             (sweep / job / "checkpoints" / n).write_bytes(b"x")
     assert checkpoint_files(str(sweep)) == [sweep / "0/checkpoints/best.ckpt", sweep / "1/checkpoints/last.ckpt"]
     assert checkpoint_files([str(sweep / "1/checkpoints/last.ckpt")]) == [sweep / "1/checkpoints/last.ckpt"]
-    with pytest.raises(FileNotFoundError, match="no checkpoints/best.ckpt or last.ckpt"):
+    with pytest.raises(ConfigValueError, match="no checkpoints/best.ckpt or last.ckpt"):
         checkpoint_files(str(sweep / "2"))
-    with pytest.raises(FileNotFoundError, match="ckpt_path=.*nope"):
+    with pytest.raises(ConfigValueError, match="ckpt_path=.*nope"):
         checkpoint_files(str(tmp_path / "nope"))
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from skimage import data as skdata
 
+from src.inference.inputs import GroundTruthError
 from src.utils.image_io import ImageReadError
 from src.inference import engine
 from src.inference.figures import GAP, heat_map
@@ -21,7 +22,8 @@ from tests.inference.conftest import load_net, make_checkpoint, run_predict, to_
 def test_outputs_equal_the_network_on_each_image(tmp_path, ckpt, images):
     out = tmp_path / "out"
     written = run_predict(tmp_path, [f"ckpt_path={ckpt}", f"input={images}", f"output={out}", "save_raw=true"])
-    assert {p.name for p in written} == {f"{s}{x}" for s in "abc" for x in (".png", "_att.png", ".npy", "_att.npy")}
+    assert {p.relative_to(out).as_posix() for p in written} == {
+        f"{d}{s}{x}" for s in "abc" for d in ("", "attention/") for x in (".png", ".npy")}
     net = load_net(ckpt)
     for stem in "abc":
         img = iio.imread(images / f"{stem}.png")
@@ -32,8 +34,9 @@ def test_outputs_equal_the_network_on_each_image(tmp_path, ckpt, images):
         np.testing.assert_allclose(np.load(out / f"{stem}.npy"), y, atol=1e-5)
         assert np.array_equal(iio.imread(out / f"{stem}.png"), np.floor(np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8))
         a = ref["att"][0][0, 0].numpy()
-        np.testing.assert_allclose(np.load(out / f"{stem}_att.npy"), a, atol=1e-5)
-        assert np.array_equal(iio.imread(out / f"{stem}_att.png"), heat_map(np.load(out / f"{stem}_att.npy")))
+        np.testing.assert_allclose(np.load(out / "attention" / f"{stem}.npy"), a, atol=1e-5)
+        assert np.array_equal(iio.imread(out / "attention" / f"{stem}.png"),
+                              heat_map(np.load(out / "attention" / f"{stem}.npy")))
 
 
 def test_same_sized_images_are_batched_and_give_the_same_result(tmp_path, ckpt, images, monkeypatch):
@@ -111,16 +114,18 @@ def test_compare_figure_with_ground_truth(tmp_path, ckpt):
     out = tmp_path / "out"
     run_predict(tmp_path, [f"ckpt_path={ckpt}", f"input={rain_dir}", f"output={out}", "compare=true", f"gt={gt_dir}",
                            "protocol=spanet"])
-    fig = iio.imread(out / "p_compare.png")
-    h, w = 40, 48
+    fig = iio.imread(out / "compare" / "p.png")
+    h, w = 4 * 40, 4 * 48  # narrower than MIN_PANEL_WIDTH: each pixel repeated 4 x 4
     assert fig.shape[1] == 4 * w + 3 * GAP and fig.shape[0] > h  # rain | derained | attention | gt, captions below
     panels = [fig[:h, k * (w + GAP):k * (w + GAP) + w] for k in range(4)]
-    assert np.array_equal(panels[0], iio.imread(rain_dir / "p.png"))
-    assert np.array_equal(panels[1], iio.imread(out / "p.png"))
-    assert np.array_equal(panels[2], iio.imread(out / "p_att.png"))
-    assert np.array_equal(panels[3], iio.imread(gt_dir / "p.png"))
+    for panel in panels:
+        assert np.array_equal(panel, panel[::4, ::4].repeat(4, 0).repeat(4, 1))
+    assert np.array_equal(panels[0][::4, ::4], iio.imread(rain_dir / "p.png"))
+    assert np.array_equal(panels[1][::4, ::4], iio.imread(out / "p.png"))
+    assert np.array_equal(panels[2][::4, ::4], iio.imread(out / "attention" / "p.png"))
+    assert np.array_equal(panels[3][::4, ::4], iio.imread(gt_dir / "p.png"))
     assert (fig[h:, :w] < 128).any()  # the caption strip carries text (the scores)
-    with pytest.raises(FileNotFoundError, match="no ground truth for 1 input"):
+    with pytest.raises(GroundTruthError, match="no ground truth for 1 input"):
         (gt_dir / "q.png").unlink()
         run_predict(tmp_path, [f"ckpt_path={ckpt}", f"input={rain_dir}", f"output={tmp_path / 'o2'}", "compare=true",
                                f"gt={gt_dir}"])
@@ -145,7 +150,8 @@ def test_several_checkpoints_give_one_labelled_grid(tmp_path):
     out = tmp_path / "out"
     run_predict(tmp_path, [f"ckpt_path=[{a},{b}]", f"input={rain_dir}", f"output={out}", f"gt={gt_dir}",
                            "grid_cell_width=96"])
-    assert sorted(p.name for p in (out / "spanet").iterdir()) == ["p.png", "p_att.png", "q.png", "q_att.png"]
+    assert sorted(p.relative_to(out / "spanet").as_posix() for p in (out / "spanet").rglob("*.png")) == [
+        "attention/p.png", "attention/q.png", "p.png", "q.png"]
     assert sorted(p.name for p in (out / "b_a").iterdir()) == ["p.png", "q.png"]  # B_a has no attention
     grid = iio.imread(out / "comparison_grid.png")
     assert grid.shape[1] == 4 * 96 + 3 * GAP  # Rain | spanet | b_a | Ground truth
@@ -178,12 +184,13 @@ def test_video_round_trip_keeps_frame_count_rate_and_size(tmp_path, ckpt):
     out = tmp_path / "out"
     written = run_predict(tmp_path, [f"ckpt_path={ckpt}", f"input={src}", f"output={out}", "video.attention=true",
                                      "compare=true", "batch_size=3"])
-    assert {p.name for p in written} == {"rainy.mp4", "rainy_att.mp4", "rainy_compare.mp4"}
-    for name, width in (("rainy.mp4", 44), ("rainy_att.mp4", 44), ("rainy_compare.mp4", 3 * 44 + 2 * GAP)):
+    assert {p.relative_to(out).as_posix() for p in written} == {"rainy.mp4", "attention/rainy.mp4",
+                                                                "compare/rainy.mp4"}
+    for name, width in (("rainy.mp4", 44), ("attention/rainy.mp4", 44), ("compare/rainy.mp4", 3 * 4 * 44 + 2 * GAP)):
         info = video_info(out / name)
         frames = list(iter_video(out / name))
         assert len(frames) == 7 and info["fps"] == pytest.approx(12.5) and frames[0].shape[1] == width
-        assert frames[0].shape[0] == 30 if name != "rainy_compare.mp4" else frames[0].shape[0] > 30
+        assert frames[0].shape[0] == 30 if "compare" not in name else frames[0].shape[0] > 4 * 30
     net = load_net(ckpt)
     decoded = list(iter_video(src))
     with torch.no_grad():

@@ -286,7 +286,7 @@ def test_train_run_dir_guard(tmp_path, monkeypatch):
 
 
 def test_predict_model_overrides_apply_on_top_of_the_stored_config(trained, tmp_path):
-    from src.predict import build_model
+    from src.inference.models import build_model
 
     args = [f"ckpt_path={trained}", f"input={tmp_path}", f"output={tmp_path / 'out'}"]
     cpu = torch.device("cpu")

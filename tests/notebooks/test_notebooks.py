@@ -55,7 +55,8 @@ def test_quickstart_trains_derains_and_shows_attention(tmp_path):
                                f"OUT = {str(out)!r}")
     assert (out / "train" / "metrics.json").is_file()
     for model in ("ours", "release"):
-        assert (out / model / "motorcycle_compare.png").is_file() and (out / model / "motorcycle_att.png").is_file()
+        assert (out / model / "compare" / "motorcycle.png").is_file()
+        assert (out / model / "attention" / "motorcycle.png").is_file()
     figures = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(figures) >= 4  # two compare figures, two rows of attention maps
     assert "after 4 steps" in text_of(nb)

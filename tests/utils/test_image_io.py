@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-import src.predict as predict
+import src.inference.inputs as predict
 from src.data.paired import load_pair, to_tensor
 from src.data.readers import Pair
 from src.metrics.folder import _PairReader, read_rgb
-from src.utils.image_io import (ImageNotFoundError, ImageReadError, decode, read_array, read_image,
+from src.utils.image_io import (ImageNotFoundError, ImageReadError, decode, probe, read_array, read_image,
                                 to_float)
 
 H, W = 13, 17
@@ -151,3 +151,37 @@ def test_to_float_scales():
     assert to_float(np.array([65535], np.uint16))[0] == np.float32(1.0)
     assert torch.equal(torch.from_numpy(to_float(np.arange(256, dtype=np.uint8), np.float64)),
                        torch.arange(256, dtype=torch.float64) / 255.0)
+
+
+def _png_claiming(path: Path, width: int, height: int) -> None:
+    """A valid PNG header claiming width x height pixels, with almost no data behind it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_is_an_image_read_error_naming_the_claimed_size(tmp_path):
+    _png_claiming(tmp_path / "bomb.png", 50000, 50000)
+    for fn in (decode, read_rgb, probe):
+        with pytest.raises(ImageReadError, match=r"bomb.png: cannot read image \(it claims 50000x50000 pixels "
+                                                 r"\(2500 megapixels\), more than 179 megapixels"):
+            fn(tmp_path / "bomb.png")
+
+
+def test_probe_reads_sizes_from_headers_and_finds_truncated_files(corpus, tmp_path):
+    for name in ("rgb16", "grey", "palette", "jpeg", "webp"):
+        assert probe(corpus[name][0]) == (W, H)
+    for name in ("truncated", "not an image", "missing"):
+        with pytest.raises(corpus[name][1], match="cannot read image"):
+            probe(corpus[name][0])
+    data = corpus["jpeg"][0].read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) - 40])
+    (tmp_path / "tail.png").write_bytes(corpus["grey"][0].read_bytes() + b"trailing bytes")  # decodes: accepted
+    with pytest.raises(ImageReadError, match="cut.jpg: cannot read image .*truncated"):
+        probe(tmp_path / "cut.jpg")
+    assert probe(tmp_path / "tail.png") == (W, H)
