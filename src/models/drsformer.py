@@ -26,7 +26,8 @@ always builds the MEFC file, so their SPA-Data / Rain200L weights need the other
 
 Input-size rule of the authors' ``test.py``: reflect-pad right and bottom to the next multiple of 8 only where a
 side is not one already, forward, clamp to [0, 1], crop back. This network pads and crops the same way but
-does not clamp (the suite clamps when it writes images); edge replication where a side is too small to reflect.
+does not clamp (the suite clamps when it writes images); edge replication where a side is too small to reflect
+(:func:`src.models.restormer.pad_to_multiple`).
 Output dict: ``{"out": (B, 3, H, W)}``.
 """
 
@@ -149,7 +150,8 @@ class OALayer(nn.Module):
     def __init__(self, channel: int, k: int, num_ops: int) -> None:
         super().__init__()
         self.k, self.num_ops = k, num_ops
-        self.ca_fc = nn.Sequential(nn.Linear(channel, k * num_ops * 2), nn.ReLU(), nn.Linear(k * num_ops * 2, k * num_ops))
+        hidden = k * num_ops * 2
+        self.ca_fc = nn.Sequential(nn.Linear(channel, hidden), nn.ReLU(), nn.Linear(hidden, k * num_ops))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.ca_fc(x.mean(dim=(2, 3))).view(-1, self.k, self.num_ops)

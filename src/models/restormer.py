@@ -19,7 +19,8 @@ names follow theirs, so their released files (``deraining.pth``: ``{'params': st
 Input-size rule of the authors' ``Deraining/test.py``: the image is reflect-padded at the right and bottom to
 the next multiple of 8 only when a side is not one already, and the output is cropped back; their script then
 clamps to [0, 1], which this network does not (the suite clamps when it writes images). Where a side is too
-small to reflect (pad >= side), edge replication is used instead; the authors' script fails there.
+small to reflect (pad >= side: sides of 4 or less), edge replication is used instead; the authors' script fails
+there.
 
 Differences from the paper: none in the network (the paper's progressive training belongs to the training recipe).
 Output dict: ``{"out": (B, 3, H, W)}``.
@@ -39,7 +40,7 @@ SIZE_MULTIPLE = 8
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     """Pad (B, C, H, W) at the bottom / right to multiples of ``multiple`` by reflection, only where a side is not
-    one (edge replication where the side is too small to reflect)."""
+    one (edge replication of both sides when one is too small to reflect)."""
     h, w = x.shape[-2:]
     ph, pw = -h % multiple, -w % multiple
     if not (ph or pw):

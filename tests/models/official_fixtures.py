@@ -46,12 +46,18 @@ def fixture_overrides(name: str, net: dict | None = None) -> list[str]:
     return [override(k, v) for k, v in {**meta(name)["net"], **(net or {})}.items()]
 
 
-def predict_matches(name: str, model: str, tmp_path: Path, expected: str = "expected", net: dict | None = None,
-                    extra: tuple[str, ...] = ()) -> dict[str, float]:
-    """Run src.predict on the fixture's inputs with its weights; {stem: max |OUT/<stem>.npy - <expected>/<stem>.npy|}."""
+def with_weights(name: str, model: str, net: dict | None = None) -> list[str]:
+    """``model=<model> model.net.<argument>=<value> ... model.init_from=<fixture's file in the authors' format>``."""
+    return [f"model={model}", *fixture_overrides(name, net), f"model.init_from={FIXTURES / name / 'weights.pth'}"]
+
+
+def predict_matches(name: str, model: str, tmp_path: Path, expected: str = "expected",
+                    net: dict | None = None) -> dict[str, float]:
+    """Run src.predict on the fixture's inputs with its weights; {stem: max |OUT/<stem>.npy - <expected>/<stem>.npy|}
+    (``net`` replaces some of the fixture's network arguments)."""
     fixture, out = FIXTURES / name, tmp_path / "out"
-    run_predict(tmp_path, [f"model={model}", *fixture_overrides(name, net), f"model.init_from={fixture / 'weights.pth'}",
-                           f"input={fixture / 'input'}", f"output={out}", "save_raw=true", *extra])
+    run_predict(tmp_path, [*with_weights(name, model, net), f"input={fixture / 'input'}", f"output={out}",
+                           "save_raw=true"])
     diffs = {}
     for ref in sorted((fixture / expected).glob("*.npy")):
         got, want = np.load(out / ref.name), np.load(ref)
@@ -102,8 +108,8 @@ def tiled_prediction(name: str, model: str, tmp_path: Path) -> np.ndarray:
     folder = tmp_path / "in"
     folder.mkdir()
     Image.fromarray(data.chelsea()[50:150, 100:190]).save(folder / "cat.png")
-    run_predict(tmp_path, [f"model={model}", *fixture_overrides(name), f"model.init_from={FIXTURES / name / 'weights.pth'}",
-                           f"input={folder}", f"output={tmp_path / 'out'}", "save_raw=true", "tile=64", "tile_overlap=16"])
+    run_predict(tmp_path, [*with_weights(name, model), f"input={folder}", f"output={tmp_path / 'out'}", "save_raw=true",
+                           "tile=64", "tile_overlap=16"])
     tiled = np.load(tmp_path / "out" / "cat.npy")
     assert tiled.shape == (100, 90, 3) and np.isfinite(tiled).all()
     return tiled
