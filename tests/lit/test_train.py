@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from src.eval import evaluate_checkpoint
 from src.train import train
 from tests.conftest import CONF, compose_cfg
-from tests.models.small_sizes import SMALL_SIZES
+from tests.models.small_sizes import small_size
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -23,7 +23,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 @pytest.mark.parametrize("model", MODELS)
 def test_fast_dev_run_every_model(train_cfg, model):
-    cfg = train_cfg(f"model={model}", "debug=fdr", *SMALL_SIZES.get(model, []))
+    cfg = train_cfg(f"model={model}", "debug=fdr", *small_size(model))
     result = train(cfg)
     rep = result["test"]
     assert rep["n_images"] == 1  # fast dev run: one test batch = one image

@@ -1,7 +1,7 @@
 """timm-style check over every conf/model/*.yaml: one training step (forward, the config's own loss, backward)
 gives EVERY parameter a finite gradient. A parameter without a gradient is an unused parameter, which makes
 DDP (``find_unused_parameters: false`` in conf/trainer/ddp.yaml) fail or hang; a non-finite one is a numerical bug.
-Tiny: batch 2 of 32x32, one step, CPU; models too slow at their authors' size run at tests/models/small_sizes.py."""
+Tiny: batch 2 of 32x32, one step, CPU; the big networks in their small size (tests/models/small_sizes.py)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import torch
 from hydra.utils import instantiate
 
 from tests.conftest import CONF, compose_cfg
-from tests.models.small_sizes import SMALL_SIZES
+from tests.models.small_sizes import small_size
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_one_step_gives_every_parameter_a_finite_gradient(model, tmp_path):
-    cfg = compose_cfg("train", [f"model={model}", *SMALL_SIZES.get(model, [])], tmp_path)
+    cfg = compose_cfg("train", [f"model={model}", *small_size(model)], tmp_path)
     path = cfg.model.net.get("path")
     if path is not None and not Path(path).is_file():  # spanet_release: the authors' file builds the network
         pytest.skip(f"model={model} is built from the authors' released file, not found at {path}")
