@@ -37,7 +37,7 @@ import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
-from src.data.progressive import KeyBatches, ProgressiveSampler, parse_stages
+from src.data.progressive import KeyBatches, ProgressiveSampler, check_schedule_keys, parse_stages
 from src.data.progressive import check_processes as check_stage_processes
 from src.utils.errors import ConfigValueError
 
@@ -136,6 +136,7 @@ class DerainDataModule(L.LightningDataModule):
         self.test_set: Optional[Dataset] = None
         self._train_sampler: Optional[ResumableSampler | ProgressiveSampler] = None
         self.stages = parse_stages(progressive) if progressive is not None else None
+        self.train_patch: Optional[int] = None  # schedule.train_patch, where a subclass takes one
 
     # --- to implement -------------------------------------------------------------------------
     def build(self) -> tuple[Optional[Dataset], Optional[Dataset], Optional[Dataset]]:
@@ -154,13 +155,7 @@ class DerainDataModule(L.LightningDataModule):
     # --- Lightning hooks ----------------------------------------------------------------------
     def setup(self, stage: Optional[str] = None) -> None:
         world = self.trainer.world_size if self.trainer is not None else 1
-        if self.stages is not None:
-            check_stage_processes(self.stages, world)
-            accumulate = getattr(self.trainer, "accumulate_grad_batches", 1)
-            if accumulate != 1:
-                raise ConfigValueError(f"trainer.accumulate_grad_batches={accumulate} with schedule.progressive: the "
-                                       f"stages count iterations of one batch each; leave it at 1")
-        if self.batch_size % world:
+        if self.batch_size % world and self.stages is None:
             raise ValueError(
                 f"data.batch_size={self.batch_size} (the global batch) is not divisible by the number of "
                 f"processes ({world}); choose a batch size that is a multiple of trainer.devices x num_nodes"
@@ -227,14 +222,22 @@ class DerainDataModule(L.LightningDataModule):
         return self._loader(self.train_set, self.batch_size_per_device, True, "training")
 
     def _progressive_loader(self) -> DataLoader:
-        """The training loader of a progressive schedule: one list of keys per step (:mod:`src.data.progressive`)."""
+        """The training loader of a progressive schedule: one list of keys per step (:mod:`src.data.progressive`).
+        Its settings are checked here, for training only (evaluating a progressive run's checkpoint with another
+        data.batch_size is fine)."""
         if self.train_set is None:
             raise RuntimeError(f"{type(self).__name__} has no training split")
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        check_schedule_keys(self.stages, self.batch_size, self.train_patch)
+        check_stage_processes(self.stages, world)
+        accumulate = getattr(self.trainer, "accumulate_grad_batches", 1)
+        if accumulate != 1:
+            raise ConfigValueError(f"trainer.accumulate_grad_batches={accumulate} with schedule.progressive: the "
+                                   f"stages count iterations of one batch each; leave it at 1")
         largest = max(range(len(self.stages)), key=lambda i: self.stages[i].batch)
         if len(self.train_set) < self.stages[largest].batch:
             raise ValueError(f"the training set has {len(self.train_set)} pairs, fewer than one batch of "
                              f"schedule.progressive[{largest}].batch={self.stages[largest].batch}")
-        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         max_steps = getattr(self.trainer, "max_steps", -1) if self.trainer else -1
         sampler = ProgressiveSampler(self.train_set, self.stages, world, rank, self.seed,
                                      length=max(self.stages[-1].until, max_steps or 0),

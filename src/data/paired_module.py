@@ -36,7 +36,6 @@ from src.data.base import DerainDataModule
 from src.data.paired import PairedDataset, check_orientation
 from src.data.readers import (LAYOUTS, ORDERS, ReadResult, check_holdout, evenly_spaced, read_layout, require_pairs,
                               split_groups, warn_missing)
-from src.data.progressive import check_schedule_keys
 from src.data.transforms import build_train_transform, with_train_flips, with_train_patch
 
 logger = logging.getLogger(__name__)
@@ -81,7 +80,7 @@ class FileDataModule(DerainDataModule):
         super().__init__(seed=seed, **loader_kwargs)
         self.root = require_root(root)
         if self.stages is not None:  # progressive: the largest patch, mirrored when larger than an image
-            check_schedule_keys(self.stages, self.batch_size, train_patch)
+            self.train_patch = train_patch  # refused with the stages when training (check_schedule_keys)
             largest = max(s.patch for s in self.stages)
             train_transform = with_train_patch(train_transform, largest, pad=True)
             logger.info("schedule.progressive: training on random %sx%s crops (mirrored where an image is smaller), "

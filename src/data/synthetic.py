@@ -32,7 +32,6 @@ from skimage.transform import resize
 from torch.utils.data import Dataset
 
 from src.data.base import DerainDataModule
-from src.data.progressive import check_schedule_keys
 from src.data.transforms import check_train_flips, check_train_patch
 
 LEVELS = ("heavy", "medium", "light")  # index = DID-MDN density label
@@ -276,10 +275,11 @@ class SyntheticRainDataModule(DerainDataModule):
         **loader_kwargs,
     ) -> None:
         """``train_patch`` (``schedule.train_patch``, set by the baselines' recipes) replaces ``patch_size``
-        (``progressive`` stages replace it per training step, :mod:`src.data.progressive`); ``train_flips`` (``schedule.train_flips``) replaces the default random horizontal flip of training patches."""
+        (``progressive`` stages replace it per training step, :mod:`src.data.progressive`); ``train_flips``
+        (``schedule.train_flips``) replaces the default random horizontal flip of training patches."""
         super().__init__(seed=seed, **loader_kwargs)
         if self.stages is not None:  # progressive: each key carries its stage's patch
-            check_schedule_keys(self.stages, self.batch_size, train_patch)
+            self.train_patch = train_patch  # refused with the stages when training (check_schedule_keys)
         if train_patch is not None:
             patch_size = check_train_patch(train_patch)
         flips = None if train_flips is None else check_train_flips(train_flips)

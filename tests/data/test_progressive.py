@@ -77,11 +77,18 @@ def test_bad_stages_are_refused_naming_the_key(bad, match):
 
 
 def test_schedule_batch_and_patch_may_not_contradict_the_stages(spa_tree):
+    """Refused when training (the stages set batch and patch, nothing is silently ignored); evaluating a
+    progressive run's checkpoint with another batch is fine (src.eval overrides data.batch_size)."""
+    dm = RealRainDataModule(str(spa_tree.root), progressive=STAGES, batch_size=8, val_scenes=0)
+    dm.setup("fit")
+    assert len(list(dm.test_dataloader())) == 3
     with pytest.raises(ConfigValueError, match=r"data.batch_size=8 \(schedule.batch_size\) differs from "
                                                r"schedule.progressive\[0\].batch=4"):
-        RealRainDataModule(str(spa_tree.root), progressive=STAGES, batch_size=8)
+        dm.train_dataloader()
+    dm = SyntheticRainDataModule(progressive=STAGES, batch_size=4, train_patch=32)
+    dm.setup("fit")
     with pytest.raises(ConfigValueError, match="data.train_patch=32 .* set together with schedule.progressive"):
-        SyntheticRainDataModule(progressive=STAGES, batch_size=4, train_patch=32)
+        dm.train_dataloader()
 
 
 def test_mirror_pad_and_sub_crop_follow_basicsr():
