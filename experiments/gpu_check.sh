@@ -10,6 +10,7 @@
 #      per output, rescanning from the border) vs the bandwidth floor
 #   5. experiments/bench_spanet.py --device cuda
 #   6. experiments/bench_train.py --device cuda at the SPANet recipe's paper batch (32) and crop (256)
+#   7. experiments/bench_models.py --device cuda: every network's forward and forward+backward at batch 8, 256x256
 #
 # Every step's full output goes to OUT_DIR/<step>.log; the end prints one summary (PASS/FAIL per step and the
 # tables). Exit status: the number of failed steps. Run from the repository root with the suite's environment
@@ -80,6 +81,8 @@ step irnn_vs_authors "$PY" experiments/irnn_authors_design.py --device cuda
 step bench_spanet "$PY" experiments/bench_spanet.py --device cuda --json "$OUT/bench_spanet.json"
 step bench_train "$PY" experiments/bench_train.py --device cuda --batch 32 --crop 256 --workers 8 --steps 20 \
      --warmup 5 --json "$OUT/bench_train.json"
+step bench_models "$PY" experiments/bench_models.py --device cuda --batch 8 --side 256 --repeats 5 --warmup 2 \
+     --json "$OUT/bench_models.json"
 
 echo
 echo "================ gpu_check summary ($OUT) ================"
@@ -87,7 +90,7 @@ cat "$OUT/device.txt"
 for i in "${!NAMES[@]}"; do printf '%-18s %s\n' "${NAMES[$i]}" "${STATUS[$i]}"; done
 echo
 grep -h "worst relative error" "$OUT/triton_vs_c.log" 2>/dev/null
-for f in irnn_vs_authors bench_spanet bench_train; do
+for f in irnn_vs_authors bench_spanet bench_train bench_models; do
   echo; echo "--- $f"; grep -E '^\||^[A-Za-z].*(recipe|IRNN|Inference)' "$OUT/$f.log" 2>/dev/null | tail -20
 done
 exit "$FAILED"

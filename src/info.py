@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-GROUPS = ("model", "data", "schedule", "recipe", "experiment", "trainer")
+GROUPS = ("model", "data", "schedule", "recipe", "compute", "experiment", "trainer")
 _USAGE = re.compile(r"^\s*(python|make)\b")
 
 
@@ -70,8 +70,11 @@ def schedule_summary(name: str) -> str:
     s = compose([f"schedule={name}"]).schedule
     opt = s.get("optimizer") or {}
     lr = opt.get("lr")
+    stages = s.get("progressive")
+    batch = (f"progressive batch {stages[0].batch}..{stages[-1].batch}, patch {stages[0].patch}..{stages[-1].patch}"
+             if stages else f"batch {s.batch_size}")
     return (f"{str(opt.get('_target_', '?')).rsplit('.', 1)[-1]} lr {lr:g}, " if lr is not None else "") + \
-        f"{s.max_steps:,} steps, batch {s.batch_size}"
+        f"{s.max_steps:,} steps, {batch}"
 
 
 def data_root(name: str) -> str:

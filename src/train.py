@@ -39,6 +39,7 @@ from src.lit.cost import RunCost
 from src.lit.preemption import ContinueLogs, Preemption, RunInterrupted, SignalGuard
 from src.lit.trainer import IncompleteRunError, build_trainer, count_bad_files, incomplete_reasons, shortened_on_purpose
 from src.utils.checkpoint import check_resumable
+from src.utils.compute import apply_compute
 from src.utils.ddp import choose_strategy, ddp_job
 from src.utils.guards import refuse_existing_run
 from src.utils.report import print_report
@@ -72,6 +73,7 @@ def train(cfg: DictConfig) -> dict:
         raise ValueError(f"test_ckpt={cfg.test_ckpt!r}: expected one of {TEST_CKPTS}")
     require_set(cfg, "data")
     refuse_existing_run(cfg.paths.output_dir, cfg)
+    compute = apply_compute(cfg)  # compute=equal_*: the schedule stretched to the budget (after the resume check)
     run_dir = Path(cfg.paths.output_dir)
     rank0 = process_rank() == 0
     with contextlib.ExitStack() as stack:
@@ -82,7 +84,7 @@ def train(cfg: DictConfig) -> dict:
         if rank0 and not ckpt_path:
             forget_earlier_run(run_dir)
         try:
-            result = _fit_and_test(cfg, run_dir, ckpt_path, guard, rank0)
+            result = _fit_and_test(cfg, run_dir, ckpt_path, guard, rank0, compute)
         except (RunInterrupted, SIGTERMException) as exc:
             if not isinstance(exc, RunInterrupted):  # Lightning's, from a SIGTERM during the final val/test
                 exc = RunInterrupted(guard.received or 15, -1, None)
@@ -98,7 +100,8 @@ def train(cfg: DictConfig) -> dict:
     return result
 
 
-def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: SignalGuard, rank0: bool) -> dict:
+def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: SignalGuard, rank0: bool,
+                  compute: dict) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     if ckpt_path:  # only a checkpoint of a src.train run of this model; other weights go to model.init_from
         check_resumable(ckpt_path, model=cfg.run_info.model)
@@ -141,7 +144,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: 
             "bad_files": {"skipped": n_bad, "first": list(dict.fromkeys(model.bad_files))[:20]},
             "val": model.reports.get("val"), "val_input": model.reports.get("val_input"),
             "test": model.reports.get("test"), "test_input": model.reports.get("test_input"),
-            "cost": cost.report(trainer),
+            "cost": cost.report(trainer), "compute": compute,
             "resumed_from": ckpt_path, "interruptions": interruptions(run_dir),
         }
         if trainer.is_global_zero:

@@ -22,6 +22,9 @@ order where it stopped (it skips what was already drawn) instead of starting the
 samples are random beyond their index (the file data sets' augmentation) declare ``takes_sample_seed = True`` and
 get ``(index, sample_seed)`` keys from the sampler, ``sample_seed`` a pure function of (seed, epoch, index): the
 augmentation of a sample does not depend on worker processes, ranks or interruptions.
+
+Progressive training (``progressive``: stages of (iteration, patch, batch), :mod:`src.data.progressive`): the
+training loader follows the stages exactly, in DDP and across a resume; its state is the global step.
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ import lightning as L
 import numpy as np
 import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
+
+from src.data.progressive import KeyBatches, ProgressiveSampler, check_schedule_keys, parse_stages
+from src.data.progressive import check_processes as check_stage_processes
+from src.utils.errors import ConfigValueError
 
 
 def require_train_batch(n_pairs: int, batch_size: int, world: int = 1) -> int:
@@ -112,7 +119,10 @@ class DerainDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         eval_batch_size: int = 1,
         seed: int = 0,
+        progressive: Optional[list] = None,
     ) -> None:
+        """``progressive``: stages ``[{until, patch, batch}, ...]`` (``schedule.progressive``) that replace the
+        fixed training batch and crop, see :mod:`src.data.progressive`; None: ``batch_size`` throughout."""
         super().__init__()
         self.seed = int(seed)
         self.batch_size = int(batch_size)
@@ -124,7 +134,9 @@ class DerainDataModule(L.LightningDataModule):
         self.train_set: Optional[Dataset] = None
         self.val_set: Optional[Dataset] = None
         self.test_set: Optional[Dataset] = None
-        self._train_sampler: Optional[ResumableSampler] = None
+        self._train_sampler: Optional[ResumableSampler | ProgressiveSampler] = None
+        self.stages = parse_stages(progressive) if progressive is not None else None
+        self.train_patch: Optional[int] = None  # schedule.train_patch, where a subclass takes one
 
     # --- to implement -------------------------------------------------------------------------
     def build(self) -> tuple[Optional[Dataset], Optional[Dataset], Optional[Dataset]]:
@@ -143,7 +155,7 @@ class DerainDataModule(L.LightningDataModule):
     # --- Lightning hooks ----------------------------------------------------------------------
     def setup(self, stage: Optional[str] = None) -> None:
         world = self.trainer.world_size if self.trainer is not None else 1
-        if self.batch_size % world:
+        if self.batch_size % world and self.stages is None:
             raise ValueError(
                 f"data.batch_size={self.batch_size} (the global batch) is not divisible by the number of "
                 f"processes ({world}); choose a batch size that is a multiple of trainer.devices x num_nodes"
@@ -180,6 +192,8 @@ class DerainDataModule(L.LightningDataModule):
         if trainer is None or sampler is None:
             return {}
         batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if isinstance(sampler, ProgressiveSampler):  # the whole run is one epoch: batches processed = global step
+            return {"progressive_step": int(batches), "world_size": int(trainer.world_size)}
         return {"epoch": int(sampler.epoch), "samples_drawn": int(batches * self.batch_size_per_device),
                 "world_size": int(trainer.world_size)}
 
@@ -191,13 +205,47 @@ class DerainDataModule(L.LightningDataModule):
             raise ValueError(
                 f"the checkpoint was written by {state['world_size']} processes, this run has {world}: the data "
                 f"order cannot continue exactly; resume with the same trainer.devices x trainer.num_nodes")
+        if isinstance(self._train_sampler, ProgressiveSampler):
+            if "progressive_step" not in state:
+                raise ValueError("the checkpoint was written by a run without schedule.progressive; resume it with "
+                                 "its own schedule")
+            self._train_sampler.resume(state["progressive_step"])
+            return
         self._train_sampler.resume(state["epoch"], state["samples_drawn"])
 
     def train_dataloader(self) -> DataLoader:
+        if self.stages is not None:
+            return self._progressive_loader()
         if self.train_set is not None:
             world = self.trainer.world_size if self.trainer is not None else 1
             require_train_batch(len(self.train_set), self.batch_size, world)
         return self._loader(self.train_set, self.batch_size_per_device, True, "training")
+
+    def _progressive_loader(self) -> DataLoader:
+        """The training loader of a progressive schedule: one list of keys per step (:mod:`src.data.progressive`).
+        Its settings are checked here, for training only (evaluating a progressive run's checkpoint with another
+        data.batch_size is fine)."""
+        if self.train_set is None:
+            raise RuntimeError(f"{type(self).__name__} has no training split")
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        check_schedule_keys(self.stages, self.batch_size, self.train_patch)
+        check_stage_processes(self.stages, world)
+        accumulate = getattr(self.trainer, "accumulate_grad_batches", 1)
+        if accumulate != 1:
+            raise ConfigValueError(f"trainer.accumulate_grad_batches={accumulate} with schedule.progressive: the "
+                                   f"stages count iterations of one batch each; leave it at 1")
+        largest = max(range(len(self.stages)), key=lambda i: self.stages[i].batch)
+        if len(self.train_set) < self.stages[largest].batch:
+            raise ValueError(f"the training set has {len(self.train_set)} pairs, fewer than one batch of "
+                             f"schedule.progressive[{largest}].batch={self.stages[largest].batch}")
+        max_steps = getattr(self.trainer, "max_steps", -1) if self.trainer else -1
+        sampler = ProgressiveSampler(self.train_set, self.stages, world, rank, self.seed,
+                                     length=max(self.stages[-1].until, max_steps or 0),
+                                     with_seeds=getattr(self.train_set, "takes_sample_seed", False))
+        self._train_sampler = sampler
+        return _TrainLoader(self, KeyBatches(self.train_set), batch_size=None, sampler=sampler,
+                            collate_fn=default_collate, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                            persistent_workers=self.persistent_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size, False, "validation")

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from src.utils.image_io import grey_levels, read_array
 from src.data.readers import ORDERS, Pair, evenly_spaced
+from src.data.transforms import sub_crop
 
 _HALVES = (None,) + ORDERS  # code 0: two files; 1: left rainy; 2: left clean
 
@@ -90,7 +91,9 @@ class PairedDataset(Dataset):
     ``"raise"`` (default): the error is raised.
 
     Items are read by index, or by ``(index, sample_seed)`` as the training sampler hands them out
-    (:class:`src.data.base.ResumableSampler`): the transform then draws from a generator seeded with it."""
+    (:class:`src.data.base.ResumableSampler`): the transform then draws from a generator seeded with it. A
+    progressive schedule's keys ``(index, sample_seed, patch)`` (:mod:`src.data.progressive`) also crop the
+    transformed pair to the stage's ``patch`` (:func:`src.data.transforms.sub_crop`)."""
 
     takes_sample_seed = True
 
@@ -113,10 +116,10 @@ class PairedDataset(Dataset):
                     int(self._label[index]), "", _HALVES[self._halves[index]])
 
     def __getitem__(self, key) -> dict:
-        index, seed = key if isinstance(key, tuple) else (key, None)
+        index, seed, patch = (*key, None)[:3] if isinstance(key, tuple) else (key, None, None)
         if self.on_bad_file == "raise":
             pair = self.pair(index)
-            return self._sample(pair, load_pair(pair), seed)
+            return self._sample(pair, load_pair(pair), seed, patch)
         errors = []
         for step in range(min(len(self), MAX_BAD_IN_A_ROW + 1)):
             pair = self.pair((index + step) % len(self))
@@ -125,16 +128,20 @@ class PairedDataset(Dataset):
             except (OSError, ValueError) as exc:  # missing, truncated / corrupt, size mismatch
                 errors.append(str(exc).replace("\n", " "))
                 continue
-            return {**self._sample(pair, arrays, seed), "bad_files": "\n".join(errors)}
+            return {**self._sample(pair, arrays, seed, patch), "bad_files": "\n".join(errors)}
         raise RuntimeError(f"data.on_bad_file=skip: {len(errors)} unreadable pairs in a row from index {index} "
                            f"(last: {errors[-1]}); the data set looks broken, check it with python -m src.data.check")
 
-    def _sample(self, pair: Pair, arrays: tuple[np.ndarray, np.ndarray], seed: Optional[int] = None) -> dict:
+    def _sample(self, pair: Pair, arrays: tuple[np.ndarray, np.ndarray], seed: Optional[int] = None,
+                patch: Optional[int] = None) -> dict:
         rain, clean = arrays
-        if self.transform is not None:
+        if self.transform is not None or patch is not None:
             g = torch.Generator().manual_seed(seed) if seed is not None else None
             try:
-                rain, clean = self.transform(rain, clean, g)
+                if self.transform is not None:
+                    rain, clean = self.transform(rain, clean, g)
+                if patch is not None:
+                    rain, clean = sub_crop(rain, clean, patch, g)
             except ValueError as exc:
                 raise ValueError(f"{pair.rain}: {exc}") from exc
         return {"rain": to_tensor(rain), "clean": to_tensor(clean), "name": pair.name,

@@ -5,7 +5,9 @@
 * ``root`` (required; a config with ``root: ???`` fails with "set data.root=DIR"),
 * the training augmentation from the ``train_transform`` block (see :func:`src.data.transforms.build_train_transform`),
   its cropping replaced by plain ``train_patch`` crops and its flips by ``train_flips`` when a recipe sets them
-  (``src.train`` passes ``schedule.train_patch`` / ``schedule.train_flips``);
+  (``src.train`` passes ``schedule.train_patch`` / ``schedule.train_flips``); with ``progressive`` stages
+  (``schedule.progressive``) plain crops of the largest stage patch, mirrored first when an image is smaller
+  (BasicSR's loader), then each sample cut to its stage's patch (:mod:`src.data.progressive`);
   validation and test use full images, untouched (the Lightning module pads for the network),
 * missing TRAINING pairs skipped with ONE warning that counts them; a validation / test pair with a missing file
   is an error (the split would be scored on fewer images than it holds); an empty split is an error naming its
@@ -77,6 +79,12 @@ class FileDataModule(DerainDataModule):
     ) -> None:
         super().__init__(seed=seed, **loader_kwargs)
         self.root = require_root(root)
+        if self.stages is not None:  # progressive: the largest patch, mirrored when larger than an image
+            self.train_patch = train_patch  # refused with the stages when training (check_schedule_keys)
+            largest = max(s.patch for s in self.stages)
+            train_transform = with_train_patch(train_transform, largest, pad=True)
+            logger.info("schedule.progressive: training on random %sx%s crops (mirrored where an image is smaller), "
+                        "each cut to its stage's patch", largest, largest)
         if on_bad_file not in ("raise", "skip"):
             raise ValueError(f"data.on_bad_file={on_bad_file!r}: choose 'raise' (stop at the first unreadable "
                              f"training file) or 'skip' (skip and count them)")

@@ -211,11 +211,11 @@ class SyntheticRainDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def _clean(self, idx: int, rng: np.random.Generator) -> tuple[np.ndarray, str, int]:
+    def _clean(self, idx: int, rng: np.random.Generator, patch: Optional[int] = None) -> tuple[np.ndarray, str, int]:
         if self.patch_size:
             name = self.photos[int(rng.integers(len(self.photos)))]
             img = load_photo(name)
-            ps = self.patch_size
+            ps = patch or self.patch_size
             h, w = img.shape[:2]
             if h < ps or w < ps:
                 raise ValueError(f"photo {name!r} ({h}x{w}) is smaller than data.patch_size={ps}")
@@ -238,11 +238,14 @@ class SyntheticRainDataset(Dataset):
             img = resize(img, size, anti_aliasing=True).astype(np.float32)
         return img, f"{name}_{LEVELS[level]}", level
 
-    def __getitem__(self, idx: int) -> dict:
+    def __getitem__(self, key) -> dict:
+        """``key``: an index, or a progressive schedule's ``(index, None, patch)``: the patch replaces
+        ``patch_size`` (same photo, position and rain draws, cropped to that size)."""
+        idx, _, patch = (*key, None)[:3] if isinstance(key, tuple) else (key, None, None)
         if not 0 <= idx < self.length:
             raise IndexError(idx)
         rng = np.random.default_rng([self.seed, idx])
-        clean, name, level = self._clean(idx, rng)
+        clean, name, level = self._clean(idx, rng, patch)
         rain, _ = make_rain_pair(clean, level, rng, self.haze_prob)
         return {
             "rain": _to_tensor(rain),
@@ -271,9 +274,12 @@ class SyntheticRainDataModule(DerainDataModule):
         train_flips: Optional[dict] = None,
         **loader_kwargs,
     ) -> None:
-        """``train_patch`` (``schedule.train_patch``, set by the baselines' recipes) replaces ``patch_size``;
-        ``train_flips`` (``schedule.train_flips``) replaces the default random horizontal flip of training patches."""
+        """``train_patch`` (``schedule.train_patch``, set by the baselines' recipes) replaces ``patch_size``
+        (``progressive`` stages replace it per training step, :mod:`src.data.progressive`); ``train_flips``
+        (``schedule.train_flips``) replaces the default random horizontal flip of training patches."""
         super().__init__(seed=seed, **loader_kwargs)
+        if self.stages is not None:  # progressive: each key carries its stage's patch
+            self.train_patch = train_patch  # refused with the stages when training (check_schedule_keys)
         if train_patch is not None:
             patch_size = check_train_patch(train_patch)
         flips = None if train_flips is None else check_train_flips(train_flips)

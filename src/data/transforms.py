@@ -4,14 +4,20 @@ They work on numpy arrays H x W x C (uint8, uint16 or float32, RGB) before conve
 crop happens before the (more expensive) float conversion. Random numbers come from torch's generator
 (the global one unless a ``torch.Generator`` is passed), which the DataLoader seeds per worker.
 
-* :class:`RandomCrop` - a crop of a fixed size at a uniform random position.
+* :class:`RandomCrop` - a crop of a fixed size at a uniform random position; with ``pad``, an image smaller
+  than the crop is first extended by mirroring at the bottom and right (BasicSR's loaders, which Restormer,
+  DRSformer and NAFNet train with: OpenCV's BORDER_REFLECT, the edge pixel repeated).
 * :class:`RandomResizedCrop` - the SPANet release's augmentation (its randomcrop.py, an old torchvision
   RandomResizedCrop made paired): a crop of 80-100 % of the area with aspect ratio 3/4..4/3 (drawn w, h
   swapped with probability 1/2; 10 attempts, then a centred square), resized to ``size`` x ``size``
   with bicubic interpolation.
 * :class:`RandomScale` - the paper's "scaling": both images resized by one random factor (bicubic);
   follow it with a crop ("scaling and cropping").
-* :class:`RandomFlip` - horizontal / vertical flips and transposition, each with probability 1/2.
+* :class:`RandomFlip` - horizontal / vertical flips and transposition, each with probability 1/2. All three
+  together draw each of the 8 rotations and reflections of the square with probability 1/8: the same
+  distribution as BasicSR's ``random_augmentation`` (``randint(0, 7)`` over flips and 90-degree rotations).
+* :func:`sub_crop` - the progressive schedule's crop of a stage's patch out of the largest one (BasicSR's
+  progressive training loop).
 
 :func:`build_train_transform` turns the ``train_transform`` block of a data config into one pipeline.
 """
@@ -68,12 +74,16 @@ def resize(arr: np.ndarray, size_hw: tuple[int, int], interpolation: str = "bicu
 class RandomCrop:
     """Crop both images at the same random position to ``size`` (int or (h, w))."""
 
-    def __init__(self, size: Size) -> None:
+    def __init__(self, size: Size, pad: bool = False) -> None:
         self.size = _pair_size(size)
+        self.pad = bool(pad)
 
     def __call__(self, rain: np.ndarray, clean: np.ndarray, g: Optional[torch.Generator] = None):
         th, tw = self.size
         h, w = rain.shape[:2]
+        if self.pad and (h < th or w < tw):
+            rain, clean = (mirror_pad(a, th, tw) for a in (rain, clean))
+            h, w = rain.shape[:2]
         if h < th or w < tw:
             raise ValueError(f"image of {h}x{w} pixels is smaller than the training crop {th}x{tw} "
                              f"(lower data.train_transform.crop)")
@@ -81,7 +91,26 @@ class RandomCrop:
         return rain[i:i + th, j:j + tw], clean[i:i + th, j:j + tw]
 
     def __repr__(self) -> str:
-        return f"RandomCrop(size={self.size})"
+        return f"RandomCrop(size={self.size}" + (", pad=True)" if self.pad else ")")
+
+
+def mirror_pad(arr: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``arr`` (H x W x C) extended to at least ``height`` x ``width`` by mirroring at the bottom and right, the
+    edge pixel repeated (``numpy.pad`` mode 'symmetric' = OpenCV's BORDER_REFLECT, BasicSR's ``padding``)."""
+    ph, pw = max(0, height - arr.shape[0]), max(0, width - arr.shape[1])
+    return np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode="symmetric") if ph or pw else arr
+
+
+def sub_crop(rain: np.ndarray, clean: np.ndarray, patch: int, g: Optional[torch.Generator] = None):
+    """A ``patch`` x ``patch`` crop of both images (already cropped to the schedule's largest patch), at the offset
+    BasicSR's progressive loop draws: ``int((size - patch) * u)`` per axis, ``u`` uniform in [0, 1). The authors'
+    loop draws one offset per batch; here each sample draws its own."""
+    h, w = rain.shape[:2]
+    if h < patch or w < patch:
+        raise ValueError(f"image of {h}x{w} pixels is smaller than the stage's patch {patch}")
+    top = int((h - patch) * float(torch.rand((), generator=g)))
+    left = int((w - patch) * float(torch.rand((), generator=g)))
+    return rain[top:top + patch, left:left + patch], clean[top:top + patch, left:left + patch]
 
 
 class RandomResizedCrop:
@@ -177,11 +206,14 @@ def check_train_patch(patch: Any) -> int:
     return patch
 
 
-def with_train_patch(train_transform: Optional[Mapping[str, Any]], patch: Any) -> dict:
+def with_train_patch(train_transform: Optional[Mapping[str, Any]], patch: Any, pad: bool = False) -> dict:
     """The ``train_transform`` block with its cropping replaced by plain random ``patch`` x ``patch`` crops:
-    ``scale`` and ``resized_crop`` are dropped, ``crop`` becomes ``patch``, flips stay as configured."""
+    ``scale`` and ``resized_crop`` are dropped, ``crop`` becomes ``patch`` (``pad``: images smaller than the crop
+    are mirrored to its size, :class:`RandomCrop`), flips stay as configured."""
     block = dict(train_transform or {})
     block.update(scale=None, resized_crop=None, crop=check_train_patch(patch))
+    if pad:
+        block["pad"] = True
     return block
 
 
@@ -218,6 +250,7 @@ def build_train_transform(
     hflip: bool = False,
     vflip: bool = False,
     transpose: bool = False,
+    pad: bool = False,
 ) -> Optional[Compose]:
     """The training pipeline from config keys, applied in the order scale -> resized_crop -> crop -> flips.
 
@@ -227,6 +260,7 @@ def build_train_transform(
             mapping with ``size``, ``scale`` (area fraction range), ``ratio`` (aspect range), ``interpolation``.
         scale: [low, high] factor range of the paper's random scaling; null for none.
         hflip, vflip, transpose: random flips / transposition, each applied with probability 1/2.
+        pad: mirror images smaller than ``crop`` to its size first (BasicSR; set by progressive schedules).
     Returns None when nothing is enabled.
     """
     steps: list[Any] = []
@@ -240,7 +274,7 @@ def build_train_transform(
                          else RandomResizedCrop(resized_crop))
         key, value = "crop", crop
         if crop is not None:
-            steps.append(RandomCrop(crop))
+            steps.append(RandomCrop(crop, pad=pad))
     except (TypeError, ValueError, IndexError, KeyError) as exc:
         raise ValueError(f"data.train_transform.{key}={value!r}: {exc}") from None
     if hflip or vflip or transpose:

@@ -72,7 +72,7 @@ def refuse_existing_run(run_dir: str | os.PathLike, cfg: Mapping[str, Any], hydr
 RESUME_MAY_CHANGE = ("schedule.max_steps", "data.root", "data.num_workers", "data.pin_memory",
                      "data.persistent_workers", "data.on_bad_file")
 #: what must stay as the interrupted run had it (its .hydra/config.yaml)
-RESUME_MUST_MATCH = ("model", "data", "schedule", "seed")
+RESUME_MUST_MATCH = ("model", "data", "schedule", "seed", "compute")
 
 
 class ResumeConfigError(RunDirExistsError):
