@@ -42,7 +42,7 @@ from src.utils.checkpoint import check_resumable
 from src.utils.compute import apply_compute
 from src.utils.ddp import choose_strategy, ddp_job
 from src.utils.guards import refuse_existing_run
-from src.utils.report import print_report
+from src.utils.report import NO_TEST_SPLIT, print_report
 from src.utils.resume import (
     INTERRUPTED_FILE, LAST, RunDirLock, continue_csv_logger, forget_earlier_run, interruptions, process_rank,
     record_interruption, resume_checkpoint, resume_command, sweep_job, use_run_dir_wandb_id,
@@ -130,7 +130,9 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: 
                 raise RunInterrupted(guard.received, trainer.global_step, None)
             ckpt = tested_weights(cfg, trainer)
             trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
-            if cfg.get("test"):
+            # a data set without a test split is not "tested" on its validation split (report.NO_TEST_SPLIT)
+            no_test_split = bool(cfg.get("test")) and datamodule.test_set is None
+            if cfg.get("test") and not no_test_split:
                 trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
             if guard.received is not None:
                 raise RunInterrupted(guard.received, trainer.global_step, None)
@@ -144,6 +146,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, guard: 
             "bad_files": {"skipped": n_bad, "first": list(dict.fromkeys(model.bad_files))[:20]},
             "val": model.reports.get("val"), "val_input": model.reports.get("val_input"),
             "test": model.reports.get("test"), "test_input": model.reports.get("test_input"),
+            "test_note": NO_TEST_SPLIT if no_test_split else None,
             "cost": cost.report(trainer), "compute": compute,
             "resumed_from": ckpt_path, "interruptions": interruptions(run_dir),
         }

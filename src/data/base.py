@@ -29,7 +29,7 @@ training loader follows the stages exactly, in DDP and across a resume; its stat
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import lightning as L
 import numpy as np
@@ -40,6 +40,18 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 from src.data.progressive import KeyBatches, ProgressiveSampler, check_schedule_keys, parse_stages
 from src.data.progressive import check_processes as check_stage_processes
 from src.utils.errors import ConfigValueError
+
+from src.utils.errors import ConfigValueError
+
+
+def size_key(value: Any, key: str, minimum: int = 1, allow_none: bool = False) -> Optional[int]:
+    """An integer config value of at least ``minimum`` (a size, a count), or a :class:`ConfigValueError` naming the
+    key (``data.<key>``) when the config is built, before any training."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigValueError(f"{key}={value!r}: expected an integer >= {minimum}" + (" or null" if allow_none else ""))
+    return value
 
 
 def require_train_batch(n_pairs: int, batch_size: int, world: int = 1) -> int:
@@ -125,11 +137,11 @@ class DerainDataModule(L.LightningDataModule):
         fixed training batch and crop, see :mod:`src.data.progressive`; None: ``batch_size`` throughout."""
         super().__init__()
         self.seed = int(seed)
-        self.batch_size = int(batch_size)
-        self.num_workers = int(num_workers)
+        self.batch_size = size_key(batch_size, "data.batch_size (src.train: schedule.batch_size)")
+        self.num_workers = size_key(num_workers, "data.num_workers", minimum=0)
         self.pin_memory = bool(pin_memory)
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
-        self.eval_batch_size = int(eval_batch_size)
+        self.eval_batch_size = size_key(eval_batch_size, "data.eval_batch_size")
         self.batch_size_per_device = self.batch_size
         self.train_set: Optional[Dataset] = None
         self.val_set: Optional[Dataset] = None

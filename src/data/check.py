@@ -1,6 +1,6 @@
 """Check a data set before training on it: every file opened once, in parallel.
 
-    python -m src.data.check data=NAME data.root=DIR [report=FILE] [workers=N]
+    python -m src.data.check data=NAME data.root=DIR [report=FILE] [overwrite=true] [workers=N]
 
 (Hydra overrides of ``conf/check.yaml``; ``--help`` lists the options.)
 
@@ -19,6 +19,11 @@ be scored on fewer images), more than ``train_missing_max`` (a fraction, default
 missing, a rainy image whose colour mode differs from its clean one (grayscale vs colour, alpha channel vs
 none), and an alpha channel that is not fully opaque (it is dropped, not composited). Missing training pairs
 under that fraction are counted in ``skipped`` (training skips them too) and are not problems.
+
+``report=FILE`` writes the report as JSON, atomically (:func:`src.utils.files.atomic_write`). An existing FILE is
+refused before anything is read (``OutputExistsError``, exit status 2) unless ``overwrite=true``, and even then
+only an earlier report of this checker is replaced: any other file (the data set's own list file, an image, ...)
+is refused (``ConfigValueError``), as is a folder.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import json
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import hydra
@@ -34,8 +40,9 @@ from omegaconf import DictConfig
 
 from src.utils.image_io import grey_levels, read_array
 from src.data.readers import LABEL_NAMES, Pair, ReadResult
+from src.utils.errors import ConfigValueError, refusals_exit
+from src.utils.files import atomic_write, refuse_existing
 from src.utils.run import require_set
-from src.utils.errors import refusals_exit
 
 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
@@ -199,8 +206,39 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _is_report(path: Path) -> bool:
+    """True when ``path`` holds a report of this checker (a JSON object with ``"problems"``)."""
+    try:
+        if path.stat().st_size > 1 << 26:  # no report is that large; a data file may be
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and "problems" in data
+
+
+def claim_report(report: Optional[str], overwrite: bool) -> Optional[Path]:
+    """The report file to write (None: none asked for), checked before anything else happens: see the module
+    docstring (an existing file only with ``overwrite`` and only when it is an earlier report)."""
+    if not report:
+        return None
+    path = Path(str(report))
+    if path.is_dir():
+        raise ConfigValueError(f"report={path} is a folder; give a file name, e.g. report={path / 'check.json'}")
+    if not (path.exists() or path.is_symlink()):
+        return path
+    if not overwrite:
+        refuse_existing([path], what="report")
+    if not _is_report(path):
+        raise ConfigValueError(f"report={path}: this file is not a report of src.data.check (a list file or an image "
+                               f"of the data set?); refusing to replace it even with overwrite=true. Write the "
+                               f"report elsewhere")
+    return path
+
+
 def run(cfg: DictConfig) -> int:
     """Build the data module of ``cfg.data``, check it, print / write the report; returns the exit status."""
+    report_path = claim_report(cfg.get("report"), bool(cfg.get("overwrite", False)))
     try:
         if cfg.get("data") is None:
             raise ValueError("no data set chosen: pass data=NAME data.root=DIR (--help lists the data configs)")
@@ -212,14 +250,13 @@ def run(cfg: DictConfig) -> int:
         cause = exc.__cause__ if exc.__cause__ is not None and "instantiat" in type(exc).__name__.lower() else exc
         report = {"problems": [str(cause)]}
     print(format_report(report))
-    if cfg.report:
-        with open(cfg.report, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
-        print(f"report written to {cfg.report}")
+    if report_path is not None:
+        atomic_write(report_path, json.dumps(report, indent=2))
+        print(f"report written to {report_path}")
     return 1 if report["problems"] else 0
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="check")
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[2] / "conf"), config_name="check")
 @refusals_exit
 def main(cfg: DictConfig) -> None:
     sys.exit(run(cfg))

@@ -26,6 +26,7 @@ import re
 import warnings
 from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 
+from src.utils.errors import ConfigValueError
 from src.utils.image_io import is_image_file
 
 #: DID-MDN density labels (the release's training code): 0 heavy, 1 medium, 2 light; -1 = unknown.
@@ -154,13 +155,23 @@ def _choose_base(entries: Sequence[tuple[str, str]], candidates: Sequence[str], 
     return candidates[0]
 
 
+def _refuse_parent_steps(fields: Sequence[str], list_file: str, lineno: int) -> None:
+    """A list line names files under the data root: a ``..`` step (which would leave it, and make ".." a scene id)
+    is a ValueError naming ``list_file:line``, like any other malformed line."""
+    for field in fields:
+        if ".." in field and ".." in re.split(r"[\\/]", field):
+            raise ValueError(f"{list_file}:{lineno}: {field!r} steps out of its folder with '..'; list lines name "
+                             f"files under the data root")
+
+
 def read_pair_list(list_file: str, root: str, label: int = -1) -> ReadResult:
     """Pairs from a list file of lines ``"<rainy> <clean>"`` (blank lines ignored).
 
     Paths are relative to ``root`` (a leading ``/`` or ``./`` is stripped); if the first listed files are
     not found there but are found relative to the list file's folder, or as absolute paths, that base is
     used instead. Each pair's ``group`` is its scene id (:func:`scene_id`), ``name`` the rainy file's stem.
-    A line that is not exactly two paths raises ``ValueError`` naming ``list_file:line``.
+    A line that is not exactly two paths, or whose path has a ``..`` step, raises ``ValueError`` naming
+    ``list_file:line``.
     """
     if not os.path.isfile(list_file):
         raise FileNotFoundError(f"list file not found: {list_file}")
@@ -174,6 +185,7 @@ def read_pair_list(list_file: str, root: str, label: int = -1) -> ReadResult:
                     continue
                 if len(fields) != 2:
                     raise ValueError(f"{list_file}:{lineno}: expected '<rainy path> <clean path>', got {line.strip()!r}")
+                _refuse_parent_steps(fields, list_file, lineno)
                 entries.append((fields[0], fields[1]))
     except UnicodeDecodeError as exc:
         raise ValueError(f"{list_file}:{lineno + 1}: not UTF-8 text ({exc.reason} at byte {exc.start} of the "
@@ -357,9 +369,9 @@ def check_holdout(holdout: Any, key: str) -> None:
     if holdout is None:
         return
     if isinstance(holdout, bool) or not isinstance(holdout, (int, Sequence)) or isinstance(holdout, (str, bytes)):
-        raise ValueError(f"data.{key}={holdout!r}: expected a number of groups (int) or a list of group ids")
+        raise ConfigValueError(f"data.{key}={holdout!r}: expected a number of groups (int) or a list of group ids")
     if isinstance(holdout, int) and holdout < 0:
-        raise ValueError(f"data.{key}={holdout}: must be >= 0")
+        raise ConfigValueError(f"data.{key}={holdout}: must be >= 0")
 
 
 def split_groups(pairs: Sequence[Pair], holdout: Union[None, int, Sequence], key: str = "val_scenes"):
@@ -371,7 +383,8 @@ def split_groups(pairs: Sequence[Pair], holdout: Union[None, int, Sequence], key
     groups = sorted({p.group for p in pairs}, key=natural_key)
     if isinstance(holdout, int):
         if holdout >= len(groups):
-            raise ValueError(f"data.{key}={holdout} would hold out all {len(groups)} groups")
+            raise ConfigValueError(f"data.{key}={holdout} would hold out all {len(groups)} groups, leaving nothing to "
+                                   f"train on; hold out fewer (at most {len(groups) - 1})")
         chosen = set(groups[-holdout:])
     else:  # ids match exactly, or by value when numeric (YAML reads `[000, 7]` as [0, 7])
         by_value = {int(g): g for g in groups if g.isdigit()}
@@ -383,7 +396,7 @@ def split_groups(pairs: Sequence[Pair], holdout: Union[None, int, Sequence], key
         chosen = {resolve(g) for g in holdout}
         unknown = sorted(chosen - set(groups), key=natural_key)
         if unknown:
-            raise ValueError(f"data.{key}: unknown ids {unknown} (known: {groups[:10]}{'...' if len(groups) > 10 else ''})")
+            raise ConfigValueError(f"data.{key}: unknown ids {unknown} (known: {groups[:10]}{'...' if len(groups) > 10 else ''})")
     return [p for p in pairs if p.group not in chosen], [p for p in pairs if p.group in chosen]
 
 

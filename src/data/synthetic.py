@@ -31,8 +31,9 @@ from skimage.draw import line_aa
 from skimage.transform import resize
 from torch.utils.data import Dataset
 
-from src.data.base import DerainDataModule
+from src.data.base import DerainDataModule, size_key
 from src.data.transforms import check_train_flips, check_train_patch
+from src.utils.errors import ConfigValueError
 
 LEVELS = ("heavy", "medium", "light")  # index = DID-MDN density label
 
@@ -280,8 +281,11 @@ class SyntheticRainDataModule(DerainDataModule):
         super().__init__(seed=seed, **loader_kwargs)
         if self.stages is not None:  # progressive: each key carries its stage's patch
             self.train_patch = train_patch  # refused with the stages when training (check_schedule_keys)
-        if train_patch is not None:
-            patch_size = check_train_patch(train_patch)
+        patch_size = size_key(patch_size, "data.patch_size") if train_patch is None else check_train_patch(train_patch)
+        size_key(train_length, "data.train_length")
+        size_key(eval_long_side, "data.eval_long_side", allow_none=True)
+        if isinstance(haze_prob, bool) or not isinstance(haze_prob, (int, float)) or not 0.0 <= haze_prob <= 1.0:
+            raise ConfigValueError(f"data.haze_prob={haze_prob!r}: expected a probability in [0, 1]")
         flips = None if train_flips is None else check_train_flips(train_flips)
         overlap = set(train_photos) & (set(val_photos) | set(test_photos))
         if overlap:

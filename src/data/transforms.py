@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from src.utils.errors import ConfigValueError
+
 Size = Union[int, Sequence[int]]
 _FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST,
             "lanczos": Image.LANCZOS, "area": Image.BOX}
@@ -202,7 +204,7 @@ def check_train_patch(patch: Any) -> int:
     """``schedule.train_patch`` (a recipe's training patch side, set by the baselines' recipes: their authors
     trained on 64x64 crops) as an int; a clear error for anything but a positive int."""
     if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
-        raise ValueError(f"schedule.train_patch must be a positive int (pixels) or null, got {patch!r}")
+        raise ConfigValueError(f"schedule.train_patch must be a positive int (pixels) or null, got {patch!r}")
     return patch
 
 
@@ -225,14 +227,14 @@ def check_train_flips(flips: Any) -> dict[str, bool]:
     as ``{"hflip": bool, "vflip": bool, "transpose": bool}``; keys left out are off. A clear error for anything
     else."""
     if not isinstance(flips, Mapping):
-        raise ValueError(f"schedule.train_flips must be null or a mapping of {', '.join(FLIPS)} to true/false, "
+        raise ConfigValueError(f"schedule.train_flips must be null or a mapping of {', '.join(FLIPS)} to true/false, "
                          f"got {flips!r}")
     unknown = sorted(set(flips) - set(FLIPS))
     if unknown:
-        raise ValueError(f"schedule.train_flips: unknown key(s) {unknown}; known: {', '.join(FLIPS)}")
+        raise ConfigValueError(f"schedule.train_flips: unknown key(s) {unknown}; known: {', '.join(FLIPS)}")
     for key, value in flips.items():
         if not isinstance(value, bool):
-            raise ValueError(f"schedule.train_flips.{key} must be true or false, got {value!r}")
+            raise ConfigValueError(f"schedule.train_flips.{key} must be true or false, got {value!r}")
     return {key: bool(flips.get(key, False)) for key in FLIPS}
 
 
@@ -276,7 +278,7 @@ def build_train_transform(
         if crop is not None:
             steps.append(RandomCrop(crop, pad=pad))
     except (TypeError, ValueError, IndexError, KeyError) as exc:
-        raise ValueError(f"data.train_transform.{key}={value!r}: {exc}") from None
+        raise ConfigValueError(f"data.train_transform.{key}={value!r}: {exc}") from None
     if hflip or vflip or transpose:
         steps.append(RandomFlip(hflip, vflip, transpose))
     return Compose(steps) if steps else None

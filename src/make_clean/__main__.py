@@ -6,9 +6,10 @@
 
 Options are Hydra overrides of ``conf/make_clean.yaml`` (see :mod:`src.make_clean.cli`; ``--help`` lists them).
 Writes FILE.png (uint8 RGB) and FILE.json ({"p_hat", "frames", "size": [H, W], "start", "input",
-"notebook_compat"}). ``notebook_compat=true`` reproduces the release notebook's output bit for bit, including
-its two slips (luma + 128 outside image column 0; some pixels left out of the vote when H is odd or W is not
-a multiple of 4); the default is the algorithm as the paper describes it (docs/models.md).
+"notebook_compat"}). ``notebook_compat=true`` reproduces the release notebook's output, including its two
+slips (luma + 128 outside image column 0; some pixels left out of the vote when H is odd or W is not a multiple
+of 4), with its float luma in one fixed order; the default is the algorithm as the paper describes it, with the
+exact integer luma (docs/models.md). Both give the same image on every machine.
 ``frames`` defaults to the paper's count for ``density`` (sparse 20, normal 100, dense 200; default normal).
 Frames are cached in a raw file under ``cache_dir`` (default: the system temporary folder; N x H x W x 3
 bytes, 1.9 GB for 300 frames of 1080p) while the two passes run; memory stays at one band of rows.

@@ -5,7 +5,8 @@ Input: N frames of a static scene filmed in rain, uint8 RGB, shape (N, H, W, 3).
 uint8 RGB (H, W, 3). The notebook's steps (paper section 3; docs/howto.md shows the whole pipeline, docs/models.md
 the notebook's slips):
 
-1. luma ``Y = uint8(0.299 R + 0.587 G + 0.114 B)``, computed in float64 and truncated;
+1. luma ``Y = floor((299 R + 587 G + 114 B) / 1000)`` of the uint8 RGB values, in exact integer arithmetic
+   (the notebook's ``0.299 R + 0.587 G + 0.114 B`` truncated to uint8, without rounding errors);
 2. ``phi`` = the mode of a pixel's N luma values (ties: the smallest value);
 3. in the pixel's sorted luma values, ``R_min = first_index(phi) / N * 100`` and
    ``R_max = last_index(phi) / N * 100`` (float64, the notebook's expression);
@@ -18,18 +19,15 @@ histogram), pass 2 takes the p_hat-th percentile band by band. Only one band of 
 time (about ``band_pixels * N * 3`` bytes plus scratch of the same order), so a 300-frame 1080p clip needs
 tens of MB besides the output image when the frames come from a :class:`src.make_clean.io.FrameCache`.
 
-How each step stays bit-identical to the notebook:
+How each step gives the notebook's numbers, the same on every machine:
 
-* luma: :func:`luma` evaluates ``0.299 * R + 0.587 * G + 0.114 * B`` in float64, left to right, then casts
-  (truncates) to uint8. That equals the notebook's ``np.dot(rgb, M)[..., 0]`` on its 4-D video array for
-  all 2^24 colours (checked with this suite's numpy 2.4 / OpenBLAS; numpy's N-d ``dot`` adds the three
-  products in order). The float expression matters, not the exact rational 299R+587G+114B: RGB (1, 1, 1)
-  gives 0.9999999999999999, so Y = 0. (A 2-D ``np.dot`` would go to BLAS gemm, whose fused multiply-adds
-  change the truncated luma of 2,933 colours, e.g. grey 21.)
-  Note: the notebook's ``RGB2YCbCr`` also does ``ycbcr[:, :, 1:] += 128`` (meant for Cb/Cr of one image);
-  on its 4-D video array that index hits image columns 1.. of all channels, including Y, and the uint8 cast
-  then wraps (x86) or saturates (ARM). By default we follow the intended luma, not that slip; see
-  ``notebook_compat`` below for the notebook's exact output.
+* luma: :func:`luma` computes ``(299 R + 587 G + 114 B) // 1000`` in uint32, exactly: the value the
+  notebook's float expression means, identical on every CPU. The notebook itself takes the Y column of
+  ``np.dot(video, M)`` in float64 and truncates it; that result depends on the machine (numpy's ``dot``
+  goes to BLAS, whose kernels differ per CPU in the order and fusing of the three multiply-adds), and even
+  evaluated left to right it truncates 3,464 of the 2^24 colours one level below the exact value, where
+  ``299 R + 587 G + 114 B`` is a multiple of 1000 (e.g. grey (1, 1, 1): 0.9999999999999999, so Y = 0 instead
+  of 1; 65 of the 256 greys). The exact definition maps every grey g to g.
 * mode and sorted positions: from per-pixel counts over the 256 luma levels; ``first_index(phi)`` is the
   number of values below ``phi``, ``last_index = first_index + count(phi) - 1``; ``argmax`` returns the
   first maximum, which is the smallest value.
@@ -42,12 +40,17 @@ How each step stays bit-identical to the notebook:
   itself on one representative series per distinct pair: numpy's own arithmetic, without sorting every
   series.
 
-``notebook_compat=True`` reproduces the notebook's output bit for bit, including two slips of its code (the
-default, ``False``, is the algorithm as the paper and the notebook mean it):
+``notebook_compat=True`` reproduces the notebook's output, including two slips of its code (the default,
+``False``, is the algorithm as the paper and the notebook mean it):
 
-* the luma of every pixel outside image column 0 is ``uint8(Y + 128)`` with ``Y`` the float luma above,
-  wrapping modulo 256 as numpy's float-to-uint8 cast does on x86 (where the authors ran it): pixel values
-  whose luma crosses 128 within the clip change their rank order over time (:func:`slipped_luma`);
+* the luma is the notebook's float64 expression, evaluated element by element in one fixed order,
+  ``Y = ((0.299 * R) + (0.587 * G)) + (0.114 * B)`` (each product and sum rounded once, as IEEE double
+  arithmetic does on every machine; no BLAS), truncated to uint8 in image column 0; every other column
+  gets ``uint8(Y + 128)``, wrapping modulo 256 as numpy's float-to-uint8 cast does on x86 (where the authors
+  ran it): pixel values whose luma crosses 128 within the clip change their rank order over time
+  (:func:`slipped_luma`). That order is the one a plain left-to-right evaluation and numpy's ``dot`` on
+  most CPUs give; where a CPU's BLAS kernel fuses or reorders the multiply-adds, the notebook's own luma
+  differs from it in some colours, so the notebook's output is itself machine-dependent there;
 * its vote runs in 8 processes over a 2 x 4 grid of regions, each with a result array of
   ``int(H/2) * int(W/4)`` rows: where H is odd or W not a multiple of 4, a region holds more pixels than that,
   and its last pixels (in row-major order) do not vote (:func:`notebook_vote_mask`).
@@ -68,7 +71,7 @@ DENSITY_STEP = {"sparse": 10, "normal": 20, "dense": 50}
 #: 100-300 frames to stay in the CPU caches, large enough to keep numpy's per-call overhead small.
 BAND_PIXELS = 4096
 
-_LUMA_CHUNK = 32768  # pixels per float64 chunk in :func:`luma`
+_LUMA_CHUNK = 32768  # pixels per chunk in :func:`luma`
 _SWAR_ROWS = 255  # rows summed per byte lane in :func:`count_less` before a lane could overflow
 
 
@@ -97,38 +100,52 @@ class CleanResult:
 
 # --- building blocks ---------------------------------------------------------------------------------------
 def luma(rgb: np.ndarray) -> np.ndarray:
-    """uint8 luma of uint8 RGB ``(..., 3)``: ``uint8(0.299 R + 0.587 G + 0.114 B)`` in float64, truncated.
+    """uint8 luma of uint8 RGB ``(..., 3)``: ``floor((299 R + 587 G + 114 B) / 1000)``, in exact integer
+    arithmetic, so the same on every machine (every grey g maps to g).
 
-    Evaluated in chunks of pixels with reused float64 buffers (no whole-array float64 temporaries; the
-    arithmetic is the same, element by element).
+    Evaluated in chunks of pixels with reused uint32 buffers (the sum is at most 255,000; no whole-array
+    temporaries).
     """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,):
         raise ValueError(f"luma expects uint8 RGB (..., 3), got {rgb.dtype} {rgb.shape}")
     flat = rgb.reshape(-1, 3)
     out = np.empty(len(flat), np.uint8)
-    acc, tmp = np.empty(_LUMA_CHUNK), np.empty(_LUMA_CHUNK)
+    acc, tmp = np.empty(_LUMA_CHUNK, np.uint32), np.empty(_LUMA_CHUNK, np.uint32)
     for s in range(0, len(flat), _LUMA_CHUNK):
         px = flat[s : s + _LUMA_CHUNK]
         a, t = acc[: len(px)], tmp[: len(px)]
-        np.multiply(px[:, 0], 0.299, out=a)
-        np.multiply(px[:, 1], 0.587, out=t)
+        np.multiply(px[:, 0], np.uint32(299), out=a)
+        np.multiply(px[:, 1], np.uint32(587), out=t)
         a += t
-        np.multiply(px[:, 2], 0.114, out=t)
+        np.multiply(px[:, 2], np.uint32(114), out=t)
         a += t
-        out[s : s + len(px)] = a  # float64 -> uint8 assignment truncates, like astype
+        a //= np.uint32(1000)  # floor division of non-negative integers: exact
+        out[s : s + len(px)] = a
     return out.reshape(rgb.shape[:-1])
 
 
+def notebook_float_luma(rgb: np.ndarray) -> np.ndarray:
+    """float64 luma of uint8 RGB ``(..., 3)`` as the notebook's expression gives it, in one fixed order:
+    ``((0.299 * R) + (0.587 * G)) + (0.114 * B)``. Element-wise numpy operations only (each product and sum
+    rounded once, IEEE double), never a BLAS ``dot``, so the result is the same on every machine."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,):
+        raise ValueError(f"notebook_float_luma expects uint8 RGB (..., 3), got {rgb.dtype} {rgb.shape}")
+    y = np.multiply(rgb[..., 0], 0.299, dtype=np.float64)
+    y += np.multiply(rgb[..., 1], 0.587, dtype=np.float64)
+    y += np.multiply(rgb[..., 2], 0.114, dtype=np.float64)
+    return y
+
+
 def slipped_luma(rgb: np.ndarray) -> np.ndarray:
-    """The notebook's luma of uint8 RGB frames ``(..., W, 3)`` (whole image rows), slip included: column 0
-    as :func:`luma`, every other column ``uint8(Y + 128)`` of the float luma Y, wrapped modulo 256."""
+    """The notebook's luma of uint8 RGB frames ``(..., W, 3)`` (whole image rows), slip included: the float
+    luma Y of :func:`notebook_float_luma`, truncated to uint8 in column 0, and ``uint8(Y + 128)`` in every other
+    column, wrapped modulo 256."""
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,) or rgb.ndim < 2:
         raise ValueError(f"slipped_luma expects uint8 RGB (..., W, 3), got {rgb.dtype} {rgb.shape}")
-    y = rgb[..., 0] * 0.299  # float64, added in the order of numpy's N-d dot, as in luma()
-    y += rgb[..., 1] * 0.587
-    y += rgb[..., 2] * 0.114
+    y = notebook_float_luma(rgb)
     y[..., 1:] += 128.0
     return (y.astype(np.int64) & 255).astype(np.uint8)  # truncation, then the wrap of an x86 uint8 cast
 

@@ -25,6 +25,7 @@ from typing import Iterator, Optional, Union
 import imageio.v3 as iio
 import numpy as np
 
+from src.utils.files import atomic_write
 from src.utils.image_io import IMAGE_EXTENSIONS, is_image_file, read_array
 from src.data.readers import natural_key
 
@@ -224,9 +225,5 @@ def write_image(path: PathLike, image: np.ndarray) -> None:
 
 
 def write_json(path: PathLike, record: dict) -> None:
-    """Write ``record`` as indented JSON atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``record`` as indented JSON atomically (:func:`src.utils.files.atomic_write`)."""
+    atomic_write(path, json.dumps(record, indent=2) + "\n")

@@ -1,30 +1,29 @@
-"""The release notebook's clean-image computation, pixel by pixel in plain Python: the yardstick that
-:mod:`src.make_clean.algorithm` must match exactly (tests) and beat on speed (experiments/bench_clean.py).
+"""The clean-image computation of the release notebook, as the paper means it, pixel by pixel in plain Python: the
+yardstick that :mod:`src.make_clean.algorithm` must match exactly (tests) and beat on speed
+(experiments/bench_clean.py).
 
-Deliberately slow and literal: luma through the notebook's YCbCr matrix product, then for every pixel a
-bincount mode, a Python ``sorted`` list and the positions of the mode in it, a 101-way vote per pixel, and
-one ``np.percentile`` call per pixel and channel. Only for small clips.
+Deliberately slow and literal: the luma of every pixel in Python integers, then for every pixel a bincount mode,
+a Python ``sorted`` list and the positions of the mode in it, a 101-way vote per pixel, and one ``np.percentile``
+call per pixel and channel. Only for small clips. Every step is exact or element-wise IEEE arithmetic (no BLAS
+``dot``, no float sums whose order a CPU kernel may change), so the reference gives the same numbers on every
+machine.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-#: The notebook's RGB -> YCbCr matrix (columns Y, Cb, Cr); only the Y column is used.
-YCBCR = np.array([[0.29900, -0.16874, 0.50000],
-                  [0.58700, -0.33126, -0.41869],
-                  [0.11400, 0.50000, -0.08131]])
 
+def reference_luma(rgb: np.ndarray) -> np.ndarray:
+    """uint8 luma ``(299 R + 587 G + 114 B) // 1000`` of uint8 RGB ``(..., 3)``, one pixel at a time in Python
+    integers: the notebook's ``0.299 R + 0.587 G + 0.114 B`` truncated, without float rounding.
 
-def notebook_luma(rgb: np.ndarray) -> np.ndarray:
-    """uint8 luma as the notebook computes it: ``np.dot(rgb, YCBCR)[..., 0]`` cast to uint8 (truncation),
-    for the 4-D video array (N, H, W, 3) as in the notebook: numpy's N-d ``dot`` adds the three products in
-    order, while a 2-D ``dot`` goes to BLAS gemm and may round differently (fused multiply-adds).
-
-    The notebook's ``+= 128`` on ``ycbcr[:, :, 1:]`` is left out: meant for Cb/Cr, on a 4-D video array it
-    lands on image columns instead (see the algorithm module's docstring); the spec uses plain luma.
+    (The notebook itself computes ``np.dot(video, YCbCr matrix)[..., 0]`` in float64; that value depends on the
+    CPU's BLAS kernel, and its ``+= 128`` slip lands on image columns: see the algorithm module's docstring.)
     """
-    return np.dot(rgb, YCBCR)[..., 0].astype(np.uint8)
+    rgb = np.asarray(rgb)
+    values = [(299 * r + 587 * g + 114 * b) // 1000 for r, g, b in rgb.reshape(-1, 3).tolist()]
+    return np.array(values, np.uint8).reshape(rgb.shape[:-1])
 
 
 def reference_clean_image(frames: np.ndarray) -> tuple[np.ndarray, int, list[int]]:
@@ -32,7 +31,7 @@ def reference_clean_image(frames: np.ndarray) -> tuple[np.ndarray, int, list[int
     pixel at a time."""
     rgb = np.asarray(frames)
     n, h, w, _ = rgb.shape
-    y = notebook_luma(rgb)
+    y = reference_luma(rgb)
 
     r_min, r_max = [], []
     for i in range(h):

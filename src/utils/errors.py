@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 
 class Refusal(Exception):
@@ -49,10 +49,23 @@ def refusals_exit(task: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return task(*args, **kwargs)
-        except Refusal as exc:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1" or _in_multirun():
+        except Exception as exc:
+            refusal = _refusal(exc)
+            if refusal is None or os.environ.get("HYDRA_FULL_ERROR") == "1" or _in_multirun():
                 raise
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            sys.exit(exc.exit_code)
+            print(f"error: {refusal}", file=sys.stderr, flush=True)
+            sys.exit(refusal.exit_code)
 
     return wrapper
+
+
+def _refusal(exc: BaseException) -> Optional[Refusal]:
+    """``exc`` when it is a Refusal, or the Refusal that ``hydra.utils.instantiate`` wrapped (a config value refused
+    by a constructor arrives as Hydra's InstantiationException raised from it); else None."""
+    for _ in range(4):
+        if isinstance(exc, Refusal):
+            return exc
+        if exc is None or type(exc).__name__ != "InstantiationException":
+            return None
+        exc = exc.__cause__
+    return None

@@ -32,9 +32,19 @@ def report_table(rows: dict[str, Optional[dict]], title: str) -> Table:
     return table
 
 
+#: What ``src.train`` records (metrics.json ``test_note``) and prints instead of a test table when its data set has no
+#: test split: the validation split is not reported a second time under "test".
+NO_TEST_SPLIT = ("no test split in this data set (e.g. data.test_dir=null): nothing was tested; the scores above are "
+                 "the validation split's, which chose the checkpoint")
+
+
 def print_report(result: dict, title: str) -> None:
+    """The final validation and test tables of a run's result (``src.train``'s metrics.json); without a test split,
+    the run's ``test_note`` instead of a test table."""
     console = Console()
     for split in ("val", "test"):
         if result.get(split):
             console.print(report_table({"output": result[split], "rain input": result.get(f"{split}_input")},
                                        title=f"{title}: {split}"))
+    if result.get("test_note") and not result.get("test"):
+        console.print(f"{title}: test: {result['test_note']}")

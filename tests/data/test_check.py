@@ -15,11 +15,13 @@ from PIL import Image
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from src.data.check import check_module, run
+from src.data.check import check_module, main, run
+from src.utils.errors import ConfigValueError, OutputExistsError
 from src.data.didmdn import DIDMDNDataModule
 from src.data.paired_module import PairedDataModule
 from src.data.realrain import RealRainDataModule
 from tests.data.conftest import Tree, add_rain, build_spa, clean_image, write
+from tests.make_clean.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -141,7 +143,7 @@ def test_run_exit_status_on_problems(tmp_path, capsys):
     spa = build_spa(tmp_path / "spa")
     report = tmp_path / "rep.json"
     cfg = _compose("data=realrain", f"data.root={spa.root}", f"report={report}", "progress=false",
-                   "train_missing_max=0.5")
+                   "train_missing_max=0.5", "overwrite=true")
     assert run(cfg) == 0
     bad = spa.root / "real_test_1000/rain/001.png"
     bad.write_bytes(bad.read_bytes()[:80])
@@ -190,3 +192,32 @@ def test_colour_mode_mismatch_and_translucent_alpha_are_problems(tmp_path):
     assert probs[2].startswith(str(t.root / "input/opaque.png")) and \
         "colour with alpha differs from its clean image" in probs[2]
     assert probs[3].startswith(str(t.root / "target/glass.png")) and "translucent alpha" in probs[3]
+
+
+def test_report_never_replaces_a_file_unasked(tmp_path, capsys):
+    """report=<an existing file> replaced it silently, even the data set's own real_world.txt. Now: refused before
+    anything is read unless overwrite=true, and with it only an earlier report is replaced, never a data set file."""
+    spa = build_spa(tmp_path / "spa")
+    listed = spa.root / "real_world.txt"
+    own = {p: p.read_bytes() for p in (listed, spa.root / "real_test_1000/gt/000gt.png")}
+    args = ["data=realrain", f"data.root={spa.root}", "progress=false", "train_missing_max=0.5"]
+    for path in own:
+        with pytest.raises(OutputExistsError, match="the report already exists; refusing to replace it"):
+            run(_compose(*args, f"report={path}"))
+        with pytest.raises(ConfigValueError, match="not a report of src.data.check"):
+            run(_compose(*args, f"report={path}", "overwrite=true"))
+    assert {p: p.read_bytes() for p in own} == own
+    with pytest.raises(ConfigValueError, match="is a folder"):
+        run(_compose(*args, f"report={spa.root}"))
+
+    report = tmp_path / "check.json"
+    assert run(_compose(*args, f"report={report}")) == 0
+    first = report.read_bytes()
+    assert run_cli(main, [*args, f"report={report}"]) == 2  # the entry point: one line, exit status 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {report}: the report already exists") and err.count("\n") == 1
+    assert report.read_bytes() == first
+    listed.write_text(listed.read_text() + listed.read_text().splitlines()[0] + "\n")  # the set changes
+    assert run(_compose(*args, f"report={report}", "overwrite=true")) == 0  # an earlier report: replaced
+    assert json.loads(report.read_text())["train"]["skipped"] == 3 and report.read_bytes() != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["check.json", "spa"]  # no temporary file left

@@ -9,6 +9,7 @@ import pytest
 
 from src.data.readers import (Pair, ReadResult, list_images, read_layout, read_pair_list, require_pairs, scene_id,
                               side_by_side_pairs, split_groups, warn_missing)
+from src.utils.errors import ConfigValueError
 from tests.data.conftest import SPA_SCENES, build_spa
 
 
@@ -42,6 +43,20 @@ def test_pair_list_malformed_line(tmp_path):
     lst.write_text("/a.png /b.png\n/only_one.png\n")
     with pytest.raises(ValueError, match=r"list\.txt:2: expected"):
         read_pair_list(str(lst), str(tmp_path))
+
+
+@pytest.mark.parametrize("bad", ["/real_world/../../outside/x.png", "../outside/x.png", "real_world\\..\\x.png"])
+def test_pair_list_line_leaving_the_root_is_refused(tmp_path, bad):
+    """A line with a '..' step was read as scene '..' (or a file outside the data root); now it is refused like any
+    malformed line, naming the file and line. Names that merely contain two dots are fine."""
+    tree = build_spa(tmp_path / "spa")
+    lst = tree.root / "real_world.txt"
+    lines = lst.read_text().splitlines()
+    lst.write_text("\n".join(lines[:2] + [f"{bad} /real_world_gt/000/000_0_0.png"] + lines[2:]) + "\n")
+    with pytest.raises(ValueError, match=rf"real_world\.txt:3: .* steps out of its folder with '\.\.'"):
+        read_pair_list(str(lst), str(tree.root))
+    lst.write_text("\n".join(lines + ["/real_world/000/000-1/x..y.png /real_world_gt/000/000_0_0.png"]) + "\n")
+    assert len(read_pair_list(str(lst), str(tree.root)).missing) == 4  # x..y.png is a name (missing here)
 
 
 def test_pair_list_missing_file_named(tmp_path):
@@ -84,8 +99,8 @@ def test_split_groups_no_leak(spa_tree):
     assert {p.group for p in train}.isdisjoint({p.group for p in val})
     with pytest.raises(ValueError, match=r"val_scenes: unknown ids \['999'\]"):
         split_groups(pairs, ["999"])
-    with pytest.raises(ValueError, match="would hold out all"):
-        split_groups(pairs, len(SPA_SCENES))
+    with pytest.raises(ConfigValueError, match="data.val_scenes=4 would hold out all 4 groups.*at most 3"):
+        split_groups(pairs, len(SPA_SCENES))  # a refusal (one 'error:' line, exit 2), not a traceback
     assert split_groups(pairs, 0) == (pairs, [])
 
 

@@ -31,8 +31,11 @@ def test_outputs_equal_the_network_on_each_image(tmp_path, ckpt, images):
         with torch.no_grad():
             ref = net(to_tensor(img))
         y = ref["out"][0].numpy().transpose(1, 2, 0)
-        np.testing.assert_allclose(np.load(out / f"{stem}.npy"), y, atol=1e-5)
-        assert np.array_equal(iio.imread(out / f"{stem}.png"), np.floor(np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8))
+        raw = np.load(out / f"{stem}.npy")
+        np.testing.assert_allclose(raw, y, atol=1e-5)  # another batch: kernels may round differently, by CPU
+        # the PNG holds the 8-bit levels of the raw output (the suite's rule, round half up in float64)
+        levels = np.floor(np.clip(raw.astype(np.float64), 0, 1) * 255 + 0.5).astype(np.uint8)
+        assert np.array_equal(iio.imread(out / f"{stem}.png"), levels)
         a = ref["att"][0][0, 0].numpy()
         np.testing.assert_allclose(np.load(out / "attention" / f"{stem}.npy"), a, atol=1e-5)
         assert np.array_equal(iio.imread(out / "attention" / f"{stem}.png"),

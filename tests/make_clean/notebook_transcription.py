@@ -9,6 +9,13 @@ mode of its Y series (bincount argmax), the first and last index of the mode in 
 ``index / len * 100``; then a 0/1 map per pixel and p, of ``int(h2-h1) * int(w2-w1)`` rows, filled for the
 first that many pixels. The maps are concatenated, summed per p, and the argmax is the percentile; the image is
 ``np.percentile(rgb, p, axis=0).astype('uint8')``.
+
+One deliberate change: ``np.dot`` goes to BLAS, whose kernel (chosen per CPU) may fuse or reorder the three
+multiply-adds of a pixel, so the notebook's own luma differs between machines in some colours. Here each column
+of the product is written out as ``((r * m0) + (g * m1)) + (b * m2)``, element-wise float64, the order that
+``notebook_compat`` documents: the same on every machine. And its ``astype('uint8')`` of values above 255 (the
+luma + 128) is written out as what it gives on the authors' x86 machine, truncation then wrap-around modulo 256:
+C leaves such a cast undefined, and numpy's result may depend on the CPU's vector instructions.
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ YCBCR = np.array([[0.29900, -0.16874, 0.50000],
 
 
 def rgb2ycbcr(rgb: np.ndarray) -> np.ndarray:
-    ycbcr = np.dot(rgb, YCBCR)
+    rgb = rgb.astype(np.float64)
+    ycbcr = np.stack([(rgb[..., 0] * YCBCR[0, k] + rgb[..., 1] * YCBCR[1, k]) + rgb[..., 2] * YCBCR[2, k]
+                      for k in range(3)], axis=-1)  # np.dot(rgb, YCBCR), each sum in one fixed order
     ycbcr[:, :, 1:] += 128.0  # on (N, H, W, 3): axis 2 is the image width
-    with np.errstate(invalid="ignore"):
-        return ycbcr.astype("uint8")
+    return (np.trunc(ycbcr).astype(np.int64) % 256).astype(np.uint8)  # astype('uint8') as on x86: wraps
 
 
 def region_maps(y: np.ndarray, region: tuple) -> np.ndarray:

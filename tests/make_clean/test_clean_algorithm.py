@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
 from src.make_clean import algorithm as A
-from src.make_clean.reference import notebook_luma, reference_clean_image
+from src.make_clean.reference import reference_clean_image, reference_luma
 
 
 def clip(seed: int, n: int, h: int, w: int, levels: int = 256, grey: bool = False) -> np.ndarray:
@@ -58,15 +61,41 @@ def test_rain_like_clip_recovers_background():
     assert np.array_equal(result.image, bg)
 
 
-def test_luma_equals_notebook_matrix_product():
+def _colours() -> np.ndarray:
+    """All 256 greys and 50,000 random colours, uint8 (50256, 3)."""
     rng = np.random.default_rng(0)
     grey = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
-    colours = np.concatenate([grey, rng.integers(0, 256, size=(50000, 3), dtype=np.uint8)])
-    video = colours.reshape(4, 1, -1, 3)  # the notebook multiplies the 4-D video array (numpy's N-d dot path)
-    assert np.array_equal(A.luma(video), notebook_luma(video))
-    # float64 truncation, not the exact rational value: (1, 1, 1) -> 0.9999999999999999 -> 0
-    assert A.luma(np.array([1, 1, 1], np.uint8)) == 0
+    return np.concatenate([grey, rng.integers(0, 256, size=(50000, 3), dtype=np.uint8)])
+
+
+def test_luma_is_the_exact_integer_value():
+    """luma = floor((299 R + 587 G + 114 B) / 1000), against Python fractions (exact, machine-independent), and
+    against Python integers on all 2^24 colours."""
+    colours = _colours()
+    exact = [math.floor(Fraction(299 * r + 587 * g + 114 * b, 1000)) for r, g, b in colours.tolist()]
+    assert A.luma(colours.reshape(4, 1, -1, 3)).ravel().tolist() == exact
+    assert reference_luma(colours).tolist() == exact
+    assert A.luma(colours[:256]).tolist() == list(range(256))  # every grey g -> g
+    assert A.luma(np.array([1, 1, 1], np.uint8)) == 1  # the float expression gives 0.9999999999999999 -> 0
     assert A.luma(np.array([255, 0, 0], np.uint8)) == 76  # 76.245
+    assert A.luma(np.array([0, 72, 24], np.uint8)) == 45  # 42.264 + 2.736 = 45 exactly
+    g, b = (v.ravel() for v in np.meshgrid(np.arange(256), np.arange(256), indexing="ij"))
+    for r in range(256):  # every colour, 65,536 at a time
+        rgb = np.stack([np.full_like(g, r), g, b], axis=-1).astype(np.uint8)
+        assert np.array_equal(A.luma(rgb), (299 * r + 587 * g + 114 * b) // 1000), r
+
+
+def test_notebook_float_luma_in_its_documented_order():
+    """notebook_compat's luma: ((0.299 R) + (0.587 G)) + (0.114 B) with each operation rounded once, computed here
+    with Python floats (IEEE double, one operation at a time, no BLAS); it truncates 3,464 colours one level below
+    the exact luma, e.g. grey 1 -> 0."""
+    colours = _colours()
+    expected = [((0.299 * r) + (0.587 * g)) + (0.114 * b) for r, g, b in colours.tolist()]
+    assert A.notebook_float_luma(colours).tolist() == expected
+    assert A.notebook_float_luma(np.array([1, 1, 1], np.uint8)) == 0.9999999999999999
+    below = A.luma(colours).astype(np.int64) - np.array(expected).astype(np.int64)
+    assert set(below.tolist()) == {0, 1}  # never above the exact value, sometimes one below:
+    assert int(below[:256].sum()) == 65 and int(below.sum()) == 75  # 65 of the greys, 10 of the random colours
 
 
 def test_vote_bounds_use_the_notebooks_float_expression():
@@ -160,11 +189,6 @@ def crossing_clip(seed: int, n: int, h: int, w: int) -> np.ndarray:
     return frames
 
 
-def _x86_uint8_cast() -> bool:
-    with np.errstate(invalid="ignore"):
-        return int(np.array([300.5]).astype(np.uint8)[0]) == 44
-
-
 @pytest.mark.parametrize("seed,n,h,w,band", [(0, 12, 8, 12, 40), (1, 15, 7, 10, 23), (2, 9, 5, 6, 4096),
                                               (3, 20, 9, 13, 50)])
 def test_notebook_compat_equals_the_notebook(seed, n, h, w, band):
@@ -172,8 +196,6 @@ def test_notebook_compat_equals_the_notebook(seed, n, h, w, band):
     sizes with H odd / W not a multiple of 4 exercise the pixels its vote leaves out."""
     from tests.make_clean.notebook_transcription import notebook_clean_image
 
-    if not _x86_uint8_cast():
-        pytest.skip("this numpy saturates float->uint8 casts; the notebook ran where they wrap (x86)")
     frames = crossing_clip(seed, n, h, w)
     expected, p_expected = notebook_clean_image(frames)
     compat = A.clean_image(frames, band_pixels=band, notebook_compat=True)
@@ -198,7 +220,10 @@ def test_the_slips_change_the_result():
     assert A.notebook_vote_mask(8, 12).all()
     frames = crossing_clip(0, 10, 3, 5)
     y = A.slipped_luma(frames)
-    assert np.array_equal(y[:, :, 0], A.luma(frames)[:, :, 0])
-    expected = ((frames[:, :, 1:, 0] * 0.299 + frames[:, :, 1:, 1] * 0.587 + frames[:, :, 1:, 2] * 0.114 + 128)
-                .astype(np.int64) % 256)
-    assert np.array_equal(y[:, :, 1:], expected)
+    rgb = frames.astype(np.int64).tolist()
+    for t in range(10):
+        for i in range(3):
+            for j in range(5):
+                r, g, b = rgb[t][i][j]
+                value = ((0.299 * r) + (0.587 * g)) + (0.114 * b)  # Python floats: one IEEE operation at a time
+                assert y[t, i, j] == (int(value) if j == 0 else int(value + 128) % 256)
