@@ -31,11 +31,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.utils.errors import refusals_exit
-from src.utils.report import report_table
+from src.runs.report import report_table
 from src.utils.files import refuse_existing
-from src.utils.guards import refuse_existing_run
-from src.utils.run import (finish_wandb, instantiate_group, require_set, setup_environment, stored_with_overrides,
-                           user_overrode, write_json)
+from src.runs.guards import refuse_existing_run
+from src.runs.environment import finish_wandb, setup_environment
+from src.runs.resolvers import register_resolvers
+from src.utils.config import instantiate_group, require_set, stored_with_overrides, user_overrode
+from src.utils.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,7 @@ class IncompleteResultError(RuntimeError):
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
-    from src.lit.checkpoint_io import require_finite_weights
-    from src.utils.checkpoint import load_net_weights, read_checkpoint
+    from src.utils.checkpoint import load_net_weights, read_checkpoint, require_finite_weights
 
     if cfg.split not in ("test", "val"):
         raise ValueError(f"split={cfg.split!r}: expected 'test' or 'val'")
@@ -112,6 +113,9 @@ def evaluate_folder(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     pairs = datamodule.gt_pairs(cfg.split)  # (result name, ground-truth path) of the split, in order
     return {"output": score_folders(cfg.pred_dir, None, gt_pairs=pairs, **options)}
+
+
+register_resolvers()  # ${suite_run_dir} & co. in conf/hydra: before Hydra composes the config
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

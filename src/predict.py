@@ -40,7 +40,9 @@ from src.inference.outputs import (
 )
 from src.inference.run import Job, derain_clip, derain_images, plan_clip_outputs, plan_image_outputs
 from src.utils.checkpoint import Checkpoint
-from src.utils.run import setup_environment, stored_with_overrides, user_overrode
+from src.runs.environment import setup_environment
+from src.runs.resolvers import register_resolvers
+from src.utils.config import stored_with_overrides, user_overrode
 from src.utils.errors import refusals_exit
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,7 @@ def model_label(cfg: DictConfig, ckpt: Optional[Checkpoint]) -> str:
 def build_model(cfg: DictConfig, ckpt_path: Optional[Path], device: torch.device):
     """(network in eval mode on ``device``, label) for one checkpoint file (read once), or, with ``ckpt_path``
     None, the model config's own ``init_from`` weights (e.g. model=spanet_release)."""
-    from src.lit.checkpoint_io import require_finite_weights
-    from src.utils.checkpoint import load_net_weights, read_checkpoint
+    from src.utils.checkpoint import load_net_weights, read_checkpoint, require_finite_weights
 
     if ckpt_path is None:
         if not cfg.model.get("init_from"):
@@ -181,6 +182,9 @@ def predict(cfg: DictConfig) -> list[Path]:
     if not written:  # e.g. a video that decodes to no frames: nothing was derained, so this is no success
         raise ImageReadError(f"input={inputs.root}: no image or frame could be derained; nothing was written")
     return written
+
+
+register_resolvers()  # ${suite_run_dir} & co. in conf/hydra: before Hydra composes the config
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")

@@ -34,7 +34,7 @@ from omegaconf import DictConfig
 
 from src.utils.image_io import grey_levels, read_array
 from src.data.readers import LABEL_NAMES, Pair, ReadResult
-from src.utils.run import require_set
+from src.utils.config import require_set
 from src.utils.errors import refusals_exit
 
 

@@ -1,4 +1,5 @@
-"""Console tables of metric reports (the JSON schema of src.metrics: n_images / mean / per_image)."""
+"""Console tables of metric reports (the JSON schema of src.metrics: n_images / mean / per_image): the end of a
+``src.train`` / ``src.eval`` run and the results notebook."""
 
 from __future__ import annotations
 
@@ -32,9 +33,10 @@ def report_table(rows: dict[str, Optional[dict]], title: str) -> Table:
     return table
 
 
-def print_report(result: dict, title: str) -> None:
+def print_report(result, title: str) -> None:
+    """The validation and test tables of a :class:`~src.runs.result.RunResult`: output beside the rain input."""
     console = Console()
     for split in ("val", "test"):
-        if result.get(split):
-            console.print(report_table({"output": result[split], "rain input": result.get(f"{split}_input")},
+        if result.report(split):
+            console.print(report_table({"output": result.report(split), "rain input": result.report(f"{split}_input")},
                                        title=f"{title}: {split}"))
