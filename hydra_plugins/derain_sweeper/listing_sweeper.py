@@ -22,7 +22,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -82,7 +82,7 @@ def refuse_used_sweep_dir(sweep_dir: Path, config: Any) -> None:
 
 
 class ListingSweeper(BasicSweeper):
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         params_conf = compat.sweeper_params(self)
         params_conf.extend(arguments)

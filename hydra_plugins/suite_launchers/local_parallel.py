@@ -15,8 +15,8 @@ from typing import Any, Optional, Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
 
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
 from src.runs.devices import visible_gpus
 from src.runs.launchers import died_job_return, gpu_slots
 

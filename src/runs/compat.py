@@ -17,7 +17,8 @@ Hydra plugin does not import Lightning):
 
 Private attributes, each behind one function below: the SLURM environment of a trainer, whether Lightning will
 validate after this step, the step a ModelCheckpoint last saved at, the CSV logger's writer, a failed Hydra job's
-exception, the sweeper's ``params``, submitit's sbatch text, and the W&B logger's ``wandb.init`` arguments.
+exception, the sweeper's ``params``, submitit's sbatch text, and the W&B logger's ``wandb.init`` arguments
+(src/runs/logs.py).
 :func:`quiet_known_noise` silences two messages these versions print on every run.
 """
 

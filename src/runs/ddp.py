@@ -19,11 +19,11 @@ import subprocess
 import sys
 from typing import Iterator
 
-import __main__
 import torch.distributed as dist
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+import __main__
 from src.runs.compat import SubprocessScriptLauncher
 from src.runs.devices import count_devices, gpu_count
 from src.utils.errors import ConfigValueError

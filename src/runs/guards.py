@@ -22,7 +22,13 @@ from typing import Any, Mapping, Optional
 from hydra.experimental.callback import Callback
 
 from src.runs.rundir import (
-    LOCK_FILE, ResumeConfigError, RunDir, RunDirExistsError, RunDirInUseError, RunDirLock, process_rank,
+    LOCK_FILE,
+    ResumeConfigError,
+    RunDir,
+    RunDirExistsError,
+    RunDirInUseError,
+    RunDirLock,
+    process_rank,
     requeued_by_slurm,
 )
 from src.utils.errors import ConfigValueError

@@ -21,9 +21,9 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf
 
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from src.runs import compat
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,6 @@
-"""Logger continuity over interruptions: one CSV log and one W&B run per run dir, however many parts the run took.
+"""The loggers of a run: one CSV log and one W&B run per run dir, however many parts the run took.
+
+* :class:`WandbLogger` (conf/logger/wandb.yaml): Lightning's, without an argument that current wandb warns about.
 
 * :func:`continue_csv_logger` makes Lightning's ``CSVLogger`` of a resumed run append to the run's
   ``metrics.csv`` (it would replace it), and :class:`ContinueLogs` drops the rows logged after the checkpoint the
@@ -15,10 +17,20 @@ from pathlib import Path
 from typing import Optional
 
 import lightning as L
+from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from omegaconf import DictConfig, open_dict
 
 from src.runs import compat
 from src.runs.rundir import RunDir
+
+
+class WandbLogger(_LightningWandbLogger):
+    """Lightning's ``WandbLogger`` without the ``anonymous`` argument it always passes to ``wandb.init``: current
+    wandb ignores that setting and prints "The anonymous setting has no effect" on every run."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        compat.drop_wandb_init_arg(self, "anonymous")
 
 
 def continue_csv(metrics_csv: Path, step: int) -> list[str]:

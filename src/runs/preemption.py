@@ -86,7 +86,7 @@ class SignalGuard:
             signal.signal(s, h if h is not None else signal.SIG_DFL)
         self._previous = {}
 
-    def __enter__(self) -> "SignalGuard":
+    def __enter__(self) -> SignalGuard:
         self.install()
         return self
 

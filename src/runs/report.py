@@ -16,7 +16,7 @@ def report_table(rows: dict[str, Optional[dict]], title: str) -> Table:
     rows = {k: v for k, v in rows.items() if v}
     table = Table(title=title)
     table.add_column("protocol")
-    for name, rep in rows.items():
+    for name in rows:
         table.add_column(f"{name}\nPSNR dB", justify="right")
         table.add_column(f"{name}\nSSIM", justify="right")
     protocols = next(iter(rows.values()))["mean"] if rows else {}

@@ -80,7 +80,7 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)  # other keys (more run_info, newer minor fields)
 
     @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> "RunResult":
+    def from_dict(cls, record: Mapping[str, Any]) -> RunResult:
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         values = {k: v for k, v in record.items() if k in known}
         values.setdefault("version", 1)
@@ -130,7 +130,7 @@ class ScoreResult:
     version: int = VERSION
 
     @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> "ScoreResult":
+    def from_dict(cls, record: Mapping[str, Any]) -> ScoreResult:
         body = {k: v for k, v in record.items() if k not in ("version", "complete", "problems")}
         return cls(report=body, complete=record.get("complete"), problems=list(record.get("problems") or []),
                    version=record.get("version", 1))

@@ -126,7 +126,7 @@ def hydra_run_dir(task: str, ckpt_path: Optional[str], default: str) -> str:
 
 # --- the lock -------------------------------------------------------------------------------------------------
 
-_HELD: dict[str, "RunDirLock"] = {}  # the locks this process holds, by resolved path
+_HELD: dict[str, RunDirLock] = {}  # the locks this process holds, by resolved path
 
 
 class RunDirLock:
@@ -146,7 +146,7 @@ class RunDirLock:
         self._fd: Optional[int] = None
         self._noted = False
 
-    def acquire(self, note: bool = True) -> "RunDirLock":
+    def acquire(self, note: bool = True) -> RunDirLock:
         """Take the lock (:class:`RunDirInUseError` naming the holder when a live process has it); ``note``:
         write this process into the file now."""
         key = str(self.path.resolve())
@@ -185,7 +185,7 @@ class RunDirLock:
             os.close(self._fd)  # drops the lock
             self._fd = None
 
-    def __enter__(self) -> "RunDirLock":
+    def __enter__(self) -> RunDirLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

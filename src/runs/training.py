@@ -60,7 +60,7 @@ class TrainingRun:
         self.finished: Optional[RunResult] = None
         self._stack = contextlib.ExitStack()
 
-    def __enter__(self) -> "TrainingRun":
+    def __enter__(self) -> TrainingRun:
         cfg = self.cfg
         with contextlib.ExitStack() as stack:  # undone if anything below raises
             lock = (take_guard_lock(self.dir.path) or self.dir.lock().acquire(note=False)) if self.rank0 else None
@@ -97,7 +97,8 @@ class TrainingRun:
             sweep_dir, job = sweep_job()
             self.dir.record_interruption({
                 "signal": exc.signal_name, "exit_code": exc.code, "step": exc.step, "checkpoint": exc.checkpoint,
-                "requeued": exc.requeued, "run_dir": str(self.dir.path), **job, "resume": resume_command(exc.checkpoint),
+                "requeued": exc.requeued, "run_dir": str(self.dir.path), **job,
+                "resume": resume_command(exc.checkpoint),
             }, sweep_dir)
         return exc
 

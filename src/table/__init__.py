@@ -7,7 +7,14 @@ LaTeX and the chart."""
 from src.table.cli import main
 from src.table.draw import caption, job_report, plot_chart, to_latex, to_markdown
 from src.table.read import (
-    Job, Run, run_cost, runs_from_dir, runs_from_extras, runs_from_wandb, sweep_jobs, wandb_per_image,
+    Job,
+    Run,
+    run_cost,
+    runs_from_dir,
+    runs_from_extras,
+    runs_from_wandb,
+    sweep_jobs,
+    wandb_per_image,
 )
 from src.table.stats import Bootstrap, Row, bootstrap_ci, paper_protocol, reference_row, summarize
 

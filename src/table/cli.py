@@ -28,7 +28,8 @@ lower-case LABEL.
 Refused (the table is not built, every offending file is named): a run that src.train marked incomplete
 (``"complete": false``, with its reasons), a run with ``global_step`` 0 (its scores are those of the untrained
 network), a report whose ``n_images`` disagrees with its per-image scores, runs of one data set scored on
-different test images (a run cut short, a changed data set), and two runs of the same model, schedule and seed. A sweep folder's ``multirun.yaml`` says which jobs the sweep should have run: jobs that never
+different test images (a run cut short, a changed data set), and two runs of the same model, schedule and seed.
+A sweep folder's ``multirun.yaml`` says which jobs the sweep should have run: jobs that never
 started, that failed (their ``error.txt``) or that left no metrics.json are listed under the table and on stderr.
 
 Rows: one per (data set, model) -- split by schedule when a model was trained under several -- in the order

@@ -123,7 +123,8 @@ def caption(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bo
     return " ".join(parts)
 
 
-def _columns(rows: Sequence[Row], costs: Sequence[tuple[float, str, str]], boot: Bootstrap) -> list[tuple[str, str, Any]]:
+def _columns(rows: Sequence[Row], costs: Sequence[tuple[float, str, str]],
+             boot: Bootstrap) -> list[tuple[str, str, Any]]:
     """(header, alignment, cell function) of the table's columns for one data set's rows."""
     ref = _reference_label(rows)
     ci = f"{boot.level * 100:g}% CI"
@@ -151,12 +152,17 @@ def _columns(rows: Sequence[Row], costs: Sequence[tuple[float, str, str]], boot:
     return cols
 
 
+def _sections(rows: Sequence[Row], costs: Sequence[tuple[float, str, str]], boot: Bootstrap):
+    """(data set, its rows, its columns) for each data set, in name order: one table each."""
+    for data in sorted({r.data for r in rows}):
+        sub = [r for r in rows if r.data == data]
+        yield data, sub, _columns(sub, costs, boot)
+
+
 def to_markdown(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
                 costs: Sequence[tuple[float, str, str]] = (), jobs: Sequence[str] = ()) -> str:
     lines = []
-    for data in sorted({r.data for r in rows}):
-        sub = [r for r in rows if r.data == data]
-        cols = _columns(sub, costs, boot)
+    for data, sub, cols in _sections(rows, costs, boot):
         lines += [
             f"### {data} ({split} split, protocol `{protocol}`)",
             "",
@@ -180,9 +186,7 @@ def _tex(text: str) -> str:
 def to_latex(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
              costs: Sequence[tuple[float, str, str]] = ()) -> str:
     out = []
-    for data in sorted({r.data for r in rows}):
-        sub = [r for r in rows if r.data == data]
-        cols = _columns(sub, costs, boot)
+    for data, sub, cols in _sections(rows, costs, boot):
         out += [
             r"\begin{table}[t]",
             r"\centering",
@@ -239,7 +243,8 @@ def plot_chart(rows: Sequence[Row], protocol: str, split: str, path: Path, boot:
         ax_psnr.set_title(f"{data}: PSNR", fontsize=10)
         ax_ssim.set_title(f"{data}: SSIM", fontsize=10)
     handles = [
-        Line2D([], [], marker="o", color="tab:blue", linewidth=2.2, label=f"mean, {boot.level * 100:g}% bootstrap CI over images"
+        Line2D([], [], marker="o", color="tab:blue", linewidth=2.2,
+               label=f"mean, {boot.level * 100:g}% bootstrap CI over images"
                + (" and seeds" if boot.seeds else "")),
         Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor="0.45", label="each seed"),
     ]

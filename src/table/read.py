@@ -53,7 +53,8 @@ def _scores(report: dict, protocol: str, where: str, problems: list[str]) -> Opt
     raw = report.get("per_image")
     if isinstance(raw, dict) and raw:
         try:
-            per_image = {_image_key(k): (float(v[protocol]["psnr"]), float(v[protocol]["ssim"])) for k, v in raw.items()}
+            per_image = {_image_key(k): (float(v[protocol]["psnr"]), float(v[protocol]["ssim"]))
+                         for k, v in raw.items()}
         except (KeyError, TypeError, ValueError):
             problems.append(f"{where}: per_image entries lack {protocol}.psnr/ssim")
             return None
@@ -310,8 +311,9 @@ def _override_key(parser: Any, text: str) -> str:
 def _expands_like_basic_sweeper(target: str) -> bool:
     """True for Hydra's basic sweeper and its subclasses (the suite's listing sweeper), whose jobs are the
     product of the sweep's parameters."""
-    from src.runs.compat import BasicSweeper
     from hydra.utils import get_class
+
+    from src.runs.compat import BasicSweeper
 
     try:
         return issubclass(get_class(target), BasicSweeper)
@@ -330,9 +332,10 @@ def _error_line(text: str) -> str:
 def sweep_jobs(sweep_dir: Path) -> tuple[list[Job], list[str]]:
     """Every job that the sweeps (``multirun.yaml``) below sweep_dir should have run, with its status; and notes
     about sweeps whose jobs cannot be listed (a sweeper other than Hydra's basic one)."""
-    from src.runs.compat import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
+
+    from src.runs.compat import BasicSweeper
 
     parser = OverridesParser.create()
     jobs, notes = [], []
