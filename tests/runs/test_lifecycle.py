@@ -186,6 +186,9 @@ def test_resuming_a_finished_run_does_nothing(tmp_path):
         assert again.returncode == 0, again.stderr[-3000:]
         assert "already finished at step 6 (its metrics.json): nothing to do" in again.stdout + again.stderr
         assert digests(run) == before  # no second part: not in metrics.json, not in the CSV, not in .hydra/
+    refused = run_train(f"hydra.run.dir={run}", "seed=7")  # another run into it: refused, nothing written
+    assert refused.returncode == 2 and "already holds a train run" in refused.stderr
+    assert digests(run) == before  # train.log included
 
 
 def test_a_resume_with_no_step_left_counts_no_step_and_logs_no_row_twice(train_cfg, tmp_path):
