@@ -65,7 +65,9 @@ def build(name: str, overrides: list[str]):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
-    import src.utils.run  # noqa: F401  (registers the configs' resolvers)
+    from src.runs.resolvers import register_resolvers
+
+    register_resolvers()  # ${suite_run_dir} & co. in the configs
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -145,7 +147,7 @@ def main(argv=None) -> list[dict]:
     batch = args.batch or (8 if args.device == "cuda" else 1)
     import torch
 
-    from src.lit.cost import device_name
+    from src.runs.cost import device_name
 
     print(f"bench_models: {device_name(torch.device(args.device))}, threads {args.threads}, "
           f"batch {batch} at {args.side}x{args.side}, median of {args.repeats}; load average before "

@@ -101,7 +101,9 @@ def compose(args, root: Path, option: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import src.utils.run  # noqa: F401  (registers the configs' resolvers)
+    from src.runs.resolvers import register_resolvers
+
+    register_resolvers()  # the configs' ${suite_*}
 
     overrides = [f"recipe={args.recipe}", "data=realrain", f"data.root={root}", "data.val_scenes=0",
                  f"data.num_workers={args.workers}", "data.check_orientation=false"]
@@ -196,7 +198,7 @@ def device_line(device: str) -> str:
 
     if device == "cuda":
         return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
-    from src.lit.cost import cpu_name
+    from src.runs.cost import cpu_name
 
     return f"{os.cpu_count()}-core CPU ({cpu_name()}), {torch.get_num_threads()} threads, torch {torch.__version__}"
 

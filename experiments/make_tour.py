@@ -15,7 +15,7 @@ Writes into --out (default docs/img/):
   synthetic rain at medium density (seed 5), resized so its long side is 320 pixels (``--long-side``); PSNR/SSIM (protocol
   ``spanet``) of the input and the output against the clean photo are written above them. With ``--image``
   (a real rainy photo, no ground truth) the figure has three panels and no scores.
-* ``tour_table4_smoke.png``: ``make_table.py``'s chart of a ``table4_smoke`` sweep (B_a..B_f x 2 seeds on
+* ``tour_table4_smoke.png``: ``python -m src.table``'s chart of a ``table4_smoke`` sweep (B_a..B_f x 2 seeds on
   synthetic rain, 20 iterations each: a smoke test of the pipeline, not a result). Without ``--sweep`` the
   sweep is run first (``python -m src.train -m experiment=table4_smoke`` into a temporary log folder: 12 short
   CPU jobs); its table.md is printed.
@@ -26,7 +26,6 @@ Each PNG is kept under 300 KB (reduced to a 256-colour palette when the full-col
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import shutil
 import subprocess
@@ -151,14 +150,6 @@ def released_spanet(weights: Path) -> torch.nn.Module:
     return load_net_weights(model.net, weights).eval()
 
 
-def load_make_table():
-    spec = importlib.util.spec_from_file_location("make_table", Path(__file__).with_name("make_table.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_table", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_smoke_sweep(log_dir: Path) -> Path:
     """Run the table4_smoke sweep into log_dir; returns its sweep folder."""
     cmd = [sys.executable, "-m", "src.train", "-m", "experiment=table4_smoke", f"paths.log_dir={log_dir}"]
@@ -169,12 +160,14 @@ def run_smoke_sweep(log_dir: Path) -> Path:
 
 
 def table_chart(sweep: Path, path: Path) -> str:
-    """make_table.py's chart of the sweep, copied to path (size-checked); returns the table's Markdown."""
+    """The chart of ``python -m src.table`` of the sweep, copied to path (size-checked); returns the table's
+    Markdown."""
     from PIL import Image
 
-    make_table = load_make_table()
+    from src.table import main as make_table
+
     with tempfile.TemporaryDirectory() as tmp:
-        markdown = make_table.main([str(sweep), "--out", tmp])
+        markdown = make_table([str(sweep), "--out", tmp])
         chart = Path(tmp) / "chart.png"
         if chart.stat().st_size <= MAX_BYTES:
             shutil.copyfile(chart, path)

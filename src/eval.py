@@ -33,13 +33,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from src.runs.environment import finish_wandb, setup_environment
+from src.runs.guards import refuse_existing_run
+from src.runs.report import report_table
+from src.runs.resolvers import register_resolvers
+from src.runs.result import ScoreResult
 from src.utils.claim import OutputClaim
+from src.utils.config import instantiate_group, require_set, stored_with_overrides, user_overrode
 from src.utils.errors import ConfigValueError, refusals_exit
-from src.utils.report import report_table
 from src.utils.files import refuse_existing
-from src.utils.guards import refuse_existing_run
-from src.utils.run import (finish_wandb, instantiate_group, require_set, setup_environment, stored_with_overrides,
-                           user_overrode, write_json)
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,7 @@ class IncompleteResultError(RuntimeError):
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
-    from src.lit.checkpoint_io import require_finite_weights
-    from src.utils.checkpoint import load_net_weights, read_checkpoint
+    from src.utils.checkpoint import load_net_weights, read_checkpoint, require_finite_weights
 
     ckpt = read_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None  # read once: run config and weights
     stored = ckpt.run_config if ckpt else {}
@@ -132,10 +133,8 @@ def evaluate(cfg: DictConfig) -> dict:
     reports = evaluate_folder(cfg) if cfg.pred_dir else evaluate_checkpoint(cfg)
     result = reports["output"]
     problems = check_result(result, str(cfg.ckpt_path or cfg.pred_dir))
-    result["complete"] = not problems
-    if problems:
-        result["problems"] = problems
-    write_json(result, f"{cfg.paths.output_dir}/metrics.json", cfg.get("metrics_file"))
+    ScoreResult(report=result, complete=not problems, problems=problems).write(
+        f"{cfg.paths.output_dir}/metrics.json", cfg.get("metrics_file"))
     from rich.console import Console
 
     Console().print(report_table(reports, title=f"eval: {cfg.ckpt_path or cfg.pred_dir}"))
@@ -143,6 +142,9 @@ def evaluate(cfg: DictConfig) -> dict:
         raise IncompleteResultError("the result cannot be trusted (written with complete: false):\n  "
                                     + "\n  ".join(problems))
     return reports
+
+
+register_resolvers()  # ${suite_run_dir} & co. in conf/hydra: before Hydra composes the config
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

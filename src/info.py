@@ -14,6 +14,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from src.runs.resolvers import register_resolvers
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ("model", "data", "schedule", "recipe", "compute", "experiment", "trainer")
 _USAGE = re.compile(r"^\s*(python|make)\b")
@@ -124,6 +126,9 @@ def show(groups=GROUPS) -> None:
         logging.disable(logging.NOTSET)
     print("\nUse: python -m src.train model=NAME data=NAME [schedule=NAME | recipe=NAME | experiment=NAME]"
           "\nDocs: README.md, docs/howto.md, docs/models.md, docs/datasets.md, docs/protocols.md")
+
+
+register_resolvers()  # conf/train.yaml, composed for the listing, names them in conf/hydra
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="info")

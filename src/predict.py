@@ -24,9 +24,10 @@ from src.inference.models import build_derainers, checkpoint_files
 from src.inference.options import check_options
 from src.inference.outputs import check_output_dir, check_outputs
 from src.inference.run import Job, derain_clip, derain_images, finish, plan_clip_outputs, plan_image_outputs
+from src.runs.environment import setup_environment
+from src.runs.resolvers import register_resolvers
 from src.utils.claim import OutputClaim
 from src.utils.errors import ConfigValueError, refusals_exit
-from src.utils.run import setup_environment
 
 
 def predict(cfg: DictConfig) -> list[Path]:
@@ -61,6 +62,9 @@ def predict(cfg: DictConfig) -> list[Path]:
             written, unread = derain_clip(inputs, derainers, job, cfg.batch_size)
     finish(inputs, written, failed + unread, out_dir)
     return written
+
+
+register_resolvers()  # ${suite_run_dir} & co. in conf/hydra: before Hydra composes the config
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")

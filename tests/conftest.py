@@ -14,8 +14,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-import src.utils.run  # noqa: F401  registers the resolvers the configs use (as every entry point does)
+from src.runs.resolvers import register_resolvers
 
+register_resolvers()  # as every entry point does: ${suite_run_dir} & co. in conf/hydra
 os.environ["WANDB_MODE"] = "offline"
 # pytest runs 2 workers on 2 cores: one thread each avoids oversubscription (5-10x slower otherwise)
 torch.set_num_threads(1)

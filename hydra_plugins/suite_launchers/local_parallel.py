@@ -1,7 +1,9 @@
 """``hydra/launcher=local_parallel``: N jobs of a sweep at once on one machine, each with its own GPU(s).
 
 Hydra loads launchers only from its ``hydra_plugins`` package, so the class lives here; the helpers (GPU slots,
-the submitit executor) are in src/utils/launchers.py. Config: conf/hydra/launcher/local_parallel.yaml.
+the record of a job that died) are in src/runs/launchers.py. Config: conf/hydra/launcher/local_parallel.yaml.
+Every job gets a result: a job whose process is killed (SIGKILL, out of memory) is a failed job with its
+``error.txt``, and the sweep goes on with the others.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import Any, Optional, Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
 
-from src.utils.launchers import gpu_slots, visible_gpus
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
+from src.runs.devices import visible_gpus
+from src.runs.launchers import died_job_return, gpu_slots
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,6 @@ class LocalParallelLauncher(LocalLauncher):
         pending = list(enumerate(job_overrides))
         results: list[Optional[JobReturn]] = [None] * len(job_overrides)
         running: dict[int, tuple[int, Any]] = {}  # slot -> (position, job)
-        errors: list[Exception] = []
         while pending or running:
             for slot in range(len(slots)):
                 if slot in running or not pending:
@@ -68,12 +70,13 @@ class LocalParallelLauncher(LocalLauncher):
             for slot, (pos, job) in list(running.items()):
                 if job.done():
                     del running[slot]
-                    try:
-                        results[pos] = job.results()[0]
-                    except Exception as exc:  # the job's process died (a signal, a crash): let the others end
-                        log.error("job #%d did not finish: %s", initial_job_idx + pos, exc)
-                        errors.append(exc)
+                    results[pos] = self._result(job, job_overrides[pos], initial_job_idx + pos)
             time.sleep(self.poll_s)
-        if errors:
-            raise errors[0]
         return results  # type: ignore[return-value]
+
+    def _result(self, job: Any, overrides: Sequence[str], num: int) -> JobReturn:
+        try:
+            return job.results()[0]
+        except Exception as err:  # noqa: BLE001 - the job's process died (a signal, a crash): record it, go on
+            log.error("job #%d ended without a result: %s", num, str(err).strip().splitlines()[0])
+            return died_job_return(self, overrides, num, job, err)

@@ -40,9 +40,9 @@ from omegaconf import DictConfig
 
 from src.utils.image_io import grey_levels, read_array
 from src.data.readers import LABEL_NAMES, Pair, ReadResult
+from src.utils.config import require_set
 from src.utils.errors import ConfigValueError, refusals_exit
 from src.utils.files import atomic_write, refuse_existing
-from src.utils.run import require_set
 
 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")

@@ -27,7 +27,7 @@ from src.data.readers import natural_key
 from src.inference.engine import Derainer
 from src.utils.checkpoint import Checkpoint
 from src.utils.errors import ConfigValueError
-from src.utils.run import stored_with_overrides, user_overrode
+from src.utils.config import stored_with_overrides, user_overrode
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def model_config(cfg: DictConfig, ckpt: Optional[Checkpoint]) -> tuple[DictConfi
 def build_model(cfg: DictConfig, ckpt_path: Optional[Path], device: torch.device):
     """(network in eval mode on ``device``, label) for one checkpoint file (read once), or, with ``ckpt_path``
     None, the model config's own ``init_from`` weights (e.g. model=spanet_release)."""
-    from src.lit.checkpoint_io import require_finite_weights
+    from src.utils.checkpoint import require_finite_weights
     from src.utils.checkpoint import load_net_weights, read_checkpoint
 
     if ckpt_path is None:

@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from src.lit.checkpoint_io import NonFiniteError, require_finite_weights
+from src.utils.checkpoint import NonFiniteError, require_finite_weights
 from src.metrics import ProtocolMetrics, ScoreCache
 
 

@@ -20,7 +20,9 @@ defines ``is_release_state_dict(state)`` and ``convert_release_state_dict(state)
 
 :func:`load_net_weights` puts a file into a network strictly (evaluation, prediction); :func:`init_weights`
 loads whatever fits and reports the rest (``model.init_from``, fine-tuning); :func:`check_resumable` refuses
-a ``ckpt_path=`` that is not a suite checkpoint of the same model.
+a ``ckpt_path=`` that is not a suite checkpoint of the same model; :func:`require_finite_weights` refuses
+weights that hold a NaN or an infinity (:class:`NonFiniteError`, the one check of training, evaluation and
+prediction). Writing checkpoints is :mod:`src.runs.checkpoint_io`'s job.
 """
 
 from __future__ import annotations
@@ -50,6 +52,24 @@ _MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "
 
 class CheckpointError(ValueError):
     """A file given as a checkpoint that the suite cannot or will not use; the message names the file."""
+
+
+class NonFiniteError(FloatingPointError):
+    """Weights or metrics of a run are NaN or infinite."""
+
+
+def nonfinite_tensors(state: Mapping[str, object]) -> list[str]:
+    """Names of the floating-point tensors in ``state`` that hold a NaN or an infinity."""
+    return [k for k, v in state.items()
+            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def require_finite_weights(state: Mapping[str, object], where: str) -> None:
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise NonFiniteError(f"{where}: non-finite weights (NaN or inf) in {len(bad)} tensor(s), first: "
+                             f"{', '.join(bad[:5])}; the run diverged (lower the learning rate, "
+                             f"schedule.optimizer.lr)")
 
 
 @dataclass

@@ -32,13 +32,12 @@ class ConfigValueError(Refusal, ValueError):
 
 
 def _in_multirun() -> bool:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    except Exception:  # noqa: BLE001 - no Hydra context: a plain call
+    """True inside a job of a Hydra multirun. Reads Hydra's state only when Hydra is already running (this leaf
+    module does not import Hydra: the networks and metrics that raise refusals stay free of it)."""
+    hydra_config = sys.modules.get("hydra.core.hydra_config")
+    if hydra_config is None or not hydra_config.HydraConfig.initialized():
         return False
+    return str(getattr(hydra_config.HydraConfig.get(), "mode", "")).endswith("MULTIRUN")
 
 
 def refusals_exit(task: Callable[..., Any]) -> Callable[..., Any]:

@@ -5,20 +5,24 @@
   any moment leaves either the old file or the new one, never a truncated mix; a write that raises leaves the
   old file and removes the temporary one. (A SIGKILL can leave the hidden temporary ``.<name>.<random>.tmp``
   behind; it is never read by the suite and can be deleted.)
+* :func:`write_json` writes a JSON document that way (to one or several paths).
 * :func:`refuse_existing` is the one guard of every entry point that writes results (``overwrite=true`` lifts it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Union
+from typing import Callable, Iterable, Optional, Union
 
 from src.utils.errors import OutputExistsError
 
 PathLike = Union[str, os.PathLike]
+log = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -55,6 +59,15 @@ def atomic_write(path: PathLike, write: Union[bytes, str, Callable[[object], Non
         finally:
             os.close(dir_fd)
     return path
+
+
+def write_json(data: dict, *paths: Optional[PathLike]) -> None:
+    """Write ``data`` as JSON to each path, atomically (a reader never sees half a file); ``None`` paths are skipped."""
+    for p in paths:
+        if not p:
+            continue
+        atomic_write(p, json.dumps(data, indent=2, sort_keys=False))
+        log.info("wrote %s", p)
 
 
 def refuse_existing(paths: Iterable[PathLike], what: str = "output", key: str = "overwrite") -> None:

@@ -234,7 +234,7 @@ def test_named_configs_compose(layouts_tree):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
-    from src.utils.run import require_set
+    from src.utils.config import require_set
 
     conf = str(Path(__file__).resolve().parents[2] / "conf")
     GlobalHydra.instance().clear()

@@ -1,7 +1,7 @@
 """End to end, as a user runs it: the Table 4 smoke sweep from one command, then its table.
 
     python -m src.train -m experiment=table4_smoke logger=wandb ...   # 12 jobs: B_a..B_f x seeds 1, 2
-    python experiments/make_table.py <sweep dir>                      # table.md, table.tex, chart.png
+    python -m src.table <sweep dir>                                   # table.md, table.tex, chart.png
 
 Both run in subprocesses (Hydra's multirun launcher, W&B offline), with fewer steps than the experiment's own
 settings (4 iterations instead of 20) and one thread per process: about 75 s of CPU time in all, 70 s of wall
@@ -174,7 +174,7 @@ def check_sweep(sweep: Path, env: dict) -> None:
     for key in sum(dashboard.KEYS.values(), []):
         assert f'"{key}"' in view or f'"summary:{key}"' in view, key
 
-    proc = run(["experiments/make_table.py", str(sweep)], env, timeout=300)
+    proc = run(["-m", "src.table", str(sweep)], env, timeout=300)
     markdown = (sweep / "table.md").read_text()
     assert proc.stdout.strip() == markdown.strip()
     assert "Incomplete sweep" not in markdown  # all 12 jobs of multirun.yaml finished

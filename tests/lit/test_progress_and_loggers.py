@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from src.lit.callbacks import StepProgressBar
-from src.lit.loggers import WandbLogger
+from src.runs.logs import WandbLogger
 
 
 def test_progress_bar_names_steps_not_epoch_minus_two():

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from src.eval import check_result, evaluate_checkpoint
-from src.lit.checkpoint_io import AtomicCheckpointIO, NonFiniteError
+from src.runs.checkpoint_io import AtomicCheckpointIO, NonFiniteError
 from src.train import IncompleteRunError, main as train_main, train
-from src.utils.guards import RunDirExistsError, refuse_existing_run
+from src.runs.guards import RunDirExistsError, refuse_existing_run
 from tests.conftest import ROOT, compose_cfg
 
 
@@ -32,7 +32,7 @@ def _state(value: float) -> dict:
 # --- checkpoint writes ------------------------------------------------------------------------------------
 _SLOW_WRITER = """
 import sys, time, torch
-from src.lit.checkpoint_io import AtomicCheckpointIO
+from src.runs.checkpoint_io import AtomicCheckpointIO
 
 def slow_save(obj, f, *args, **kwargs):  # half a checkpoint on disk, then stuck: the parent kills us here
     f.write(b"PK" + b"x" * 100000)
@@ -219,7 +219,7 @@ def test_eval_overrides_apply_on_top_of_the_stored_config(trained, tmp_path):
     assert report["n_expected"] == 3
     assert cfg.data.eval_long_side == 40  # the rest still comes from the checkpoint
     cfg = compose_cfg("eval", [f"ckpt_path={trained}", "~data.test_photos"], tmp_path / "b")
-    from src.utils.run import stored_with_overrides
+    from src.utils.config import stored_with_overrides
     from src.utils.checkpoint import read_checkpoint
 
     stored = read_checkpoint(trained).run_config["data"]
@@ -232,7 +232,7 @@ def test_eval_overrides_apply_on_top_of_the_stored_config(trained, tmp_path):
 
 def test_eval_override_of_a_key_the_stored_config_lacks_fails_saying_why(tmp_path):
     from src.data.synthetic import SyntheticRainDataModule  # noqa: F401  (the stored config's target)
-    from src.utils.run import stored_with_overrides
+    from src.utils.config import stored_with_overrides
 
     cfg = compose_cfg("eval", ["ckpt_path=x.ckpt", "data.patch_size=16", "+data.extra=1"], tmp_path)
     stored = {"_target_": "src.data.paired_module.PairedDataModule", "root": "/a", "layout": "rain100"}
@@ -300,7 +300,7 @@ def test_resume_with_another_config_is_refused(tmp_path):
     """ckpt_path= alone composes the default config: resuming must not silently continue the run as another one."""
     from omegaconf import OmegaConf
 
-    from src.utils.guards import ResumeConfigError
+    from src.runs.guards import ResumeConfigError
 
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from src.train import train
-from src.utils.resume import RunDirLock
+from src.runs.rundir import RunDirLock
 from tests.conftest import ROOT, TINY_SYNTHETIC
 
 RUN = [*TINY_SYNTHETIC, "model=b_a", "logger=csv", "schedule.batch_size=2", "schedule.max_steps=20",
@@ -144,7 +144,7 @@ def test_two_processes_never_write_one_run_dir(train_cfg, tmp_path):
 
 
 def test_ckpt_path_of_a_runs_last_checkpoint_continues_in_that_run_dir(tmp_path):
-    from src.utils.resume import hydra_run_dir
+    from src.runs.rundir import hydra_run_dir
 
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)

@@ -14,7 +14,7 @@ import imageio.v3 as iio
 import pytest
 
 from src.inference.video import VideoWriter
-from src.utils.report import NO_TEST_SPLIT
+from src.runs.report import NO_TEST_SPLIT
 from tests.make_clean.conftest import rain_clip
 from tests.test_standalone import repo_files, run
 

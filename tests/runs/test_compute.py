@@ -1,4 +1,4 @@
-"""compute=authors|equal_samples|equal_gpu_hours (src/utils/compute.py): a recipe's schedule stretched in time to
+"""compute=authors|equal_samples|equal_gpu_hours (src/runs/compute.py): a recipe's schedule stretched in time to
 a common budget, its shape kept."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from src.train import train
-from src.utils.compute import apply_compute, schedule_samples
+from src.runs.compute import apply_compute, schedule_samples
 from src.utils.errors import ConfigValueError
 from tests.conftest import compose_cfg
 

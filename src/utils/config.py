@@ -1,71 +1,19 @@
-"""What the entry points share: environment set-up, building lists from config groups, result files."""
+"""Reading a composed Hydra config: keys still unset, config groups as lists, what the command line chose, and
+a stored config with the command line's overrides on top. Leaf helpers: OmegaConf and Hydra only."""
 
 from __future__ import annotations
 
-import json
 import logging
-import netrc
-import os
-from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
 
-def _register_resolvers() -> None:
-    """Resolvers the configs use (registered on import: every entry point imports this module)."""
-    from src.utils.resume import hydra_run_dir
-
-    if not OmegaConf.has_resolver("suite_run_dir"):  # conf/hydra/default.yaml: a resumed run keeps its dir
-        OmegaConf.register_new_resolver("suite_run_dir", hydra_run_dir)
-    if not OmegaConf.has_resolver("suite_add"):  # conf/hydra/launcher/*.yaml: CPUs = data workers + 1
-        OmegaConf.register_new_resolver("suite_add", lambda a, b: int(a) + int(b))
-    if not OmegaConf.has_resolver("suite_count"):  # conf/hydra/launcher/*.yaml: GPUs of trainer.devices
-        OmegaConf.register_new_resolver("suite_count", _device_count)
-
-
-def _device_count(devices) -> int:
-    """``trainer.devices`` as a number of devices for a launcher: an int, a list of ids, or 1 for "auto"/-1."""
-    if isinstance(devices, (list, tuple)) or hasattr(devices, "__len__") and not isinstance(devices, str):
-        return len(devices)
-    text = str(devices).strip()
-    if text.lstrip("-").isdigit() and int(text) > 0:
-        return int(text)
-    if "," in text:
-        return len([x for x in text.split(",") if x.strip()])
-    return 1
-
-
-_register_resolvers()
-
-
-def wandb_default_mode() -> None:
-    """W&B offline unless the user chose a mode or is logged in (WANDB_API_KEY or a ~/.netrc entry)."""
-    if "WANDB_MODE" in os.environ:
-        return
-    logged_in = bool(os.environ.get("WANDB_API_KEY"))
-    if not logged_in:
-        try:
-            logged_in = netrc.netrc().authenticators("api.wandb.ai") is not None
-        except (FileNotFoundError, netrc.NetrcParseError):
-            pass
-    os.environ["WANDB_MODE"] = "online" if logged_in else "offline"
-
-
-def setup_environment(cfg: DictConfig) -> None:
-    wandb_default_mode()
-    if torch.cuda.is_available() and cfg.get("matmul_precision"):
-        torch.set_float32_matmul_precision(cfg.matmul_precision)
-
-
 def require_set(cfg: DictConfig, group: str) -> None:
     """Fail with the override to pass when a key of ``cfg[group]`` is still ``???`` (e.g. ``data.root``)."""
-    from omegaconf import OmegaConf
-
     node = cfg.get(group)
     missing = sorted(OmegaConf.missing_keys(node)) if node is not None else []
     if missing:
@@ -106,7 +54,6 @@ def stored_with_overrides(cfg: DictConfig, stored: Mapping, group: str, source: 
     key (it would otherwise be silently dropped or reach the constructor as an unknown argument)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
 
     node = OmegaConf.create(dict(stored))
     if not HydraConfig.initialized():
@@ -134,25 +81,3 @@ def stored_with_overrides(cfg: DictConfig, stored: Mapping, group: str, source: 
         OmegaConf.update(node, sub, value, merge=False, force_add=True)
         log.info("%s: %s=%s applied on top of the config stored in %s", group, key, value, source)
     return node
-
-
-def write_json(data: dict, *paths: Optional[str]) -> None:
-    """Write ``data`` as JSON to each path, atomically (a reader never sees half a file)."""
-    from src.utils.files import atomic_write
-
-    for p in paths:
-        if not p:
-            continue
-        atomic_write(p, json.dumps(data, indent=2, sort_keys=False))
-        log.info("wrote %s", p)
-
-
-def finish_wandb() -> None:
-    """Close the W&B run so the next job of a sweep starts its own run."""
-    import sys
-
-    if "wandb" in sys.modules:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()

@@ -6,7 +6,8 @@ computes its own timestamped run dir. :class:`HydraDDPStrategy` instead starts e
 overrides of the CURRENT job (``HydraConfig.overrides.task``), pinned to the current job's output dir, with
 Hydra's own output (config copy, log file) switched off in the children. :func:`ddp_job` cleans up after a job
 (process group, launcher env vars) so the next job of a sweep starts a fresh group with fresh children.
-:func:`choose_strategy` picks this strategy for every run with more than one process.
+:func:`choose_strategy` picks this strategy for every run with more than one process (``trainer.devices`` read
+by :func:`src.runs.devices.count_devices`, as the launchers read it).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import subprocess
 import sys
 from typing import Iterator
 
-import __main__
-import torch
 import torch.distributed as dist
 from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+import __main__
+from src.runs.compat import SubprocessScriptLauncher
+from src.runs.devices import count_devices, gpu_count
+from src.utils.errors import ConfigValueError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ def child_command(local_rank: int) -> list[str]:
     ]
 
 
-class _HydraJobLauncher(_SubprocessScriptLauncher):
+class _HydraJobLauncher(SubprocessScriptLauncher):
     def _call_children_scripts(self) -> None:
         from hydra.core.hydra_config import HydraConfig
 
@@ -73,7 +76,7 @@ class HydraDDPStrategy(DDPStrategy):
 
     def _configure_launcher(self) -> None:
         super()._configure_launcher()
-        if isinstance(self._launcher, _SubprocessScriptLauncher):
+        if isinstance(self._launcher, SubprocessScriptLauncher):
             self._launcher = _HydraJobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
 
     def wait_for_children(self, timeout: float = 600.0) -> None:
@@ -110,15 +113,13 @@ def ddp_job(trainer) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _device_count(devices, gpus: int, on_gpu: bool) -> int:
-    """How many processes per node ``trainer.devices`` asks for (``auto`` / -1: every GPU, or 1 on CPU)."""
-    if devices in (None, "auto", -1, "-1"):
-        return gpus if on_gpu else 1
-    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
-        return len(devices)
-    if isinstance(devices, str):
-        return len([d for d in devices.split(",") if d.strip()]) if "," in devices else int(devices)
-    return int(devices)
+def processes_per_node(trainer_cfg: DictConfig) -> tuple[int, bool]:
+    """(processes per node, on GPUs) that ``cfg.trainer`` runs on this machine: what ``hydra/launcher=slurm`` asks
+    SLURM for as tasks (and GPUs) per node, through the same :func:`~src.runs.devices.count_devices`."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    gpus = gpu_count()
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
+    return count_devices(trainer_cfg.get("devices", "auto"), gpus if on_gpu else 0), on_gpu
 
 
 def choose_strategy(trainer_cfg: DictConfig) -> DictConfig:
@@ -131,20 +132,17 @@ def choose_strategy(trainer_cfg: DictConfig) -> DictConfig:
     * ``devices > 1`` with ``accelerator: auto`` on a machine without a GPU is an error that names
       ``trainer.accelerator=cpu``, the way to ask for several CPU processes on purpose.
     """
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
-    devices = trainer_cfg.get("devices", "auto")
-    n = _device_count(devices, gpus, on_gpu)
+    accelerator, devices = str(trainer_cfg.get("accelerator", "auto")), trainer_cfg.get("devices", "auto")
+    n, on_gpu = processes_per_node(trainer_cfg)
     nodes = int(trainer_cfg.get("num_nodes", 1) or 1)
     if accelerator == "auto" and not on_gpu and n > 1:
-        raise ValueError(f"trainer.devices={devices} asks for {n} devices, but this machine has no GPU (trainer."
-                         f"accelerator=auto found only the CPU). To run {n} CPU processes with DDP on purpose, add "
-                         "trainer.accelerator=cpu")
+        raise ConfigValueError(f"trainer.devices={devices} asks for {n} devices, but this machine has no GPU (trainer."
+                               f"accelerator=auto found only the CPU). To run {n} CPU processes with DDP on purpose, "
+                               "add trainer.accelerator=cpu")
     with open_dict(trainer_cfg):
         if n > 1 or nodes > 1:
             if trainer_cfg.get("strategy") in (None, "auto"):
-                trainer_cfg.strategy = {"_target_": "src.utils.ddp.HydraDDPStrategy", "find_unused_parameters": False}
+                trainer_cfg.strategy = {"_target_": "src.runs.ddp.HydraDDPStrategy", "find_unused_parameters": False}
             if on_gpu and "sync_batchnorm" not in trainer_cfg:
                 trainer_cfg.sync_batchnorm = True
             where = f"{n} GPU(s)" if on_gpu else f"{n} CPU processes"

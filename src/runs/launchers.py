@@ -4,23 +4,27 @@
   The plugin's own launcher; the config sets GPU defaults from the run's config (one task per GPU, which
   Lightning's SLURM environment turns into the DDP ranks; CPUs per task = data workers + 1), asks SLURM for
   SIGUSR1 before the time limit and for a requeueable job. A requeued job runs the same Hydra job again, in its
-  own run dir, and continues from its ``last.ckpt`` (src/lit/preemption.py, ``resume`` in conf/train.yaml).
-  :func:`sbatch_script` renders the script a config would submit, without submitting.
+  own run dir, and continues from its ``last.ckpt`` (src/runs/preemption.py, ``resume`` in conf/train.yaml).
+  :func:`sbatch_script` renders the script a config would submit, without submitting. GPUs and tasks per node
+  come from ``trainer.devices`` read by :func:`src.runs.devices.count_devices` (the resolver ``suite_count``),
+  as DDP reads it.
 * ``hydra/launcher=local_parallel`` (conf/hydra/launcher/local_parallel.yaml): ``LocalParallelLauncher``
   (hydra_plugins/suite_launchers/local_parallel.py: Hydra loads launchers only from its ``hydra_plugins``
   package) runs N jobs of a sweep at once on this machine, each in its own process, and gives each job its own
-  GPU(s) (``CUDA_VISIBLE_DEVICES``, :func:`gpu_slots`); a job starts when a slot is free.
+  GPU(s) (``CUDA_VISIBLE_DEVICES``, :func:`gpu_slots`); a job starts when a slot is free. A job whose process
+  dies without a result (SIGKILL, out of memory) is recorded like any failed job (:func:`killed_job_return`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
+
+from omegaconf import OmegaConf
 
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-from omegaconf import OmegaConf
+from src.runs import compat
 
 log = logging.getLogger(__name__)
 
@@ -45,29 +49,8 @@ def sbatch_script(launcher_cfg, command: str = "python -u -m submitit.core._subm
     """The sbatch script ``hydra/launcher=slurm`` would submit for one job (nothing is submitted).
 
     ``launcher_cfg``: the resolved ``hydra.launcher`` node of a composed config."""
-    from submitit.slurm.slurm import SlurmExecutor
-
     params = OmegaConf.to_container(launcher_cfg, resolve=True)
-    executor = make_executor("slurm", params)
-    slurm = executor._executor
-    assert isinstance(slurm, SlurmExecutor)
-    return slurm._make_submission_file_text(command, "job")
-
-
-def visible_gpus() -> list[int]:
-    """The GPU ids this process may hand out: CUDA_VISIBLE_DEVICES (integer ids) or all the driver sees."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        ids = [x.strip() for x in env.split(",") if x.strip()]
-        if not all(x.isdigit() for x in ids):
-            raise ValueError(f"CUDA_VISIBLE_DEVICES={env!r}: local_parallel needs integer GPU ids")
-        return [int(x) for x in ids]
-    try:
-        import torch
-
-        return list(range(torch.cuda.device_count()))
-    except Exception:  # no CUDA build
-        return []
+    return compat.sbatch_text(make_executor("slurm", params), command)
 
 
 def gpu_slots(gpus: Sequence[int], gpus_per_job: int, n_parallel: Optional[int]) -> list[tuple[int, ...]]:
@@ -85,3 +68,46 @@ def gpu_slots(gpus: Sequence[int], gpus_per_job: int, n_parallel: Optional[int])
                              f"{n_parallel * gpus_per_job} GPUs; {len(gpus)} are visible")
         slots = slots[:n_parallel]
     return slots
+
+
+class JobDiedError(RuntimeError):
+    """A job of a sweep ended without a result: its process was killed (SIGKILL, out of memory) or crashed."""
+
+
+def job_dir(launcher, overrides: Sequence[str], num: int) -> str:
+    """The run dir Hydra gives job ``num`` of ``launcher``'s sweep (``hydra.sweep.dir`` / ``hydra.sweep.subdir``)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    with open_dict(config.hydra.job):
+        config.hydra.job.num = num
+        config.hydra.job.id = f"job_id_for_{num}"
+    before = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(config)
+    try:
+        return str(Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir))
+    finally:
+        HydraConfig.instance().cfg = before
+
+
+def died_job_return(launcher, overrides: Sequence[str], num: int, job: Any, err: BaseException):
+    """The failed ``JobReturn`` of a job whose process left no result, recorded like any failed job: ``error.txt``
+    in its job dir (created if the job died before making it) and its line in ``sweep_summary.json``."""
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+
+    from src.runs.guards import write_error_file
+
+    folder = job_dir(launcher, overrides, num)
+    output = ", ".join(str(p) for p in (getattr(job.paths, "stdout", None), getattr(job.paths, "stderr", None)) if p)
+    exc = JobDiedError(f"job {num} ended without a result: its process stopped before it could return one (killed "
+                       f"by a signal such as SIGKILL, out of memory, or a crash of Python; submitit: "
+                       f"{type(err).__name__}, state {job.state}); its output: {output}")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    write_error_file(folder, exc)
+    ret = JobReturn(overrides=list(overrides), working_dir=folder, task_name=str(launcher.config.hydra.job.name))
+    ret.hydra_cfg = OmegaConf.create({"hydra": {"runtime": {"output_dir": folder}}})
+    ret.status = JobStatus.FAILED
+    ret.return_value = exc
+    return ret

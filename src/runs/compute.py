@@ -22,7 +22,6 @@ finished. The factor and the budget go into metrics.json (``run_info.compute``).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.data.progressive import parse_stages, samples_before
+from src.runs.devices import count_devices, gpu_count
+from src.runs.result import RunResult, read_result
 from src.utils.errors import ConfigValueError
 
 # keys of torch's lr schedulers that count iterations, by class name (the last part of ``_target_``)
@@ -84,11 +85,11 @@ def ledger_gpu_hours(ledger: str, model: str, schedule: str) -> tuple[float, str
                                f"under compute=authors, on the GPUs these runs will use)")
     hours, devices = [], set()
     for path in sorted(root.rglob("metrics.json")):
-        m = json.loads(path.read_text())
-        cost = m.get("cost") or {}
-        if (m.get("model"), m.get("schedule")) != (model, schedule) or not m.get("complete"):
+        run = read_result(path)
+        if not isinstance(run, RunResult) or (run.model, run.schedule) != (model, schedule) or not run.complete:
             continue
-        if (m.get("compute") or {}).get("factor", 1.0) != 1.0 or cost.get("gpu_hours") is None:
+        cost = run.cost or {}
+        if (run.compute or {}).get("factor", 1.0) != 1.0 or cost.get("gpu_hours") is None:
             continue
         hours.append(float(cost["gpu_hours"]))
         devices.add(f"{cost.get('device_count')} x {cost.get('device')}")
@@ -112,12 +113,8 @@ def apply_compute(cfg: DictConfig) -> dict:
         hours, device = ledger_gpu_hours(compute.ledger, cfg.run_info.model, cfg.run_info.schedule)
         factor = float(compute.gpu_hours) / hours
         record = {"gpu_hours": float(compute.gpu_hours), "authors_gpu_hours": hours, "ledger_device": device}
-        devices = cfg.trainer.get("devices") or 1
-        if not isinstance(devices, int):
-            devices = len(devices) if OmegaConf.is_list(devices) else 0
-        if devices < 1:
-            raise ConfigValueError(f"trainer.devices={cfg.trainer.get('devices')!r}: compute=equal_gpu_hours needs a "
-                                   f"number of devices (or a list of them) to turn GPU-hours into wall time")
+        accelerator = str(cfg.trainer.get("accelerator") or "auto")
+        devices = count_devices(cfg.trainer.get("devices"), 0 if accelerator == "cpu" else gpu_count())
         devices *= int(cfg.trainer.get("num_nodes") or 1)
         with open_dict(cfg):
             cfg.trainer.max_time = {"seconds": int(float(compute.gpu_hours) * 3600 / devices * (1 + compute.slack))}

@@ -1,4 +1,5 @@
-"""Console tables of metric reports (the JSON schema of src.metrics: n_images / mean / per_image)."""
+"""Console tables of metric reports (the JSON schema of src.metrics: n_images / mean / per_image): the end of a
+``src.train`` / ``src.eval`` run and the results notebook."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def report_table(rows: dict[str, Optional[dict]], title: str) -> Table:
     rows = {k: v for k, v in rows.items() if v}
     table = Table(title=title)
     table.add_column("protocol")
-    for name, rep in rows.items():
+    for name in rows:
         table.add_column(f"{name}\nPSNR dB", justify="right")
         table.add_column(f"{name}\nSSIM", justify="right")
     protocols = next(iter(rows.values()))["mean"] if rows else {}
@@ -38,13 +39,13 @@ NO_TEST_SPLIT = ("no test split in this data set (e.g. data.test_dir=null): noth
                  "the validation split's, which chose the checkpoint")
 
 
-def print_report(result: dict, title: str) -> None:
-    """The final validation and test tables of a run's result (``src.train``'s metrics.json); without a test split,
-    the run's ``test_note`` instead of a test table."""
+def print_report(result, title: str) -> None:
+    """The validation and test tables of a :class:`~src.runs.result.RunResult`: output beside the rain input;
+    without a test split, the run's ``test_note`` instead of a test table."""
     console = Console()
     for split in ("val", "test"):
-        if result.get(split):
-            console.print(report_table({"output": result[split], "rain input": result.get(f"{split}_input")},
+        if result.report(split):
+            console.print(report_table({"output": result.report(split), "rain input": result.report(f"{split}_input")},
                                        title=f"{title}: {split}"))
-    if result.get("test_note") and not result.get("test"):
-        console.print(f"{title}: test: {result['test_note']}")
+    if result.test_note and not result.test:
+        console.print(f"{title}: test: {result.test_note}")

@@ -11,10 +11,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-from src.utils.ddp import HydraDDPStrategy, choose_strategy
+from src.runs.ddp import HydraDDPStrategy, choose_strategy
 from tests.conftest import CONF
 
-DDP = "src.utils.ddp.HydraDDPStrategy"
+DDP = "src.runs.ddp.HydraDDPStrategy"
 
 
 def trainer_cfg(*overrides: str):
@@ -78,3 +78,32 @@ def test_an_explicit_strategy_is_kept(gpus):
     gpus(8)
     t = choose_strategy(trainer_cfg("trainer.devices=8", "+trainer.strategy=fsdp"))
     assert t.strategy == "fsdp"
+
+
+@pytest.mark.parametrize("n_gpus", [0, 8])
+@pytest.mark.parametrize("devices", ["auto", "2", "[0,1,2]", "'0,1'"])
+def test_slurm_launcher_asks_for_the_processes_ddp_starts(gpus, n_gpus, devices):
+    """trainer.devices means one thing: the SLURM launcher's GPUs and tasks per node are the processes DDP starts
+    (auto: every GPU, or one process without GPUs), and local_parallel gives each job that many GPUs."""
+    from omegaconf import OmegaConf
+
+    from src.runs.ddp import processes_per_node
+
+    gpus(n_gpus)
+    cpu = ["trainer.accelerator=cpu"] if n_gpus == 0 and devices != "auto" else []  # several CPU processes
+    overrides = [f"trainer.devices={devices}", *cpu]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        slurm = compose(config_name="train", overrides=["hydra/launcher=slurm", *overrides], return_hydra_config=True)
+        local = compose(config_name="train", overrides=["hydra/launcher=local_parallel", *overrides],
+                        return_hydra_config=True) if devices == "auto" else None
+    launcher = OmegaConf.to_container(slurm.hydra.launcher, resolve=True)
+    n, on_gpu = processes_per_node(slurm.trainer)
+    assert n == {"auto": max(n_gpus, 1), "2": 2, "[0,1,2]": 3, "'0,1'": 2}[devices]
+    assert launcher["tasks_per_node"] == n and on_gpu == (n_gpus > 0)
+    if on_gpu:
+        assert launcher["gpus_per_node"] == n
+    if local is not None and on_gpu:
+        assert OmegaConf.to_container(local.hydra.launcher, resolve=True)["gpus_per_job"] == n
+    strategy = choose_strategy(slurm.trainer).get("strategy")
+    assert (strategy is not None and strategy["_target_"] == DDP) == (n > 1)

@@ -7,38 +7,23 @@ checkpoint into a temporary file beside the destination and renames it into plac
 (:func:`src.utils.files.atomic_write`): the destination always holds a complete checkpoint, old or new.
 
 Before writing, every floating-point tensor of the model's ``state_dict`` is checked: a diverged run (NaN / inf
-weights) raises :class:`NonFiniteError` naming the step and the first bad tensors, so the last good checkpoint
-is kept and the run stops. Every save goes through here: best / last checkpoints, a save on a signal, and
-``trainer.save_checkpoint``.
+weights) raises :class:`~src.utils.checkpoint.NonFiniteError` naming the step and the first bad tensors, so the
+last good checkpoint is kept and the run stops. Every save goes through here: best / last checkpoints, a save on
+a signal, and ``trainer.save_checkpoint``. (Reading checkpoints: :mod:`src.utils.checkpoint`.)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from src.utils.checkpoint import NonFiniteError, require_finite_weights
 from src.utils.files import atomic_write
 
-
-class NonFiniteError(FloatingPointError):
-    """Weights or metrics of a run are NaN or infinite."""
-
-
-def nonfinite_tensors(state: Mapping[str, Any]) -> list[str]:
-    """Names of the floating-point tensors in ``state`` that hold a NaN or an infinity."""
-    return [k for k, v in state.items()
-            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
-
-
-def require_finite_weights(state: Mapping[str, Any], where: str) -> None:
-    bad = nonfinite_tensors(state)
-    if bad:
-        raise NonFiniteError(f"{where}: non-finite weights (NaN or inf) in {len(bad)} tensor(s), first: "
-                             f"{', '.join(bad[:5])}; the run diverged (lower the learning rate, "
-                             f"schedule.optimizer.lr)")
+__all__ = ["AtomicCheckpointIO", "NonFiniteError"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -1,28 +1,33 @@
-"""The Trainer of a src.train run, and what the run did not do.
+"""The Trainer of a src.train run, and facts about what it did.
 
-* :func:`build_trainer`: ``cfg.trainer`` with the suite's checkpoint writer (:mod:`src.lit.checkpoint_io`); the
-  learning-rate monitor only when there is a logger to write to; spawn-based strategies refused up front.
-* :func:`incomplete_reasons` / :func:`shortened_on_purpose`: the ``complete`` / ``incomplete`` /
-  ``shortened_on_purpose`` fields of metrics.json.
-* :func:`count_bad_files`: training files skipped as unreadable (``data.on_bad_file=skip``), all processes.
+* :func:`build_trainer`: ``cfg.trainer`` with the suite's checkpoint writer (:mod:`src.runs.checkpoint_io`); the
+  learning-rate monitor only when there is a logger to write to; no progress bar when the config removed it
+  (Lightning would fall back to its own, which counts epochs of a step-counted run: "Epoch 1/-2"); spawn-based
+  strategies refused up front.
+* :func:`tested_weights`: the checkpoint ``test_ckpt`` names after fit.
+* :func:`shortened_on_purpose`, :func:`count_bad_files`: fields of metrics.json.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig
 
-from src.lit.checkpoint_io import AtomicCheckpointIO
-from src.utils.run import instantiate_group
+from src.runs.checkpoint_io import AtomicCheckpointIO
+from src.runs.compat import MultiProcessingLauncher
+from src.utils.config import instantiate_group
+from src.utils.errors import ConfigValueError
 
 log = logging.getLogger(__name__)
+
+TEST_CKPTS = ("best", "last")
 
 
 class IncompleteRunError(RuntimeError):
@@ -37,22 +42,9 @@ def shortened_on_purpose(trainer: L.Trainer) -> bool:
         isinstance(x, int) or x != 1.0 for x in limits)
 
 
-def incomplete_reasons(trainer: L.Trainer, datamodule, model) -> list[str]:
-    """What the run did not do: steps short of ``max_steps``, images of a split left unscored."""
-    reasons = []
-    if trainer.max_steps > 0 and trainer.global_step < trainer.max_steps:
-        status = trainer.state.status.value if trainer.interrupted else "stopped"
-        reasons.append(f"training {status} at step {trainer.global_step} of max_steps={trainer.max_steps}")
-    for split, ds in (("val", datamodule.val_set), ("test", datamodule.test_set or datamodule.val_set)):
-        report = model.reports.get(split)
-        if report is not None and ds is not None and report["n_images"] < len(ds):
-            reasons.append(f"{split}: scored {report['n_images']} of {len(ds)} images")
-    return reasons
-
-
 def build_trainer(cfg: DictConfig, loggers: list, extra_callbacks: tuple = ()) -> L.Trainer:
     """The Trainer of ``cfg.trainer`` with the suite's checkpoint writer; options that cannot work are refused.
-    ``extra_callbacks``: the run's own (cost, signals, speed options; src/train.py) after the config's."""
+    ``extra_callbacks``: the run's own (cost, signals, speed options; src/runs/training.py) after the config's."""
     callbacks = instantiate_group(cfg.get("callbacks")) + list(extra_callbacks)
     if not loggers:  # LearningRateMonitor refuses a Trainer without logger: nothing to monitor into
         dropped = [c for c in callbacks if isinstance(c, LearningRateMonitor)]
@@ -62,14 +54,28 @@ def build_trainer(cfg: DictConfig, loggers: list, extra_callbacks: tuple = ()) -
     plugins = [instantiate(p) if isinstance(p, DictConfig) else p for p in cfg.trainer.get("plugins") or []]
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(AtomicCheckpointIO())
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
-    if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
-        raise ValueError(
+    options = {}
+    if "enable_progress_bar" not in cfg.trainer:  # callbacks.progress_bar=null: no bar at all
+        options["enable_progress_bar"] = any(isinstance(c, ProgressBar) for c in callbacks)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins, **options)
+    if isinstance(trainer.strategy.launcher, MultiProcessingLauncher):
+        raise ConfigValueError(
             f"trainer.strategy={type(trainer.strategy).__name__} starts its processes by spawning/forking "
             f"({getattr(trainer.strategy, '_start_method', '?')}), and their results (best checkpoint, metric "
             f"reports) do not come back to this process. Use trainer=ddp (one process per device, started as "
             f"a script) instead")
     return trainer
+
+
+def tested_weights(cfg: DictConfig, trainer: L.Trainer) -> Optional[str]:
+    """The checkpoint that ``test_ckpt`` names after fit: the best checkpoint's path, or None for the weights in
+    memory (``last``: the final weights; ``best`` when no best checkpoint was saved, with a warning)."""
+    if cfg.get("test_ckpt", "best") == "last":
+        return None
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if not best and not trainer.fast_dev_run:
+        log.warning("no best checkpoint was saved; final metrics use the last weights")
+    return best or None
 
 
 def count_bad_files(trainer: L.Trainer, model) -> int:

@@ -11,6 +11,9 @@ the time of every earlier part) and :meth:`RunCost.report` gives the ``cost`` bl
   process's peak resident memory on CPU,
 * ``gpu_hours``: device_count x wall_time_s / 3600 on GPUs (null on CPU),
 * ``parts``: how many processes the run took (1 + resumes).
+
+A part that trains no step (a resume of a run already at ``max_steps``) adds none. :meth:`RunCost.started` is
+when the run's first part started (metrics.json's ``started``), carried over resumes like the rest.
 """
 
 from __future__ import annotations
@@ -52,12 +55,19 @@ def peak_memory_gb(device: torch.device) -> float:
 
 
 class RunCost(L.Callback):
+    """Measures this part of the run; earlier parts come back from the checkpoint it resumes from."""
+
     def __init__(self) -> None:
-        self.previous = {"wall_time_s": 0.0, "train_steps": 0, "parts": 0}
+        self.previous = {"wall_time_s": 0.0, "train_steps": 0, "parts": 0, "started": None}
         self._start: Optional[float] = None
-        self._start_step = 0
+        self._start_step: Optional[int] = None  # set when training starts (not when fit has nothing to do)
         self._end: Optional[float] = None
         self._end_step = 0
+        self._started = time.strftime("%Y-%m-%dT%H:%M:%S")
+
+    def started(self) -> str:
+        """When the run's first part started (ISO local time)."""
+        return self.previous.get("started") or self._started
 
     # --- measuring ----------------------------------------------------------------------------
     def on_fit_start(self, trainer, pl_module) -> None:
@@ -83,13 +93,14 @@ class RunCost(L.Callback):
             return 0.0, 0
         end = self._end if self._end is not None else time.perf_counter()
         step = self._end_step if self._end is not None else trainer.global_step
-        return end - self._start, step - self._start_step
+        return end - self._start, 0 if self._start_step is None else step - self._start_step
 
     # --- checkpoints: a resumed run adds its earlier parts --------------------------------------
     def state_dict(self) -> dict:
         wall, steps = self._this_part(self._trainer) if getattr(self, "_trainer", None) else (0.0, 0)
         return {"wall_time_s": self.previous["wall_time_s"] + wall,
-                "train_steps": self.previous["train_steps"] + steps, "parts": self.previous["parts"] + 1}
+                "train_steps": self.previous["train_steps"] + steps, "parts": self.previous["parts"] + 1,
+                "started": self.started()}
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._trainer = trainer

@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from src.utils.launchers import gpu_slots, sbatch_script
+from src.runs.launchers import gpu_slots, sbatch_script
 from tests.conftest import CONF, ROOT, TINY_SYNTHETIC
 
 

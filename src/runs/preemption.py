@@ -30,6 +30,8 @@ from typing import Optional
 import lightning as L
 from lightning.fabric.plugins.environments import SLURMEnvironment
 
+from src.runs import compat
+
 log = logging.getLogger(__name__)
 
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130, signal.SIGUSR1: 138}
@@ -84,7 +86,7 @@ class SignalGuard:
             signal.signal(s, h if h is not None else signal.SIG_DFL)
         self._previous = {}
 
-    def __enter__(self) -> "SignalGuard":
+    def __enter__(self) -> SignalGuard:
         self.install()
         return self
 
@@ -146,19 +148,20 @@ class Preemption(L.Callback):
     @staticmethod
     def _validation_due(trainer) -> bool:
         try:  # Lightning's own decision, made right after this hook
-            loop = trainer.fit_loop
-            return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
-        except Exception:  # another Lightning version: stop now (the resumed run skips one validation)
+            return compat.validation_due(trainer)
+        except Exception:  # noqa: BLE001 - another Lightning version: stop now (the resumed run skips one validation)
             return False
 
     def _stop(self, trainer) -> None:
         signum = self.guard.received or signal.SIGTERM  # another rank received it
         if not self._saved_at_this_step(trainer):
             Path(self.ckpt_path).parent.mkdir(parents=True, exist_ok=True)
-            trainer.save_checkpoint(self.ckpt_path)
+            # the whole training state (optimiser, loops, callbacks): what a resume needs. It is still read
+            # weights-only (tensors and plain containers); Lightning's "weights_only" here means "weights alone"
+            trainer.save_checkpoint(self.ckpt_path, weights_only=False)
         requeued = False
         if signum == signal.SIGUSR1 and trainer.is_global_zero:
-            requeued = slurm_requeue(trainer._accelerator_connector.cluster_environment)
+            requeued = slurm_requeue(compat.cluster_environment(trainer))
         raise RunInterrupted(signum, trainer.global_step, self.ckpt_path, requeued)
 
     def _saved_at_this_step(self, trainer) -> bool:
@@ -167,32 +170,7 @@ class Preemption(L.Callback):
 
         target = Path(self.ckpt_path).resolve()
         for cb in trainer.callbacks:
-            if isinstance(cb, ModelCheckpoint) and getattr(cb, "_last_global_step_saved", -1) == trainer.global_step:
+            if isinstance(cb, ModelCheckpoint) and compat.last_step_saved(cb) == trainer.global_step:
                 if target in {Path(p).resolve() for p in (cb.last_model_path, cb.best_model_path) if p}:
                     return True
         return False
-
-class ContinueLogs(L.Callback):
-    """Keeps CSV logs continuous over interruptions: flushes them with every checkpoint (rows up to a checkpoint
-    are never lost to a kill) and, in a resumed run, drops the rows logged after the checkpoint it resumed from
-    (they are logged again)."""
-
-    def __init__(self, resumed: bool) -> None:
-        self.resumed = resumed
-
-    @staticmethod
-    def _csv_loggers(trainer):
-        from lightning.pytorch.loggers import CSVLogger
-
-        return [lg for lg in trainer.loggers if isinstance(lg, CSVLogger)]
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        if self.resumed and trainer.is_global_zero:
-            from src.utils.resume import continue_csv
-
-            for lg in self._csv_loggers(trainer):
-                continue_csv(Path(lg.log_dir) / "metrics.csv", trainer.global_step)
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
-        for lg in self._csv_loggers(trainer):
-            lg.save()
