@@ -121,10 +121,12 @@ def test_fast_dev_run_every_data_config(train_cfg, tmp_path, data):
 def test_fast_dev_run_every_recipe(train_cfg, recipe):
     """Each model with its authors' own optimiser and scheduler (conf/recipe -> conf/schedule/<model>.yaml);
     a progressive schedule (its first stage's batch is not the tiny run's) gets one tiny stage."""
-    cfg = train_cfg(f"recipe={recipe}", "debug=fdr")
+    model = recipe.removesuffix("_smoke")  # <name>_smoke: the same model, shrunk
+    shrink = [] if recipe.endswith("_smoke") else small_size(model)  # the authors' sizes: minutes and GBs
+    cfg = train_cfg(f"recipe={recipe}", "debug=fdr", *shrink)
     if cfg.schedule.progressive:
-        cfg = train_cfg(f"recipe={recipe}", "debug=fdr", "schedule.progressive=[{until:4,patch:32,batch:2}]")
-    assert cfg.run_info.model == recipe.removesuffix("_smoke")  # <name>_smoke: the same model, shrunk
+        cfg = train_cfg(f"recipe={recipe}", "debug=fdr", *shrink, "schedule.progressive=[{until:4,patch:32,batch:2}]")
+    assert cfg.run_info.model == model
     result = train(cfg)
     assert math.isfinite(result["test"]["mean"]["spanet"]["psnr"])
 
