@@ -187,8 +187,9 @@ def read_checkpoint(path: str | Path, sha256: Optional[str] = None) -> Checkpoin
             raise CheckpointError(f"{path}: refused: a plain Python pickle that torch.save did not write "
                                   "(weights-only loading cannot read it, and unpickling could run code)") from None
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(err).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as err:
-        state = "truncated or damaged" if is_zip or isinstance(err, EOFError) or "EOF" in str(err) else "unreadable"
+    except (RuntimeError, EOFError, IndexError, KeyError, ValueError, OSError) as err:  # IndexError: a pickle cut short
+        truncated = is_zip or isinstance(err, (EOFError, IndexError)) or "EOF" in str(err)
+        state = "truncated or damaged" if truncated else "unreadable"
         first = (str(err).splitlines() or [type(err).__name__])[0]
         raise CheckpointError(f"{path}: {state} checkpoint file ({len(data):,} bytes): {first}") from None
     if not isinstance(obj, dict):

@@ -126,6 +126,8 @@ def test_foreign_files_are_named_and_described(tmp_path):
     cases["half.pt"] = "truncated or damaged"
     (tmp_path / "half_release.pt").write_bytes(RELEASE.read_bytes()[:100_000])
     cases["half_release.pt"] = "truncated or damaged"
+    (tmp_path / "one_byte.pt").write_bytes(b"\x80")  # a pickle's first opcode and nothing after it
+    cases["one_byte.pt"] = "truncated or damaged"
     torch.save([torch.zeros(1)], tmp_path / "list.pt")
     cases["list.pt"] = "holds a list, not a checkpoint dict"
     for name, message in cases.items():
