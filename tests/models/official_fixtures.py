@@ -128,8 +128,9 @@ def tiled_prediction(name: str, model: str, tmp_path: Path) -> np.ndarray:
     from PIL import Image
     from skimage import data
 
-    Image.fromarray(data.chelsea()[50:150, 100:190]).save(tmp_path / "cat.png")
-    tiled = predict_raw(tmp_path, [*with_weights(name, model), "tile=64", "tile_overlap=16"], tmp_path / "cat.png")["cat"]
+    image = tmp_path / "cat.png"
+    Image.fromarray(data.chelsea()[50:150, 100:190]).save(image)
+    tiled = predict_raw(tmp_path, [*with_weights(name, model), "tile=64", "tile_overlap=16"], image)["cat"]
     assert tiled.shape == (100, 90, 3) and np.isfinite(tiled).all()
     return tiled
 
