@@ -51,7 +51,7 @@ class IncompleteResultError(RuntimeError):
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
-    from src.utils.checkpoint import load_net_weights, read_checkpoint, require_finite_weights
+    from src.utils.checkpoint import load_net_weights, read_checkpoint, require_complete, require_finite_weights
 
     ckpt = read_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None  # read once: run config and weights
     stored = ckpt.run_config if ckpt else {}
@@ -65,6 +65,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     if ckpt is None:  # the model config's own weights (model.init_from, e.g. model=spanet_release)
         model = instantiate(cfg.model, optimizer=None, scheduler=None)
+        require_complete(model.net, model.init_report, cfg.model.init_from)
     else:
         model = instantiate(cfg.model, optimizer=None, scheduler=None, init_from=None)
         load_net_weights(model.net, ckpt)

@@ -57,12 +57,16 @@ def compose(overrides: list[str]):
 
 
 def model_facts(model: str) -> tuple[str, str]:
-    """(parameter count, the paper of the network's module: first line of its docstring, up to the year)."""
+    """(parameter count, the paper of the network's module: first line of its docstring, up to the year). The
+    network is built on the meta device: shapes only, no memory and no random initialisation."""
     import importlib
 
+    import torch
     from hydra.utils import instantiate
 
-    net = instantiate(compose([f"model={model}"]).model.net)
+    config = compose([f"model={model}"]).model.net
+    with torch.device("meta"):
+        net = instantiate(config)
     doc = (importlib.import_module(type(net).__module__).__doc__ or "").strip().splitlines()
     source = re.match(r"[^()]*\([^()]*\b(19|20)\d\d\)", doc[0]) if doc else None
     return f"{sum(p.numel() for p in net.parameters()):,} parameters", source.group(0) if source else ""

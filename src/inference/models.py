@@ -98,8 +98,7 @@ def model_config(cfg: DictConfig, ckpt: Optional[Checkpoint]) -> tuple[DictConfi
 def build_model(cfg: DictConfig, ckpt_path: Optional[Path], device: torch.device):
     """(network in eval mode on ``device``, label) for one checkpoint file (read once), or, with ``ckpt_path``
     None, the model config's own ``init_from`` weights (e.g. model=spanet_release)."""
-    from src.utils.checkpoint import require_finite_weights
-    from src.utils.checkpoint import load_net_weights, read_checkpoint
+    from src.utils.checkpoint import load_net_weights, read_checkpoint, require_complete, require_finite_weights
 
     if ckpt_path is None:
         if not cfg.model.get("init_from"):
@@ -108,6 +107,7 @@ def build_model(cfg: DictConfig, ckpt_path: Optional[Path], device: torch.device
                                    "e.g. model=spanet_release")
         config, label = model_config(cfg, None)
         model = instantiate(config, optimizer=None, scheduler=None)  # loads model.init_from
+        require_complete(model.net, model.init_report, config.init_from)
         return model.eval().to(device), label
     ckpt = read_checkpoint(ckpt_path)
     config, label = model_config(cfg, ckpt)

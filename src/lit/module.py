@@ -47,15 +47,17 @@ class DerainModule(L.LightningModule):
         init_sha256: Optional[str] = None,
     ) -> None:
         """``init_from``: a weights file (the authors' release, a suite checkpoint, a state dict) loaded into
-        ``net`` now, as far as it fits (:func:`src.utils.checkpoint.init_weights` reports what was not);
+        ``net`` now, as far as it fits (:func:`src.utils.checkpoint.init_weights` reports what was not; the report
+        is kept as :attr:`init_report`, which prediction and evaluation require to be complete);
         ``init_sha256``: the file must have this sha256 (conf/model/spanet_release.yaml pins the release)."""
         super().__init__()
         self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"], logger=False)
         self.net = net
+        self.init_report: Optional[dict] = None  # what init_from loaded (None: no init_from)
         if init_from:
             from src.utils.checkpoint import init_weights
 
-            init_weights(self.net, init_from, sha256=init_sha256)
+            self.init_report = init_weights(self.net, init_from, sha256=init_sha256)
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

@@ -33,7 +33,7 @@ Output dict: ``{"out": (B, 3, H, W)}``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,8 @@ from torch import Tensor, nn
 from src.models import restormer
 from src.models.restormer import Restormer
 
+#: the modules of the two feature compensators (left out by DRSformerSPA)
+MEFC_MODULES = ("encoder_level0.", "refinement.")
 #: TKSA keeps these fractions of each row of attention scores, in four branches (int(C * f) scores each)
 TOP_K_FRACTIONS = (1 / 2, 2 / 3, 3 / 4, 4 / 5)
 
@@ -191,3 +193,10 @@ class DRSformer(Restormer):
     def embed(self, x: Tensor) -> Tensor:
         emb = self.patch_embed(x)
         return self.encoder_level0(emb) if self.mefc else emb
+
+    def missing_weights_hint(self, missing: Sequence[str]) -> Optional[str]:
+        """What a weights file that lacks only ``missing`` most likely is (see :mod:`src.utils.checkpoint`)."""
+        if self.mefc and all(k.startswith(MEFC_MODULES) for k in missing):
+            return ("this looks like the authors' SPA-Data or Rain200L weights, trained without MEFC: use "
+                    "model=drsformer_spa")
+        return None

@@ -21,7 +21,10 @@ resizing; ``up4``: two pixel-shuffle upsamplings::
     mid:   d_m = decode(L_m2 + half(BF2(L_x2, L_x3))) + up2(d_s);  out_m = conv(d_m) + x_m
     max:   d_x = decode(L_x3) + up2(d_m);                          out = conv(d_x) + x
 
-The blocks are Restormer's (channel attention MDTA + gated feed-forward GDFN, layer norm over channels). BF is
+The authors built NeRD-Rain on Restormer's blocks, and so does this module: the transformer block (channel
+attention MDTA + gated feed-forward GDFN, layer norm over channels), the 3x3 embedding, the pixel-(un)shuffle
+resizing and the padding come from :mod:`src.models.restormer` (same computation, same tensor names); what is
+NeRD-Rain's own (the three coupled U-Nets, BF, INR, the windows) is here. BF is
 the bidirectional fusion ``x g1[0] + a_x g1[1] + y g2[0] + a_y g2[1]`` with ``a = sigmoid(q(x) k(y))`` times each
 input and 3x3 convs g1, g2 of each input and its attended copy. INR is an MLP (``hidden_list``, ReLU) on each
 pixel's 3x3 feature neighbourhood (LIIF-style: ``9 C`` features + relative coordinate with ``L`` sine/cosine
@@ -78,6 +81,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.models.restormer import Downsample, OverlapPatchEmbed, TransformerBlock, Upsample, pad_to_multiple
 from src.utils.errors import ConfigValueError
 
 log = logging.getLogger(__name__)
@@ -88,132 +92,7 @@ SIZE_MULTIPLE = 16
 _UNUSED_RELEASE_MODULE = "reduce_chan_level1_max3."
 
 
-def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    """Pad (B, C, H, W) at the bottom / right to multiples of ``multiple`` by reflection, only where a side is not
-    one (edge replication where the side is too small to reflect)."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if not (ph or pw):
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-
-
-# --- Restormer's blocks ---------------------------------------------------------------------------------------
-class LayerNorm(nn.Module):
-    """Layer norm over the channels of every pixel of a (B, C, H, W) map (eps 1e-5). ``body`` holds the affine
-    parameters: ``nn.LayerNorm`` (WithBias) or :class:`BiasFreeNorm` (BiasFree)."""
-
-    def __init__(self, dim: int, LayerNorm_type: str) -> None:  # noqa: N803 (the authors' argument name)
-        super().__init__()
-        if LayerNorm_type not in ("WithBias", "BiasFree"):
-            raise ConfigValueError(f"model.net.LayerNorm_type={LayerNorm_type!r}: expected WithBias or BiasFree")
-        self.body = BiasFreeNorm(dim) if LayerNorm_type == "BiasFree" else nn.LayerNorm(dim, eps=1e-5)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-class BiasFreeNorm(nn.Module):
-    """``x / sqrt(var(x) + 1e-5) * weight`` over the last axis: divided by the spread, not centred."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x / torch.sqrt(x.var(-1, keepdim=True, unbiased=False) + 1e-5) * self.weight
-
-
-def _depthwise(channels: int, bias: bool) -> nn.Conv2d:
-    return nn.Conv2d(channels, channels, kernel_size=3, padding=1, groups=channels, bias=bias)
-
-
-class Attention(nn.Module):
-    """MDTA: 1x1 conv to q, k, v, 3x3 depthwise conv, ``heads`` heads; q, k L2-normalised over the pixels;
-    ``softmax(q k^T * temperature) v``, a C/heads x C/heads attention between channels; 1x1 projection."""
-
-    def __init__(self, dim: int, num_heads: int, bias: bool) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
-        self.qkv = nn.Conv2d(dim, dim * 3, kernel_size=1, bias=bias)
-        self.qkv_dwconv = _depthwise(dim * 3, bias)
-        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        q, k, v = (t.reshape(b, self.num_heads, c // self.num_heads, h * w)
-                   for t in self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1))
-        attn = (F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)) * self.temperature
-        return self.project_out((attn.softmax(dim=-1) @ v).reshape(b, c, h, w))
-
-
-class FeedForward(nn.Module):
-    """GDFN: ``project_out(gelu(a) * b)``, a and b the halves of a 1x1 conv to 2 x ``int(dim * factor)`` channels
-    followed by a 3x3 depthwise conv."""
-
-    def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool) -> None:
-        super().__init__()
-        hidden = int(dim * ffn_expansion_factor)
-        self.project_in = nn.Conv2d(dim, hidden * 2, kernel_size=1, bias=bias)
-        self.dwconv = _depthwise(hidden * 2, bias)
-        self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        a, b = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(a) * b)
-
-
-class TransformerBlock(nn.Module):
-    """``x + attn(norm1(x))``, then ``x + ffn(norm2(x))``."""
-
-    def __init__(self, dim: int, num_heads: int, ffn_expansion_factor: float, bias: bool,
-                 LayerNorm_type: str) -> None:  # noqa: N803
-        super().__init__()
-        self.norm1 = LayerNorm(dim, LayerNorm_type)
-        self.attn = Attention(dim, num_heads, bias)
-        self.norm2 = LayerNorm(dim, LayerNorm_type)
-        self.ffn = FeedForward(dim, ffn_expansion_factor, bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
-
-
-class OverlapPatchEmbed(nn.Module):
-    """3x3 convolution from the image to ``embed_dim`` feature channels (no bias)."""
-
-    def __init__(self, in_c: int, embed_dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_c, embed_dim, kernel_size=3, padding=1, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.proj(x)
-
-
-class Downsample(nn.Module):
-    """Half resolution, twice the channels: 3x3 conv to ``n_feat // 2`` then pixel-unshuffle by 2."""
-
-    def __init__(self, n_feat: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(n_feat, n_feat // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
-
-
-class Upsample(nn.Module):
-    """Twice the resolution, half the channels: 3x3 conv to ``2 * n_feat`` then pixel-shuffle by 2."""
-
-    def __init__(self, n_feat: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(n_feat, n_feat * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
-
-
-# --- NeRD-Rain's own parts --------------------------------------------------------------------------------------
+# --- NeRD-Rain's own parts (the blocks are Restormer's) ------------------------------------------------------
 class Fusion(nn.Module):
     """Bidirectional fusion (BF) of two latents of one shape: ``a = sigmoid(query_conv(x) * key_conv(y))``;
     ``x g1[0] + (a x) g1[1] + y g2[0] + (a y) g2[1]`` with ``g1 = gamma1(cat(x, a x))``, ``g2 = gamma2(cat(y, a y))``

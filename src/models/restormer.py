@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.utils.errors import ConfigValueError
+
 #: the authors' test script pads both sides to a multiple of this (three 2x downsamplings)
 SIZE_MULTIPLE = 8
 
@@ -55,7 +57,7 @@ class LayerNorm(nn.Module):
     def __init__(self, dim: int, LayerNorm_type: str) -> None:  # noqa: N803 (the authors' argument name)
         super().__init__()
         if LayerNorm_type not in ("WithBias", "BiasFree"):
-            raise ValueError(f"LayerNorm_type={LayerNorm_type!r}: expected 'WithBias' or 'BiasFree'")
+            raise ConfigValueError(f"model.net.LayerNorm_type={LayerNorm_type!r}: expected 'WithBias' or 'BiasFree'")
         self.body = BiasFreeNorm(dim) if LayerNorm_type == "BiasFree" else nn.LayerNorm(dim, eps=1e-5)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -19,10 +19,13 @@ defines ``is_release_state_dict(state)`` and ``convert_release_state_dict(state)
 :mod:`src.models.spanet_release`; other networks can do the same). This module never imports a model.
 
 :func:`load_net_weights` puts a file into a network strictly (evaluation, prediction); :func:`init_weights`
-loads whatever fits and reports the rest (``model.init_from``, fine-tuning); :func:`check_resumable` refuses
-a ``ckpt_path=`` that is not a suite checkpoint of the same model; :func:`require_finite_weights` refuses
-weights that hold a NaN or an infinity (:class:`NonFiniteError`, the one check of training, evaluation and
-prediction). Writing checkpoints is :mod:`src.runs.checkpoint_io`'s job.
+loads whatever fits and reports the rest (``model.init_from``, fine-tuning); :func:`require_complete` refuses
+a ``model.init_from`` report that left tensors at their initial values (evaluation, prediction: the output of a
+half-random network is no result); :func:`check_resumable` refuses a ``ckpt_path=`` that is not a suite
+checkpoint of the same model; :func:`require_finite_weights` refuses weights that hold a NaN or an infinity
+(:class:`NonFiniteError`, the one check of training, evaluation and prediction). A network may name the likely
+mix-up behind missing tensors with ``missing_weights_hint(missing) -> str | None`` (DRSformer: the authors'
+SPA-Data weights, trained without MEFC). Writing checkpoints is :mod:`src.runs.checkpoint_io`'s job.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from typing import Mapping, Optional
 
 import torch
 from torch import Tensor, nn
+
+from src.utils.errors import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,11 @@ def require_finite_weights(state: Mapping[str, object], where: str) -> None:
         raise NonFiniteError(f"{where}: non-finite weights (NaN or inf) in {len(bad)} tensor(s), first: "
                              f"{', '.join(bad[:5])}; the run diverged (lower the learning rate, "
                              f"schedule.optimizer.lr)")
+
+
+class IncompleteWeightsError(Refusal, CheckpointError):
+    """Prediction or evaluation from a ``model.init_from`` file that leaves some of the network's tensors at their
+    initial values (:func:`require_complete`)."""
 
 
 @dataclass
@@ -197,8 +207,9 @@ def read_checkpoint(path: str | Path, sha256: Optional[str] = None) -> Checkpoin
             raise CheckpointError(f"{path}: refused: a plain Python pickle that torch.save did not write "
                                   "(weights-only loading cannot read it, and unpickling could run code)") from None
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(err).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as err:
-        state = "truncated or damaged" if is_zip or isinstance(err, EOFError) or "EOF" in str(err) else "unreadable"
+    except (RuntimeError, EOFError, IndexError, KeyError, ValueError, OSError) as err:  # IndexError: a pickle cut short
+        truncated = is_zip or isinstance(err, (EOFError, IndexError)) or "EOF" in str(err)
+        state = "truncated or damaged" if truncated else "unreadable"
         first = (str(err).splitlines() or [type(err).__name__])[0]
         raise CheckpointError(f"{path}: {state} checkpoint file ({len(data):,} bytes): {first}") from None
     if not isinstance(obj, dict):
@@ -268,6 +279,23 @@ def init_weights(net: nn.Module, source: str | Path | Checkpoint, sha256: Option
         log.warning("model.init_from: %d tensors of the file have no place in the network: %s",
                     len(report["unexpected"]), _short(report["unexpected"]))
     return report
+
+
+def require_complete(net: nn.Module, report: dict, source: str | Path) -> None:
+    """Prediction and evaluation: refuse the ``model.init_from`` file ``source`` when its :func:`init_weights`
+    ``report`` left any of ``net``'s tensors at their initial values. The message names the file, how many tensors
+    are missing, a few of them, and the likely fix (the network's ``missing_weights_hint``, or a generic one)."""
+    missing = report["missing"]
+    if not missing:
+        return
+    hint = net.missing_weights_hint(missing) if hasattr(net, "missing_weights_hint") else None
+    if not hint:
+        shapes = f" ({len(report['mismatched'])} have other shapes: check model.net.*)" if report["mismatched"] else ""
+        hint = f"pick the model= the file was trained as{shapes}"
+    raise IncompleteWeightsError(
+        f"model.init_from={source}: {len(missing)} of the network's {len(net.state_dict())} tensors are not in the "
+        f"file and would keep their random initial values ({_short(missing, 3)}); {hint}. (src.train loads what "
+        "fits, to fine-tune from it.)")
 
 
 def _short(names: list[str], n: int = 6) -> str:

@@ -1,9 +1,10 @@
 """Checks against the fixtures of the authors' code in tests/fixtures/official/<name>/ (written by hand with
-tests/fixtures/make_official_*.py; their layout is described in tests/fixtures/official_io.py).
+tests/fixtures/make_official_*.py; their layout is described in tests/fixtures/official_common.py).
 
-* :func:`predict_matches`: ``python -m src.predict model=<model> model.net.<authors' argument>=<value> ...
-  model.init_from=<their weights file> input=<fixture>/input output=OUT save_raw=true`` (in-process) and the
-  largest difference of each ``OUT/<stem>.npy`` to the authors' output;
+* :func:`predict_fixture`: ``python -m src.predict model=<model> model.net.<authors' argument>=<value> ...
+  model.init_from=<their weights file> input=<fixture>/input output=OUT save_raw=true`` (in-process), the raw
+  outputs ``OUT/<stem>.npy``; :func:`differences`: their largest differences to the authors' outputs;
+  :func:`predict_matches`: both; :func:`predict_raw`: src.predict on any image or folder;
 * :func:`float64_difference`: the same network in float64 against their float64 output;
 * :func:`load_report`: what ``model.init_from`` loads of their file, also rewrapped as ``params_ema`` and with the
   ``module.`` prefix of their multi-GPU runs;
@@ -35,6 +36,13 @@ def meta(name: str) -> dict:
     return json.loads((FIXTURES / name / "meta.json").read_text())
 
 
+def weights_file(name: str) -> Path:
+    """The fixture's weights in the authors' file format (its only ``*.pth``)."""
+    files = sorted((FIXTURES / name).glob("*.pth"))
+    assert len(files) == 1, files
+    return files[0]
+
+
 def override(key: str, value) -> str:
     """``model.net.<key>=<value>`` in Hydra's override syntax (lists without spaces, lower-case booleans)."""
     text = json.dumps(value, separators=(",", ":")).replace('"', "") if not isinstance(value, str) else value
@@ -48,30 +56,45 @@ def fixture_overrides(name: str, net: dict | None = None) -> list[str]:
 
 def with_weights(name: str, model: str, net: dict | None = None) -> list[str]:
     """``model=<model> model.net.<argument>=<value> ... model.init_from=<fixture's file in the authors' format>``."""
-    return [f"model={model}", *fixture_overrides(name, net), f"model.init_from={FIXTURES / name / 'weights.pth'}"]
+    return [f"model={model}", *fixture_overrides(name, net), f"model.init_from={weights_file(name)}"]
+
+
+def predict_raw(tmp_path: Path, overrides: list[str], source: Path) -> dict[str, np.ndarray]:
+    """``python -m src.predict <overrides> input=<source> output=<tmp_path>/out save_raw=true`` (in-process);
+    {stem: the unclipped H x W x 3 output, ``out/<stem>.npy``}."""
+    out = tmp_path / "out"
+    run_predict(tmp_path, [*overrides, f"input={source}", f"output={out}", "save_raw=true"])
+    return {f.stem: np.load(f) for f in sorted(out.glob("*.npy"))}
+
+
+def predict_fixture(name: str, model: str, tmp_path: Path, net: dict | None = None) -> dict[str, np.ndarray]:
+    """src.predict on the fixture's inputs with its weights (``net`` replaces some of its network arguments)."""
+    return predict_raw(tmp_path, with_weights(name, model, net), FIXTURES / name / "input")
+
+
+def differences(name: str, outputs: dict[str, np.ndarray], expected: str = "expected") -> dict[str, float]:
+    """{stem: max |output - <expected>/<stem>.npy|}; each output float32 at its input image's size."""
+    diffs = {}
+    for ref in sorted((FIXTURES / name / expected).glob("*.npy")):
+        got, want = outputs[ref.stem], np.load(ref)
+        size = read_array(FIXTURES / name / "input" / f"{ref.stem}.png").shape[:2]
+        assert got.shape == want.shape == (*size, 3) and got.dtype == np.float32, (ref.name, got.shape, want.shape)
+        diffs[ref.stem] = float(np.abs(got - want).max())
+    assert set(diffs) == {"even", "odd"}, diffs
+    return diffs
 
 
 def predict_matches(name: str, model: str, tmp_path: Path, expected: str = "expected",
                     net: dict | None = None) -> dict[str, float]:
-    """Run src.predict on the fixture's inputs with its weights; {stem: max |OUT/<stem>.npy - <expected>/<stem>.npy|}
-    (``net`` replaces some of the fixture's network arguments)."""
-    fixture, out = FIXTURES / name, tmp_path / "out"
-    run_predict(tmp_path, [*with_weights(name, model, net), f"input={fixture / 'input'}", f"output={out}",
-                           "save_raw=true"])
-    diffs = {}
-    for ref in sorted((fixture / expected).glob("*.npy")):
-        got, want = np.load(out / ref.name), np.load(ref)
-        assert got.shape == want.shape and got.dtype == np.float32, (ref.name, got.shape, want.shape)
-        diffs[ref.stem] = float(np.abs(got - want).max())
-    assert set(diffs) == {"even", "odd"}, diffs
-    return diffs
+    """:func:`differences` of :func:`predict_fixture`'s outputs to the authors' ``expected`` outputs."""
+    return differences(name, predict_fixture(name, model, tmp_path, net), expected)
 
 
 def build_net(name: str, target: str) -> torch.nn.Module:
     """The suite's network ``target`` (class path) with the fixture's arguments, weights loaded through
     :func:`src.utils.checkpoint.init_weights` (what ``model.init_from`` calls); every tensor must load."""
     net = get_class(target)(**meta(name)["net"])
-    report = init_weights(net, FIXTURES / name / "weights.pth")
+    report = init_weights(net, weights_file(name))
     assert not (report["missing"] or report["unexpected"] or report["mismatched"]), report
     return net.eval()
 
@@ -91,8 +114,8 @@ def float64_difference(name: str, target: str) -> dict[str, float]:
 def load_report(name: str, net: torch.nn.Module, tmp_path: Path) -> dict[str, dict]:
     """init_weights reports for the fixture file as the authors save it, as ``{'params_ema': ...}`` and with the
     ``module.`` prefix of DataParallel (keyed 'params', 'params_ema', 'module')."""
-    state = torch.load(FIXTURES / name / "weights.pth", weights_only=True)["params"]
-    files = {"params": FIXTURES / name / "weights.pth", "params_ema": tmp_path / "ema.pth",
+    state = torch.load(weights_file(name), weights_only=True)["params"]
+    files = {"params": weights_file(name), "params_ema": tmp_path / "ema.pth",
              "module": tmp_path / "module.pth"}
     torch.save({"params_ema": state}, files["params_ema"])
     torch.save({"params": {f"module.{k}": v for k, v in state.items()}}, files["module"])
@@ -105,12 +128,9 @@ def tiled_prediction(name: str, model: str, tmp_path: Path) -> np.ndarray:
     from PIL import Image
     from skimage import data
 
-    folder = tmp_path / "in"
-    folder.mkdir()
-    Image.fromarray(data.chelsea()[50:150, 100:190]).save(folder / "cat.png")
-    run_predict(tmp_path, [*with_weights(name, model), f"input={folder}", f"output={tmp_path / 'out'}", "save_raw=true",
-                           "tile=64", "tile_overlap=16"])
-    tiled = np.load(tmp_path / "out" / "cat.npy")
+    image = tmp_path / "cat.png"
+    Image.fromarray(data.chelsea()[50:150, 100:190]).save(image)
+    tiled = predict_raw(tmp_path, [*with_weights(name, model), "tile=64", "tile_overlap=16"], image)["cat"]
     assert tiled.shape == (100, 90, 3) and np.isfinite(tiled).all()
     return tiled
 

@@ -15,9 +15,9 @@ import torch
 
 from src.models.prenet import PReNet
 from src.utils.checkpoint import init_weights
-from tests.models.authors_fixtures import OFFICIAL, assert_predict_reproduces, meta, predict_raw
+from tests.models import official_fixtures as of
 
-FIXTURE = OFFICIAL / "prenet"
+FIXTURE = of.FIXTURES / "prenet"
 
 
 def test_parameter_count_and_the_authors_tensor_names():
@@ -34,7 +34,9 @@ def test_init_from_loads_every_tensor_of_the_authors_file():
 
 
 def test_predict_reproduces_the_authors_output_on_even_and_odd_sizes(tmp_path):
-    got = assert_predict_reproduces(tmp_path, "prenet", "net_latest.pth")
+    got = of.predict_fixture("prenet", "prenet", tmp_path)
+    diffs = of.differences("prenet", got)
+    assert max(diffs.values()) < 1e-4, diffs
     assert got["odd"].max() > 1  # unclipped, as the authors' network gives it before their script clamps
 
 
@@ -59,13 +61,13 @@ def test_images_of_a_batch_are_independent():
 
 @pytest.mark.authors_weights
 def test_released_rain100h_weights_reproduce_the_authors_output(tmp_path):
-    info = meta("prenet")["release"]
+    info = of.meta("prenet")["release"]
     path = Path(os.environ["SPANET_AUTHORS_WEIGHTS"]) / "PReNet" / info["file"]
     if not path.is_file():
         pytest.skip(f"{path} not found: SPANET_AUTHORS_WEIGHTS must hold a clone of github.com/csdwren/PReNet "
                     "named PReNet")
     assert hashlib.sha256(path.read_bytes()).hexdigest() == info["sha256"], f"{path} is not the authors' file"
-    got = predict_raw(tmp_path, ["model=prenet", f"model.init_from={path}"], [FIXTURE / info["input"]])
+    got = of.predict_raw(tmp_path, ["model=prenet", f"model.init_from={path}"], FIXTURE / info["input"])
     ref = np.load(FIXTURE / info["output"])
     np.testing.assert_allclose(got[Path(info["input"]).stem], ref, rtol=0, atol=1e-4)
 

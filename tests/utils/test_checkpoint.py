@@ -17,7 +17,8 @@ from hydra.utils import instantiate
 from src.models.ddn import DDN
 from src.models.spanet import SPANet
 from src.utils.checkpoint import (
-    CheckpointError, check_resumable, init_weights, load_net_weights, read_checkpoint,
+    CheckpointError, IncompleteWeightsError, check_resumable, init_weights, load_net_weights, read_checkpoint,
+    require_complete,
 )
 from src.train import train
 from tests.conftest import CONF, ROOT
@@ -126,6 +127,8 @@ def test_foreign_files_are_named_and_described(tmp_path):
     cases["half.pt"] = "truncated or damaged"
     (tmp_path / "half_release.pt").write_bytes(RELEASE.read_bytes()[:100_000])
     cases["half_release.pt"] = "truncated or damaged"
+    (tmp_path / "one_byte.pt").write_bytes(b"\x80")  # a pickle's first opcode and nothing after it
+    cases["one_byte.pt"] = "truncated or damaged"
     torch.save([torch.zeros(1)], tmp_path / "list.pt")
     cases["list.pt"] = "holds a list, not a checkpoint dict"
     for name, message in cases.items():
@@ -168,6 +171,25 @@ def test_init_from_reports_what_was_and_was_not_loaded(tmp_path, suite_ckpt, cap
     torch.save(sd, tmp_path / "plain.pth")
     report = init_weights(SPANet("b_a"), tmp_path / "plain.pth")
     assert report["mismatched"] == ["conv_in.weight"] and "conv_in.weight" in report["missing"]
+
+
+def test_prediction_requires_every_tensor_from_init_from(tmp_path, suite_ckpt):
+    """What src.predict / src.eval check after model.init_from (DRSformer's hint: tests/models/test_drsformer.py)."""
+    net = SPANet("b_d")
+    require_complete(net, init_weights(net, RELEASE), RELEASE)  # model=spanet_release: the file fills b_d
+    report = init_weights(net, suite_ckpt)  # b_a weights: the SAM would stay random
+    n_sam = sum(k.startswith("sams.0.") for k in net.state_dict())
+    with pytest.raises(IncompleteWeightsError, match=rf"model.init_from={suite_ckpt}: {n_sam} of the network's "
+                       rf"{len(net.state_dict())} tensors are not in the file .* \(sams\.0\..*; pick the model= the "
+                       "file was trained as\\."):
+        require_complete(net, report, suite_ckpt)
+    # a tensor of another shape: the generic hint says so
+    sd = SPANet("b_a", channels=32).state_dict()
+    sd["conv_in.weight"] = torch.zeros(32, 3, 5, 5)
+    torch.save(sd, tmp_path / "plain.pth")
+    net = SPANet("b_a")
+    with pytest.raises(IncompleteWeightsError, match=r"1 of the network's \d+ tensors .*\(1 have other shapes"):
+        require_complete(net, init_weights(net, tmp_path / "plain.pth"), tmp_path / "plain.pth")
 
 
 def test_train_ckpt_path_refuses_the_release_and_points_to_init_from(train_cfg):
