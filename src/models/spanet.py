@@ -187,6 +187,8 @@ class SPANet(nn.Module):
     """
 
     uses_label: bool = False
+    #: under torch.inference_mode, run :mod:`src.models.spanet_lean` (same numbers, about a third of the memory)
+    lean_inference: bool = True
 
     num_pre_blocks = 3
     num_sabs = 4
@@ -239,6 +241,10 @@ class SPANet(nn.Module):
     def forward(self, x: Tensor) -> dict:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"SPANet expects input of shape (B, 3, H, W), got {tuple(x.shape)}")
+        if self.uses_lean_path(x):
+            from src.models.spanet_lean import forward_lean
+
+            return forward_lean(self, x)
         out = F.relu(self.conv_in(x))
         for block in self.pre_blocks:
             out = block(out)
@@ -255,6 +261,13 @@ class SPANet(nn.Module):
             out = block(out)
         out = self.conv_out(out)
         return {"out": out, "att": maps, "vis": {"attention": maps[0]} if maps else {}}
+
+    def uses_lean_path(self, x: Tensor) -> bool:
+        """Whether ``forward(x)`` runs the memory-lean inference path (:mod:`src.models.spanet_lean`): under
+        ``torch.inference_mode`` (no autograd graph), outside autocast and ``torch.compile`` tracing, unless
+        ``lean_inference`` is False."""
+        return (self.lean_inference and torch.is_inference_mode_enabled() and x.numel() > 0
+                and not torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling())
 
     # --- the authors' released weights (src/models/spanet_release.py) --------------------------------
     @staticmethod
