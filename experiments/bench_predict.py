@@ -230,19 +230,20 @@ def _progress(r: dict) -> None:
 def table(rows: list[dict]) -> str:
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
     lines = ["| model | MP | code | mode | threads | B/px | s/MP | CPU s/MP | sys/user | PSNR vs clean | "
-             "tiled vs whole | new/old time | new/old B/px | max abs new-old |",
-             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "tiled vs whole | new/old time | new/old CPU time | new/old B/px | max abs new-old |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         old = [o for o in rows if o["code"] == "old" and o["model"] == r["model"] and abs(o["mp"] - r["mp"]) < 1e-3]
-        ratio_t = ratio_b = None
+        ratio_t = ratio_c = ratio_b = None
         if r["code"] == "new" and r["mode"] == "whole" and old:
             ratio_t = r["s_per_mp"] / _median([o["s_per_mp"] for o in old])
+            ratio_c = r["cpu_s_per_mp"] / _median([o["cpu_s_per_mp"] for o in old])
             ratio_b = r["bytes_per_px"] / _median([o["bytes_per_px"] for o in old])
         mode = r["mode"] if r["mode"] == "whole" else f"tiled {r['tile']}/{r['overlap']}"
         lines.append(f"| {r['model']} | {r['mp']:.2f} | {r['code']} | {mode} | {r['threads']} | "
                      f"{r['bytes_per_px']:.0f} | {r['s_per_mp']:.1f} | {r['cpu_s_per_mp']:.1f} | "
                      f"{r['sys_s'] / max(r['user_s'], 1e-9):.2f} | {r['psnr_clean']:.2f} | "
-                     f"{fmt(r.get('psnr_vs_whole'), '.1f')} | {fmt(ratio_t, '.2f')} | {fmt(ratio_b, '.2f')} | "
+                     f"{fmt(r.get('psnr_vs_whole'), '.1f')} | {fmt(ratio_t, '.2f')} | {fmt(ratio_c, '.2f')} | {fmt(ratio_b, '.2f')} | "
                      f"{fmt(r.get('max_abs_vs_old'), '.1e')} |")
     return "\n".join(lines)
 
