@@ -287,7 +287,8 @@ def irnn_horizontal(x: Tensor, weight: Tensor, bias: Tensor, right: Tensor, left
     """The right and left IRNN directions of x (C, rows, W) into ``right`` and ``left``; no autograd.
 
     Shapes and ``scale_*`` as in :func:`irnn_vertical`; ``weight`` and ``bias`` are the full (4, C) parameters.
-    Rows are whole, so a band of rows is swept exactly as the whole image is.
+    Rows are whole, so a band of rows is swept exactly as the whole image is. CPU float32 / float64: the C scan;
+    CUDA with triton: the Triton kernels of :func:`irnn` on the band; otherwise a PyTorch loop over columns.
     """
     if x.numel() == 0:
         return
@@ -300,6 +301,12 @@ def irnn_horizontal(x: Tensor, weight: Tensor, bias: Tensor, right: Tensor, left
             _ptr(scale_left), C, rows, W, w.data_ptr(), b.data_ptr(), int(border == "relu"), _c_threads(x.numel()))
         if rc != 0:
             raise MemoryError("IRNN C sweep: could not allocate scratch memory")
+        return
+    if x.device.type == "cuda" and x.dtype in _TRITON_DTYPES and _triton_available():
+        full = _forward_triton(x[None].contiguous(), weight.detach().to(x.dtype).contiguous(),
+                               bias.detach().to(x.dtype).contiguous(), border == "relu")[0]
+        for out, d, scale in ((right, RIGHT, scale_right), (left, LEFT, scale_left)):
+            torch.mul(full[d], 1 if scale is None else scale, out=out)
         return
     for k, (out, scale, rev) in enumerate(((right, scale_right, False), (left, scale_left, True))):
         h = None
