@@ -287,7 +287,7 @@ def timeline_report(rows: list[dict], out: Path) -> str:
             + "\n".join(lines))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict] | None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--megapixels", type=float, nargs="+", default=[1.0, 4.0])
@@ -305,7 +305,7 @@ def main() -> None:
     p.add_argument("--input", help=argparse.SUPPRESS)
     p.add_argument("--mode", choices=["whole", "tiled"], help=argparse.SUPPRESS)
     p.add_argument("--save", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.child:
         args.threads = args.threads[0]
         return child(args)
@@ -320,6 +320,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
                                               indent=2))
+    return rows
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ criterion on every image (overlaps are tried in increasing order; ``--all`` trie
 
 Weights: ``spanet_release`` the authors' released weights; ``spanet`` the same weights in variant b_f (the
 direction-attention branch keeps the release's untrained values), so its IRNN has trained, long-range weights;
-every other model is randomly initialised (seed 0): no trained weights ship for them, and tiling error comes from
+every other model (any conf/model name can be given) is randomly initialised (seed 0): no trained weights ship
+for them, and tiling error comes from
 how far a network looks, which a random network of the same architecture shares only in part (trained recurrent
 or pooling layers may look further): see docs/predict.md.
 """
@@ -38,9 +39,8 @@ def build(name: str):
 
     from src.utils.checkpoint import load_net_weights
 
-    config = "spanet_release" if name == "spanet_release" else name
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="predict", overrides=[f"model={config}", "model.init_from=null"])
+        cfg = compose(config_name="predict", overrides=[f"model={name}", "model.init_from=null"])
     torch.manual_seed(0)
     net = instantiate(cfg.model, optimizer=None, scheduler=None).net.eval()
     if name in ("spanet", "spanet_release"):
@@ -100,7 +100,7 @@ def measure(name: str, images, args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--models", nargs="+", default=list(MODELS), help="model configs (conf/model/<name>.yaml)")
     p.add_argument("--tile", type=int, default=256)
     p.add_argument("--overlaps", type=int, nargs="+", default=[16, 32, 64, 96, 128, 192])
     p.add_argument("--max-db", type=float, default=0.1)
