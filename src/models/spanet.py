@@ -264,10 +264,11 @@ class SPANet(nn.Module):
 
     def uses_lean_path(self, x: Tensor) -> bool:
         """Whether ``forward(x)`` runs the memory-lean inference path (:mod:`src.models.spanet_lean`): under
-        ``torch.inference_mode`` (no autograd graph), outside autocast and ``torch.compile`` tracing, unless
-        ``lean_inference`` is False."""
+        ``torch.inference_mode`` (no autograd graph), outside autocast and ``torch.compile`` tracing, with the
+        weights in the default (NCHW) memory format, unless ``lean_inference`` is False."""
         return (self.lean_inference and torch.is_inference_mode_enabled() and x.numel() > 0
-                and not torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling())
+                and not torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling()
+                and self.conv_out.weight.is_contiguous())
 
     # --- the authors' released weights (src/models/spanet_release.py) --------------------------------
     @staticmethod

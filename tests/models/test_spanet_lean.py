@@ -94,6 +94,9 @@ def test_lean_path_is_used_under_inference_mode_only(monkeypatch):
     net.lean_inference = True
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         net(x)  # autocast: the modules' forward, which keeps the IRNN in float32
+    net.to(memory_format=torch.channels_last)  # speed.channels_last: NHWC activations, which the sweeps do not take
+    with torch.inference_mode():
+        net(x)
     assert calls == [1]
 
 
