@@ -252,8 +252,8 @@ class SPANet(nn.Module):
         maps: list[Tensor] = []
         attention: Optional[Tensor] = None
         for k, sab in enumerate(self.sabs):
-            if self.sam_mode in ("shared", "independent") or (self.sam_mode == "single" and k == 0):
-                attention = self.sams[k if self.sam_mode == "independent" else 0](out)
+            if (sam := self.sam_before(k)) is not None:
+                attention = sam(out)
                 maps.append(attention)
             out = sab(out, attention)  # 'single' reuses the first map; 'none' keeps attention None
 
@@ -261,6 +261,12 @@ class SPANet(nn.Module):
             out = block(out)
         out = self.conv_out(out)
         return {"out": out, "att": maps, "vis": {"attention": maps[0]} if maps else {}}
+
+    def sam_before(self, k: int) -> Optional[SAM]:
+        """The SAM evaluated before SAB ``k`` (None: SAB k reuses the previous map, or has none)."""
+        if self.sam_mode in ("shared", "independent") or (self.sam_mode == "single" and k == 0):
+            return self.sams[k if self.sam_mode == "independent" else 0]
+        return None
 
     def uses_lean_path(self, x: Tensor) -> bool:
         """Whether ``forward(x)`` runs the memory-lean inference path (:mod:`src.models.spanet_lean`): under

@@ -16,7 +16,7 @@ that mixes the four directions: the 128-channel map exists one band at a time. T
 (4 channels) and the attention maps (1 channel each) are full-size.
 
 Per pixel that is 3 x 4C bytes of float32 maps plus 4 x (4 + 4) bytes (attention maps, direction weights) plus
-the input and output images: about 440 bytes for C = 32 (1,270 bytes through autograd's forward). Bands are the
+the input and output images: about 440 bytes for C = 32 (README, "Performance", has measurements). Bands are the
 only other allocations, and stay small enough to be recycled by the C library's heap instead of being faulted in
 fresh from the kernel. Numbers: the convolutions see the same inputs in the same order, so results equal
 autograd's forward up to the convolution library's float rounding (tests: 1e-6).
@@ -39,8 +39,10 @@ BAND_BYTES = {"cpu": 8 << 20, "cuda": 128 << 20}
 def forward_lean(net, x: Tensor) -> dict:
     """``net`` (a :class:`~src.models.spanet.SPANet`) on x (B, 3, H, W), one image at a time, no autograd."""
     results = [_forward_one(net, x[i:i + 1]) for i in range(x.shape[0])]
-    out = torch.cat([r[0] for r in results])
-    maps = [torch.cat([r[1][k] for r in results]) for k in range(len(results[0][1]))]
+    out, maps = results[0]
+    if len(results) > 1:
+        out = torch.cat([r[0] for r in results])
+        maps = [torch.cat([r[1][k] for r in results]) for k in range(len(maps))]
     return {"out": out, "att": maps, "vis": {"attention": maps[0]} if maps else {}}
 
 
@@ -57,8 +59,8 @@ def _forward_one(net, x: Tensor) -> tuple[Tensor, list[Tensor]]:
     maps: list[Tensor] = []
     attention: Optional[Tensor] = None
     for k, sab in enumerate(net.sabs):
-        if net.sam_mode in ("shared", "independent") or (net.sam_mode == "single" and k == 0):
-            attention = _sam(net.sams[k if net.sam_mode == "independent" else 0], trunk, work, rows)
+        if (sam := net.sam_before(k)) is not None:
+            attention = _sam(sam, trunk, work, rows)
             maps.append(attention)
         for block in sab.blocks:
             _block(block, trunk, attention, rows)
