@@ -13,18 +13,24 @@ from tests.conftest import load_experiment_script
 
 @pytest.mark.slow
 def test_before_after_rows_and_timeline(tmp_path, capsys):
+    from src.inference.tiling import auto_overlap
+    from src.models.spanet import SPANet
+
     bench = load_experiment_script("bench_predict")
     timeline = tmp_path / "timeline.csv"
-    rows = bench.main(["--baseline", "HEAD", "--models", "b_a", "--megapixels", "0.03", "--tile", "160",
+    overlap = auto_overlap(SPANet("b_a"))
+    tile = overlap + 32
+    rows = bench.main(["--baseline", "HEAD", "--models", "b_a", "--megapixels", "0.03", "--tile", str(tile),
                        "--timeline", str(timeline), "--json", str(tmp_path / "bench.json")])
     assert [(r["code"], r["mode"]) for r in rows] == [("old", "whole"), ("new", "whole"), ("new", "tiled")]
     old, new, tiled = rows
     assert new["size"] == old["size"] == [150, 200] and new["max_abs_vs_old"] <= 1e-6
     assert all(r["bytes_per_px"] > 0 and r["s_per_mp"] > 0 for r in rows)
     assert new["psnr_clean"] == pytest.approx(old["psnr_clean"], abs=1e-3)
-    assert tiled["overlap"] == 128 and tiled["tile"] == 160 and tiled["psnr_vs_whole"] > 30
+    assert tiled["overlap"] == overlap and tiled["tile"] == tile and tiled["psnr_vs_whole"] > 30
     printed = capsys.readouterr().out
-    assert "| b_a | 0.03 | new | whole | 1 |" in printed and "| b_a | 0.03 | new | tiled 160/128 | 1 |" in printed
+    assert "| b_a | 0.03 | new | whole | 1 |" in printed
+    assert f"| b_a | 0.03 | new | tiled {tile}/{overlap} | 1 |" in printed
     for label in ("old", "new"):  # resident memory above the baseline, sampled during the whole-image runs
         data = np.loadtxt(tmp_path / f"timeline_{label}.csv", delimiter=",", skiprows=1, ndmin=2)
         assert len(data) >= 2 and (np.diff(data[:, 0]) > 0).all()
