@@ -243,7 +243,8 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {r['model']} | {r['mp']:.2f} | {r['code']} | {mode} | {r['threads']} | "
                      f"{r['bytes_per_px']:.0f} | {r['s_per_mp']:.1f} | {r['cpu_s_per_mp']:.1f} | "
                      f"{r['sys_s'] / max(r['user_s'], 1e-9):.2f} | {r['psnr_clean']:.2f} | "
-                     f"{fmt(r.get('psnr_vs_whole'), '.1f')} | {fmt(ratio_t, '.2f')} | {fmt(ratio_c, '.2f')} | {fmt(ratio_b, '.2f')} | "
+                     f"{fmt(r.get('psnr_vs_whole'), '.1f')} | {fmt(ratio_t, '.2f')} | {fmt(ratio_c, '.2f')} | "
+                     f"{fmt(ratio_b, '.2f')} | "
                      f"{fmt(r.get('max_abs_vs_old'), '.1e')} |")
     return "\n".join(lines)
 

@@ -573,5 +573,6 @@ def _irnn_naive(x: Tensor, weight: Tensor, bias: Tensor, border: str = "relu") -
     return torch.stack([up, right, down, left], dim=1)
 
 
-__all__ = ["IRNN", "irnn", "irnn_vertical", "irnn_horizontal", "resolve_backend", "c_backend_available", "build_c_library",
+__all__ = ["IRNN", "irnn", "irnn_vertical", "irnn_horizontal", "resolve_backend", "c_backend_available",
+           "build_c_library",
            "Direction", "DIRECTIONS", "BACKENDS", "BORDERS", "INITS"]

@@ -7,8 +7,9 @@ pages to fault in) and writes its result into a map allocated once, which may ev
 
 Zero padding stays exact: :func:`conv` keeps the rows that the convolution's zero padding reached only where the
 band touches the image's top or bottom edge, and otherwise uses up the halo rows (a band shrinks by the padding
-of each convolution it passes through). A band is a view of its rows (or, in place, a copy), so a layer sees exactly the values, in the same
-memory layout, that it would see on the whole image; the convolution library then computes the same sums.
+of each convolution it passes through). A band is a view of its rows (or, in place, a copy), so a layer sees
+exactly the values, in the same memory layout, that it would see on the whole image; the convolution library then
+computes the same sums.
 """
 
 from __future__ import annotations
