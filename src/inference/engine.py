@@ -24,7 +24,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from src.inference.tiling import auto_overlap, cached_bytes_per_pixel, free_memory, network_key, tiled_forward
+from src.inference.tiling import auto_overlap_and_source, cached_bytes_per_pixel, free_memory, tiled_forward
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +91,15 @@ class Derainer:
             log.info("%s: %.0f bytes of %s memory per pixel (%s)", self.label, self._bpp, self.device.type,
                      "memory probe cached" if cached else "measured now, cached for next time")
         need, budget = batch * h * w * self._bpp, free / self._bpp  # budget: pixels per forward pass
-        overlap = auto_overlap(self.net)
+        overlap, source = auto_overlap_and_source(self.net)
         if need <= free:
             return None, overlap, f"whole: needs {need / 1e9:.2f} GB at {self._bpp:.0f} B/px, {free / 1e9:.2f} GB " \
                                   f"is {self.memory_fraction:g} of the free memory"
         side = max(128, overlap + 64, int(math.sqrt(budget / self.batch_size)) // 16 * 16)
         if h <= side and w <= side:
             return None, overlap, f"whole: the {side}-pixel tile that fits covers the image"
-        why = (f"tiles of {side} px with overlap {overlap} (measured for {network_key(self.net)}: tiles within "
-               f"0.1 dB of whole images): whole needs {need / 1e9:.2f} GB at {self._bpp:.0f} B/px, "
-               f"{free / 1e9:.2f} GB is {self.memory_fraction:g} of the free memory")
+        why = (f"tiles of {side} px with overlap {overlap} ({source}): whole needs {need / 1e9:.2f} GB at "
+               f"{self._bpp:.0f} B/px, {free / 1e9:.2f} GB is {self.memory_fraction:g} of the free memory")
         return side, overlap, why
 
     @property

@@ -186,8 +186,12 @@ def test_auto_tile_logs_its_choice_and_why_once_per_size(monkeypatch, caplog):
         assert d.derain(x)["tile"] == 128
         d.derain(x)
     lines = [r.getMessage() for r in caplog.records if "160" in r.getMessage()]
-    assert lines == ["net, 150x160: tiles of 128 px with overlap 32 (measured for SPANet:b_f: tiles within 0.1 dB of "
+    assert lines == ["net, 150x160: tiles of 128 px with overlap 32 (measured for SPANet: tiles within 0.1 dB of "
                      "whole images): whole needs 0.02 GB at 1000 B/px, 0.02 GB is 0.5 of the free memory"]
     monkeypatch.setattr(engine, "free_memory", lambda device: 10 ** 12)
     assert d.plan(1, 4000, 3000) == (None, 32, "whole: needs 12.00 GB at 1000 B/px, 500.00 GB is 0.5 of the free "
                                                "memory")
+    monkeypatch.delitem(tiling.MEASURED_OVERLAP, "SPANet")
+    monkeypatch.setattr(engine, "free_memory", lambda device: 2 * 1000 * 128 * 128)
+    assert d.plan(1, 160, 300)[2].startswith("tiles of 192 px with overlap 128 (the default: no overlap measured "
+                                             "for SPANet:b_f)")
