@@ -1,26 +1,33 @@
-"""Benchmark src.predict's inference on large images: whole-image vs tiled, peak memory and seconds per megapixel.
+"""Benchmark whole-image and tiled inference on large photos, before/after: bytes per pixel, seconds per megapixel,
+and PSNR, for SPANet, B_a and the released weights, each measurement in a fresh process.
 
-    python experiments/bench_predict.py                            # CPU, 1 thread, 0.5 / 1 / 2 megapixels
-    python experiments/bench_predict.py --megapixels 1 4 --tile 512 --overlap 128 --threads 2
-    python experiments/bench_predict.py --device cuda --megapixels 4 12 24 --json bench.json
+    python experiments/bench_predict.py --baseline 6deeb2f                 # 1 and 4 MP, this tree vs 6deeb2f
+    python experiments/bench_predict.py --megapixels 16 --no-tiled         # this tree only (no --baseline)
+    python experiments/bench_predict.py --baseline HEAD~3 --models spanet --megapixels 4 --threads 1 2 \\
+        --timeline timeline.csv --json bench.json
 
-Every measurement runs in a fresh child process (so peak memory is that run's own): the child builds SPANet
-(variant b_f, 32 channels, random weights: the cost does not depend on the weights), derains one random image
-of the given size through :class:`src.inference.engine.Derainer` (``tile=None`` = whole image, ``tile=N`` =
-N x N tiles with ``--overlap``) once to warm up on a small input, then times it --repeats times. Reported per
-size and mode:
+Inputs: one rain/clean pair per size, made here: scikit-image's "coffee" photo resized to the size (4:3) with the
+suite's synthetic rain (src/data/synthetic.py, seed 0) on it. Models: ``spanet`` (variant b_f, random weights:
+memory and time do not depend on the weights), ``b_a`` (random), ``spanet_release`` (weights/spanet_release.pt).
 
-* seconds per megapixel (median over repeats; tiled runs include the overlap's extra work),
-* peak resident memory of the child (CPU: ``ru_maxrss``; CUDA: the allocator's peak) and, beside it, the
-  memory held before inference (Python, torch, the model), so the difference is what inference needed,
-* the ratios tiled / whole, measured in the same run.
+``--baseline REV`` exports that revision of this repository (``git archive``) into a temporary folder and runs
+the same measurement with its code, alternating old and new runs so that both see the same machine load. Each run
+is a child process that builds the model, derains a 64x64 image (warm-up: compiled kernels, allocator), returns
+freed heap to the OS, reads its resident memory (the baseline), resets the kernel's peak counter (VmHWM) and
+derains the image under ``torch.inference_mode``. Reported per run:
 
-Output: a Markdown table on stdout; with --json FILE the same numbers as JSON.
+* bytes per pixel: (peak resident memory - baseline) / pixels;
+* seconds per megapixel (wall clock), and the CPU time split into user and system time (system time is the
+  kernel's: mostly page faults on freshly allocated memory);
+* PSNR [dB] of the output against the clean image (outputs clipped to [0, 1]), and for tiled runs against the
+  whole-image output of the same code; ``|new - old|``: the largest difference of this tree's whole-image
+  output from the baseline's.
 
-``--accuracy WEIGHTS`` instead compares tiled with whole-image output of the released SPANet (the file
-``weights/spanet_release.pt``) on scikit-image's 512x512 "astronaut" photo for each ``--tile`` / ``--overlap`` pair
-given (e.g. ``--tile 256 384 --overlap 128 256``): PSNR of tiled vs whole (clipped to [0, 1]), mean and max
-absolute difference, and the same for a randomly initialised SPANet (short-range, so tiling is exact there).
+Tiled runs (this tree only) use ``--tile`` pixels and the model's measured overlap
+(:func:`src.inference.tiling.auto_overlap`, the overlap ``tile=auto`` uses). ``--threads 1 2`` adds a line per
+thread count for this tree's whole-image run at the largest size (thread scaling). ``--timeline FILE`` records the
+resident memory every 50 ms during this tree's (and the baseline's) whole-image run of the first model at the
+largest baseline size: a CSV, a condensed table on stdout, and FILE.png when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -30,142 +37,291 @@ import json
 import os
 import platform
 import resource
-import statistics
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("spanet", "b_a", "spanet_release")
 
 
-def child(args: argparse.Namespace) -> None:
-    import torch
-
-    sys.path.insert(0, str(ROOT))
-    from src.inference.engine import Derainer
-    from src.lit.module import DerainModule
-    from src.models.spanet import SPANet
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    device = torch.device(args.device)
-    module = DerainModule(SPANet(variant="b_f"), torch.nn.L1Loss()).eval().to(device)
-    tile = args.tile if args.mode == "tiled" else None
-    d = Derainer(module, device, tile=tile, tile_overlap=args.overlap, batch_size=1)
-    side_w = int(round((args.mp * 1e6 * 4 / 3) ** 0.5))  # 4:3 like a photo
-    side_h = int(round(args.mp * 1e6 / side_w))
-    x = torch.rand(1, 3, side_h, side_w)
-    d.derain(torch.rand(1, 3, 64, 64))  # warm-up: IRNN library, allocator
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    before = _rss() if device.type == "cpu" else torch.cuda.memory_allocated()
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        d.derain(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 if device.type == "cpu"
-            else torch.cuda.max_memory_allocated())
-    print(json.dumps({"mp": side_h * side_w / 1e6, "size": [side_h, side_w], "mode": args.mode,
-                      "s_per_mp": statistics.median(times) / (side_h * side_w / 1e6), "peak_bytes": peak,
-                      "before_bytes": before}))
-
-
+# --- the child: one measurement ---------------------------------------------------------------------------------
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def _hwm() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+def _build(name: str, code: Path):
+    import torch
+
+    from src.models.spanet import SPANet
+
+    torch.manual_seed(0)
+    if name == "spanet_release":
+        from src.utils.checkpoint import load_net_weights
+
+        return load_net_weights(SPANet(variant="b_d"), str(code / "weights" / "spanet_release.pt")).eval()
+    return SPANet(variant="b_f" if name == "spanet" else name).eval()
+
+
+def child(args: argparse.Namespace) -> None:
+    import ctypes
+
+    import torch
+
+    sys.path.insert(0, str(args.code))
+    torch.set_num_threads(args.threads)
+    net = _build(args.model, args.code)
+    x = torch.from_numpy(np.load(args.input))[None]
+    with torch.inference_mode():
+        net(torch.rand(1, 3, 64, 64))
+        run = lambda: net(x)["out"]  # noqa: E731
+        tiled = {}
+        if args.mode == "tiled":
+            from src.inference.tiling import auto_overlap, tiled_forward
+
+            tiled = {"tile": args.tile, "overlap": auto_overlap(net)}
+            run = lambda: tiled_forward(net, x, args.tile, tiled["overlap"], batch_size=1)["out"]  # noqa: E731
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        base = _rss()
+        Path("/proc/self/clear_refs").write_text("5")
+        samples, stop = [], threading.Event()
+        watcher = threading.Thread(target=_watch, args=(samples, stop, time.perf_counter()), daemon=True)
+        if args.timeline:
+            watcher.start()
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        out = run()
+        wall = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        stop.set()
+    peak = _hwm() - base
+    np.save(args.save, out[0].float().numpy())
+    if args.timeline:
+        watcher.join()
+        Path(args.timeline).write_text("t_s,rss_above_baseline_bytes\n" + "".join(
+            f"{t:.3f},{rss - base}\n" for t, rss in samples))
+    print(json.dumps({"wall_s": wall, "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
+                      "peak_bytes": peak, "baseline_bytes": base, **tiled}))
+
+
+def _watch(samples: list, stop: threading.Event, t0: float) -> None:
+    while not stop.is_set():
+        samples.append((time.perf_counter() - t0, _rss()))
+        stop.wait(0.05)
+    samples.append((time.perf_counter() - t0, _rss()))
+
+
+# --- the parent ---------------------------------------------------------------------------------------------
+def make_pair(mp: float, folder: Path) -> tuple[Path, Path, tuple[int, int]]:
+    """rain.npy / clean.npy (3, H, W) float32 of about ``mp`` megapixels, 4:3."""
+    sys.path.insert(0, str(ROOT))
+    from skimage import data as skdata
+    from skimage.transform import resize
+
+    from src.data.synthetic import make_rain_pair
+
+    w = int(round((mp * 1e6 * 4 / 3) ** 0.5))
+    h = int(round(mp * 1e6 / w))
+    clean = resize(skdata.coffee().astype(np.float32) / 255, (h, w), order=1, anti_aliasing=False).astype(np.float32)
+    rain, _ = make_rain_pair(clean, 1, np.random.default_rng(0))
+    paths = folder / f"rain_{mp:g}.npy", folder / f"clean_{mp:g}.npy"
+    for p, img in zip(paths, (rain, clean)):
+        np.save(p, np.ascontiguousarray(np.clip(img, 0, 1).transpose(2, 0, 1), dtype=np.float32))
+    return paths[0], paths[1], (h, w)
+
+
+def export_revision(rev: str, folder: Path) -> Path:
+    """The files of ``rev`` (git archive) under folder/code."""
+    code = folder / "baseline"
+    code.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
+    return code
+
+
+def measure(code: Path, model: str, rain: Path, mode: str, threads: int, args, save: Path,
+            timeline: str = "") -> dict:
+    cmd = [sys.executable, __file__, "--child", "--code", str(code), "--model", model, "--input", str(rain),
+           "--mode", mode, "--threads", str(threads), "--tile", str(args.tile), "--save", str(save)]
+    if timeline:
+        cmd += ["--timeline", timeline]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(code))
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=code)
+    if res.returncode != 0:
+        raise RuntimeError(f"{model} {mode} ({code}) failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2, dtype=np.float64))
+    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+
+
+def run(args: argparse.Namespace, tmp: Path) -> list[dict]:
+    base_code = export_revision(args.baseline, tmp) if args.baseline else None
     rows = []
+    largest_base = max([mp for mp in args.megapixels if mp <= args.baseline_max_mp] or [0])
     for mp in args.megapixels:
-        for mode in ("whole", "tiled"):
-            cmd = [sys.executable, __file__, "--child", "--mp", str(mp), "--mode", mode, "--tile", str(args.tile),
-                   "--overlap", str(args.overlap), "--threads", str(args.threads), "--repeats", str(args.repeats),
-                   "--device", args.device]
-            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(ROOT))
-            res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if res.returncode != 0:
-                raise RuntimeError(f"{mode} at {mp} MP failed:\n{res.stderr[-2000:]}")
-            rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-            r = rows[-1]
-            print(f"  {mode:5s} {mp} MP: {r['s_per_mp']:.2f} s/MP, peak {r['peak_bytes'] / 2**30:.2f} GiB", file=sys.stderr)
+        rain, clean_path, (h, w) = make_pair(mp, tmp)
+        clean = np.load(clean_path)
+        for model in args.models:
+            codes = [("new", ROOT)]
+            if base_code is not None and mp <= args.baseline_max_mp:
+                codes.insert(0, ("old", base_code))  # alternating: old, new, old, new ...
+            outs = {}
+            for rep in range(args.repeats):
+                for label, code in codes:
+                    tl = ""
+                    if args.timeline and rep == 0 and mp == largest_base and model == args.models[0]:
+                        tl = str(tmp / f"timeline_{label}.csv")
+                    save = tmp / f"{label}_{model}_{mp:g}.npy"
+                    r = measure(code, model, rain, "whole", args.threads[0], args, save, tl)
+                    outs[label] = np.load(save)
+                    rows.append(_row(r, label, model, mp, (h, w), "whole", args.threads[0], outs[label], clean,
+                                     outs.get("old") if label == "new" else None, None, timeline=tl))
+                    _progress(rows[-1])
+            if not args.no_tiled:
+                save = tmp / f"tiled_{model}_{mp:g}.npy"
+                r = measure(ROOT, model, rain, "tiled", args.threads[0], args, save)
+                rows.append(_row(r, "new", model, mp, (h, w), "tiled", args.threads[0], np.load(save), clean, None,
+                                 outs["new"]))
+                _progress(rows[-1])
+            if mp == max(args.megapixels) and model == args.models[0]:
+                for threads in args.threads[1:]:
+                    r = measure(ROOT, model, rain, "whole", threads, args, tmp / "threads.npy")
+                    rows.append(_row(r, "new", model, mp, (h, w), "whole", threads, np.load(tmp / "threads.npy"),
+                                     clean, None, None))
+                    _progress(rows[-1])
     return rows
 
 
-def table(rows: list[dict], args: argparse.Namespace) -> str:
-    gib = lambda b: f"{b / 2 ** 30:.2f}"  # noqa: E731
-    lines = [f"| image | whole: s/MP | tiled {args.tile}/{args.overlap}: s/MP | time tiled/whole | whole: peak GiB "
-             f"| tiled: peak GiB | peak tiled/whole | before inference GiB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for mp in args.megapixels:
-        w = next(r for r in rows if r["mode"] == "whole" and abs(r["mp"] - mp) < 0.01 * mp + 0.01)
-        t = next(r for r in rows if r["mode"] == "tiled" and abs(r["mp"] - mp) < 0.01 * mp + 0.01)
-        lines.append(f"| {w['size'][1]}x{w['size'][0]} ({w['mp']:.2f} MP) | {w['s_per_mp']:.2f} | {t['s_per_mp']:.2f} "
-                     f"| {t['s_per_mp'] / w['s_per_mp']:.2f} | {gib(w['peak_bytes'])} | {gib(t['peak_bytes'])} "
-                     f"| {t['peak_bytes'] / w['peak_bytes']:.2f} | {gib(w['before_bytes'])} |")
+def _row(r, label, model, mp, size, mode, threads, out, clean, old_out, whole_out, timeline="") -> dict:
+    px = size[0] * size[1]
+    row = {"code": label, "model": model, "mp": px / 1e6, "size": list(size), "mode": mode, "threads": threads,
+           "bytes_per_px": r["peak_bytes"] / px, "s_per_mp": r["wall_s"] / (px / 1e6),
+           "cpu_s_per_mp": (r["user_s"] + r["sys_s"]) / (px / 1e6), "user_s": r["user_s"], "sys_s": r["sys_s"],
+           "psnr_clean": psnr(out, clean), "tile": r.get("tile"), "overlap": r.get("overlap"), "timeline": timeline}
+    if old_out is not None:
+        row["max_abs_vs_old"] = float(np.abs(out - old_out).max())
+    if whole_out is not None:
+        row["psnr_vs_whole"] = psnr(out, whole_out)
+    return row
+
+
+def _progress(r: dict) -> None:
+    print(f"  {r['code']} {r['model']} {r['mp']:.1f} MP {r['mode']} x{r['threads']}: {r['bytes_per_px']:.0f} B/px, "
+          f"{r['s_per_mp']:.1f} s/MP (user {r['user_s']:.0f} s, sys {r['sys_s']:.0f} s), load "
+          f"{os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+
+
+def table(rows: list[dict]) -> str:
+    fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
+    lines = ["| model | MP | code | mode | threads | B/px | s/MP | CPU s/MP | sys/user | PSNR vs clean | "
+             "tiled vs whole | new/old time | new/old CPU time | new/old B/px | max abs new-old |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        old = [o for o in rows if o["code"] == "old" and o["model"] == r["model"] and abs(o["mp"] - r["mp"]) < 1e-3]
+        ratio_t = ratio_c = ratio_b = None
+        if r["code"] == "new" and r["mode"] == "whole" and old:
+            ratio_t = r["s_per_mp"] / _median([o["s_per_mp"] for o in old])
+            ratio_c = r["cpu_s_per_mp"] / _median([o["cpu_s_per_mp"] for o in old])
+            ratio_b = r["bytes_per_px"] / _median([o["bytes_per_px"] for o in old])
+        mode = r["mode"] if r["mode"] == "whole" else f"tiled {r['tile']}/{r['overlap']}"
+        lines.append(f"| {r['model']} | {r['mp']:.2f} | {r['code']} | {mode} | {r['threads']} | "
+                     f"{r['bytes_per_px']:.0f} | {r['s_per_mp']:.1f} | {r['cpu_s_per_mp']:.1f} | "
+                     f"{r['sys_s'] / max(r['user_s'], 1e-9):.2f} | {r['psnr_clean']:.2f} | "
+                     f"{fmt(r.get('psnr_vs_whole'), '.1f')} | {fmt(ratio_t, '.2f')} | {fmt(ratio_c, '.2f')} | "
+                     f"{fmt(ratio_b, '.2f')} | "
+                     f"{fmt(r.get('max_abs_vs_old'), '.1e')} |")
     return "\n".join(lines)
 
 
-def accuracy(args: argparse.Namespace) -> None:
-    import numpy as np
-    import torch
-    from skimage import data as skdata
-
-    sys.path.insert(0, str(ROOT))
-    from src.inference.tiling import tiled_forward
-    from src.models.spanet import SPANet
-    from src.utils.checkpoint import load_net_weights
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    x = torch.from_numpy(skdata.astronaut().astype(np.float32).transpose(2, 0, 1) / 255)[None]
-    released = load_net_weights(SPANet(variant="b_d"), args.accuracy).eval()  # the release is variant b_d
-    nets = {"released weights": released, "random init": SPANet().eval()}
-    print("| network | tile / overlap | PSNR tiled vs whole [dB] | mean abs diff | max abs diff |")
-    print("|---|---|---:|---:|---:|")
-    for name, net in nets.items():
-        with torch.inference_mode():
-            whole = net(x)["out"].clamp(0, 1)
-            for tile, overlap in zip(args.tile_list, args.overlap_list):
-                tiled = tiled_forward(net, x, tile, overlap, batch_size=4)["out"].clamp(0, 1)
-                d = (tiled - whole).abs()
-                mse = float(d.pow(2).mean())
-                psnr = "inf" if mse == 0 else f"{10 * np.log10(1 / mse):.1f}"
-                print(f"| {name} | {tile} / {overlap} | {psnr} | {float(d.mean()):.2e} | {float(d.max()):.2e} |")
+def _median(v: list[float]) -> float:
+    return float(np.median(v))
 
 
-def main() -> None:
+def timeline_report(rows: list[dict], out: Path) -> str:
+    """The recorded timelines: CSV files next to ``out``, a condensed table, and a PNG when matplotlib exists."""
+    runs = [(r["code"], Path(r["timeline"])) for r in rows if r.get("timeline")]
+    if not runs:
+        return ""
+    lines = ["| run | " + " | ".join(f"{k / 10:.0%}" for k in range(11)) + " | peak GB |",
+             "|---|" + "---:|" * 12]
+    curves = {}
+    for label, path in runs:
+        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+        curves[label] = data
+        shutil.copy(path, out.with_name(f"{out.stem}_{label}{out.suffix}"))
+        at = [data[min(int(k / 10 * (len(data) - 1)), len(data) - 1), 1] / 1e9 for k in range(11)]
+        lines.append(f"| {label} ({data[-1, 0]:.0f} s) | " + " | ".join(f"{v:.2f}" for v in at)
+                     + f" | {data[:, 1].max() / 1e9:.2f} |")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for label, data in curves.items():
+            ax.plot(data[:, 0], data[:, 1] / 1e9, label=label)
+        ax.set_xlabel("seconds")
+        ax.set_ylabel("resident memory above baseline [GB]")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out.with_suffix(".png"), dpi=100)
+    except ImportError:
+        pass
+    return ("resident memory above the baseline [GB] at 0 %, 10 %, ... of each run (sampled every 50 ms):\n"
+            + "\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> list[dict] | None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--megapixels", type=float, nargs="+", default=[0.5, 1.0, 2.0])
-    p.add_argument("--tile", type=int, nargs="+", default=[512], help="tile size (several with --accuracy)")
-    p.add_argument("--overlap", type=int, nargs="+", default=[128], help="tile overlap (several with --accuracy)")
-    p.add_argument("--accuracy", metavar="WEIGHTS", default=None, help="compare tiled vs whole output instead")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--megapixels", type=float, nargs="+", default=[1.0, 4.0])
+    p.add_argument("--baseline", default=None, help="git revision to compare with (exported with git archive)")
+    p.add_argument("--baseline-max-mp", type=float, default=4.0, help="largest size run with the baseline's code")
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--no-tiled", action="store_true", help="whole-image runs only")
+    p.add_argument("--threads", type=int, nargs="+", default=[1], help="first: every run; others: scaling lines")
     p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--timeline", default=None, help="CSV file for the resident-memory timeline (and .png)")
     p.add_argument("--json", default=None)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--mp", type=float, help=argparse.SUPPRESS)
+    p.add_argument("--code", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--input", help=argparse.SUPPRESS)
     p.add_argument("--mode", choices=["whole", "tiled"], help=argparse.SUPPRESS)
-    args = p.parse_args()
-    args.tile_list, args.overlap_list = args.tile, args.overlap
-    args.tile, args.overlap = args.tile[0], args.overlap[0]
-    if args.accuracy:
-        return accuracy(args)
+    p.add_argument("--save", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
     if args.child:
+        args.threads = args.threads[0]
         return child(args)
-    print(f"# {platform.processor() or platform.machine()}, {args.threads} thread(s), device {args.device}, "
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads {args.threads}, "
           f"load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
-    rows = run(args)
-    print(table(rows, args))
+    with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
+        rows = run(args, Path(tmp))
+        print(table(rows))
+        if args.timeline:
+            print(timeline_report(rows, Path(args.timeline)))
     print(f"(load average after: {os.getloadavg()[0]:.1f})", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
+                                              indent=2))
+    return rows
 
 
 if __name__ == "__main__":

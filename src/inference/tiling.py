@@ -18,20 +18,26 @@ SPANet, see ``tests/inference/test_tiling.py``). The released SPANet weights are
 carries information along whole rows and columns, so tiling changes their output slightly everywhere
 (docs/predict.md, README "Performance").
 
-:func:`bytes_per_pixel` and :func:`free_memory` let :class:`src.inference.engine.Derainer` (``tile=auto``) pick
-the largest tile that fits the device's free memory.
+:func:`cached_bytes_per_pixel` (a probe measured once per network, device and code version, kept on disk) and
+:func:`free_memory` let :class:`src.inference.engine.Derainer` (``tile=auto``) pick the largest tile that fits the
+device's free memory, and :func:`auto_overlap` the overlap measured for the network.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import json
 import math
+import os
 import platform
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor
+
+from src.ops.cbuild import cache_dir
 
 
 Forward = Callable[[Tensor], dict]
@@ -135,6 +141,39 @@ def tiled_forward(
     return result
 
 
+# --- the overlap tile=auto uses ---------------------------------------------------------------------------------
+#: Per network (class name, or "class:variant"): the smallest tile overlap in pixels at which 256-pixel tiles keep
+#: the output within 0.1 dB PSNR of whole-image output against the clean image, measured by
+#: experiments/tile_overlap.py on synthetic rain (docs/predict.md, "Tiles and memory": the table, the weights used,
+#: and the networks not measured yet, which get DEFAULT_OVERLAP).
+MEASURED_OVERLAP: dict[str, int] = {
+    "DDN": 16,
+}
+#: Networks the table does not know
+DEFAULT_OVERLAP = 128
+
+
+def network_key(net) -> str:
+    """The name tile=auto and the memory probe know a network by: its class, and its variant when it has one."""
+    variant = getattr(net, "variant", None)
+    return f"{type(net).__name__}:{variant}" if variant else type(net).__name__
+
+
+def auto_overlap(net) -> int:
+    """The overlap tile=auto uses for ``net``: :data:`MEASURED_OVERLAP` (by variant, else by class), else
+    :data:`DEFAULT_OVERLAP`."""
+    return auto_overlap_and_source(net)[0]
+
+
+def auto_overlap_and_source(net) -> tuple[int, str]:
+    """(:func:`auto_overlap`, where it comes from, in words)."""
+    key = network_key(net)
+    for k in (key, key.split(":")[0]):
+        if k in MEASURED_OVERLAP:
+            return MEASURED_OVERLAP[k], f"measured for {k}: tiles within 0.1 dB of whole images"
+    return DEFAULT_OVERLAP, f"the default: no overlap measured for {key}"
+
+
 # --- choosing the tile size from free memory ----------------------------------------------------------------
 def free_memory(device: torch.device) -> int:
     """Bytes free for new tensors: CUDA's free device memory, or the system's available RAM on the CPU."""
@@ -182,6 +221,52 @@ def _cuda_peak(run: Callable[[], object], device: torch.device) -> int:
     run()
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device) - base
+
+
+def cached_bytes_per_pixel(forward: Forward, net, device: torch.device, dtype: torch.dtype = torch.float32,
+                           cache: Optional[Path] = None) -> tuple[float, bool]:
+    """:func:`bytes_per_pixel`, measured once per network, device, dtype and code version and kept on disk
+    (``cache``, default ``<cache_dir()>/memory_probe.json``). Returns (bytes per pixel, whether it was cached)."""
+    path = cache or cache_dir() / "memory_probe.json"
+    key = probe_key(net, device, dtype)
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        table = {}
+    if isinstance(table.get(key), (int, float)):
+        return float(table[key]), True
+    value = bytes_per_pixel(forward, device, dtype)
+    table[key] = value
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
+        os.replace(tmp, path)  # atomic: concurrent runs never read half a file
+    except OSError:
+        pass  # a read-only cache only costs a new measurement next time
+    return value, False
+
+
+def probe_key(net, device: torch.device, dtype: torch.dtype) -> str:
+    """Cache key of a memory probe: network (class, variant, parameter count), device (and GPU model), dtype,
+    torch version, and a hash of the code that sets the cost (src/models, src/ops): editing it re-measures."""
+    params = sum(p.numel() for p in net.parameters())
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return f"{network_key(net)}|{params}|{where}|{dtype}|torch {torch.__version__}|{_code_hash()}"
+
+
+def _code_hash() -> str:
+    if "code" not in _CODE_HASH:
+        h = hashlib.sha256()
+        src = Path(__file__).resolve().parents[1]
+        for f in sorted([*src.glob("models/**/*"), *src.glob("ops/**/*")]):
+            if f.is_file() and f.suffix in (".py", ".c", ".h"):
+                h.update(f.relative_to(src).as_posix().encode() + f.read_bytes())
+        _CODE_HASH["code"] = h.hexdigest()[:16]
+    return _CODE_HASH["code"]
+
+
+_CODE_HASH: dict = {}
 
 
 def bytes_per_pixel(forward: Forward, device: torch.device, dtype: torch.dtype = torch.float32,

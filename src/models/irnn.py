@@ -76,6 +76,7 @@ DIRECTIONS: tuple[Direction, ...] = (
     Direction("down", vertical=True, reverse=False),
     Direction("left", vertical=False, reverse=True),
 )
+UP, RIGHT, DOWN, LEFT = range(4)
 BACKENDS = ("auto", "c", "triton", "torch", "naive", "identity")
 BORDERS = ("relu", "identity")
 #: IRNN initialisations (see :class:`IRNN`)
@@ -99,6 +100,12 @@ def _declare_c_api(lib: ctypes.CDLL) -> None:
         f = getattr(lib, f"irnn_backward_{sfx}")  # x, grad_h, w, b, dx, dw_part, db_part, B, C, H, W, ...
         f.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, i64, i64, cint, cint]
         f.restype = cint
+        f = getattr(lib, f"irnn_sweep_v_{sfx}")  # x, x_cs, out, o_cs, scale, C, rows, W, w, b, reverse,
+        f.argtypes = [ptr, i64, ptr, i64, ptr, i64, i64, i64, ptr, ptr, cint, cint, ptr, ptr, i64, cint]
+        f.restype = cint  # ... border_relu, init, final, final_row, threads
+        f = getattr(lib, f"irnn_sweep_h_{sfx}")  # x, x_cs, right, left, o_cs, scale_r, scale_l, C, rows, W, w, b,
+        f.argtypes = [ptr, i64, ptr, ptr, i64, ptr, ptr, i64, i64, i64, ptr, ptr, cint, cint]
+        f.restype = cint  # ... border_relu, threads
 
 
 #: The C scan: tried in order, the first flag set that compiles is used (-march=native is worth 1.4-2x;
@@ -231,6 +238,98 @@ def build_c_library() -> Path:
     """Compile csrc/irnn_scan.c (if not cached) and return the shared library's path (RuntimeError when no
     compiler works); see :class:`src.ops.cbuild.CLibrary`."""
     return C_LIBRARY.build()
+
+
+def irnn_vertical(x: Tensor, direction: int, weight: Tensor, bias: Tensor, out: Tensor,
+                  scale: Optional[Tensor] = None, init: Optional[Tensor] = None, final: Optional[Tensor] = None,
+                  final_row: int = -1, border: str = "relu") -> None:
+    """One vertical IRNN direction (``direction``: 0 up or 2 down) of x (C, rows, W) into ``out``; no autograd.
+
+    Band sweeps for the memory-lean inference path (:mod:`src.models.spanet_lean`): ``x`` and ``out`` are
+    (C, rows, W) with contiguous rows (any plane stride, e.g. a band of rows of a (1, C, H, W) map, or a slice of
+    the channels of one); ``weight`` and ``bias`` are the direction's (C,) rows. What is written is
+    ``h * scale`` with ``scale`` (rows, W) (None: h), the recurrence runs on h. ``init`` (C, W): the state just
+    before the first row swept, to continue a sweep that ended outside x (None: the border rule); ``final``
+    (C, W) receives the state at row ``final_row``. CPU float32 / float64 use the C scan (the same arithmetic as
+    :func:`irnn`), other tensors a PyTorch loop over rows.
+    """
+    d = DIRECTIONS[direction]
+    if not d.vertical:
+        raise ValueError(f"irnn_vertical: direction {direction} ({d.name}) is horizontal")
+    if x.numel() == 0:
+        return
+    final_row = final_row % x.shape[1]
+    w, b = weight.detach().to(x.dtype).contiguous(), bias.detach().to(x.dtype).contiguous()
+    if _use_c(x, out, scale):
+        C, rows, W = x.shape
+        rc = getattr(C_LIBRARY.load(), f"irnn_sweep_v_{_C_TYPES[x.dtype]}")(
+            x.data_ptr(), x.stride(0), out.data_ptr(), out.stride(0), _ptr(scale), C, rows, W, w.data_ptr(),
+            b.data_ptr(), int(d.reverse), int(border == "relu"), _ptr(init), _ptr(final), final_row,
+            _c_threads(x.numel()))
+        if rc != 0:
+            raise MemoryError("IRNN C sweep: could not allocate scratch memory")
+        return
+    h = init
+    for n in range(x.shape[1]):
+        i = x.shape[1] - 1 - n if d.reverse else n
+        if h is None:
+            h = x[:, i].clamp(min=0) if border == "relu" else x[:, i].clone()
+        else:  # the C scan's order of additions
+            h = torch.relu(w[:, None] * h + b[:, None] + x[:, i])
+        out[:, i] = h if scale is None else h * scale[i]
+        if final is not None and i == final_row:
+            final.copy_(h)
+
+
+def irnn_horizontal(x: Tensor, weight: Tensor, bias: Tensor, right: Tensor, left: Tensor,
+                    scale_right: Optional[Tensor] = None, scale_left: Optional[Tensor] = None,
+                    border: str = "relu") -> None:
+    """The right and left IRNN directions of x (C, rows, W) into ``right`` and ``left``; no autograd.
+
+    Shapes and ``scale_*`` as in :func:`irnn_vertical`; ``weight`` and ``bias`` are the full (4, C) parameters.
+    Rows are whole, so a band of rows is swept exactly as the whole image is. CPU float32 / float64: the C scan;
+    CUDA with triton: the Triton kernels of :func:`irnn` on the band; otherwise a PyTorch loop over columns.
+    """
+    if x.numel() == 0:
+        return
+    w = weight.detach()[[RIGHT, LEFT]].to(x.dtype).contiguous()
+    b = bias.detach()[[RIGHT, LEFT]].to(x.dtype).contiguous()
+    if _use_c(x, right, scale_right) and _use_c(x, left, scale_left) and right.stride(0) == left.stride(0):
+        C, rows, W = x.shape
+        rc = getattr(C_LIBRARY.load(), f"irnn_sweep_h_{_C_TYPES[x.dtype]}")(
+            x.data_ptr(), x.stride(0), right.data_ptr(), left.data_ptr(), right.stride(0), _ptr(scale_right),
+            _ptr(scale_left), C, rows, W, w.data_ptr(), b.data_ptr(), int(border == "relu"), _c_threads(x.numel()))
+        if rc != 0:
+            raise MemoryError("IRNN C sweep: could not allocate scratch memory")
+        return
+    if x.device.type == "cuda" and x.dtype in _TRITON_DTYPES and _triton_available():
+        full = _forward_triton(x[None].contiguous(), weight.detach().to(x.dtype).contiguous(),
+                               bias.detach().to(x.dtype).contiguous(), border == "relu")[0]
+        for out, d, scale in ((right, RIGHT, scale_right), (left, LEFT, scale_left)):
+            torch.mul(full[d], 1 if scale is None else scale, out=out)
+        return
+    for k, (out, scale, rev) in enumerate(((right, scale_right, False), (left, scale_left, True))):
+        h = None
+        for n in range(x.shape[2]):
+            j = x.shape[2] - 1 - n if rev else n
+            if h is None:
+                h = x[:, :, j].clamp(min=0) if border == "relu" else x[:, :, j].clone()
+            else:
+                h = torch.relu(w[k, :, None] * h + (b[k, :, None] + x[:, :, j]))
+            out[:, :, j] = h if scale is None else h * scale[:, j]
+
+
+def _use_c(x: Tensor, out: Tensor, scale: Optional[Tensor]) -> bool:
+    """Whether the C band sweeps take these tensors: CPU float32/64, rows contiguous, scale (rows, W) contiguous."""
+    if x.device.type != "cpu" or x.dtype not in _C_TYPES or C_LIBRARY.load() is None:
+        return False
+    w = x.shape[2]
+    planes_ok = all(t.dtype == x.dtype and t.shape == x.shape and t.stride()[1:] == (w, 1) for t in (x, out))
+    return planes_ok and (scale is None or (scale.dtype == x.dtype and scale.stride() == (w, 1)))
+
+
+def _ptr(t: Optional[Tensor]) -> Optional[int]:
+    return None if t is None else t.data_ptr()
 
 
 # --------------------------------------------------------------------------------------
@@ -474,5 +573,6 @@ def _irnn_naive(x: Tensor, weight: Tensor, bias: Tensor, border: str = "relu") -
     return torch.stack([up, right, down, left], dim=1)
 
 
-__all__ = ["IRNN", "irnn", "resolve_backend", "c_backend_available", "build_c_library",
+__all__ = ["IRNN", "irnn", "irnn_vertical", "irnn_horizontal", "resolve_backend", "c_backend_available",
+           "build_c_library",
            "Direction", "DIRECTIONS", "BACKENDS", "BORDERS", "INITS"]

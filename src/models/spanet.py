@@ -187,6 +187,8 @@ class SPANet(nn.Module):
     """
 
     uses_label: bool = False
+    #: under torch.inference_mode, run :mod:`src.models.spanet_lean` (same numbers, about a third of the memory)
+    lean_inference: bool = True
 
     num_pre_blocks = 3
     num_sabs = 4
@@ -239,6 +241,10 @@ class SPANet(nn.Module):
     def forward(self, x: Tensor) -> dict:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"SPANet expects input of shape (B, 3, H, W), got {tuple(x.shape)}")
+        if self.uses_lean_path(x):
+            from src.models.spanet_lean import forward_lean
+
+            return forward_lean(self, x)
         out = F.relu(self.conv_in(x))
         for block in self.pre_blocks:
             out = block(out)
@@ -246,8 +252,8 @@ class SPANet(nn.Module):
         maps: list[Tensor] = []
         attention: Optional[Tensor] = None
         for k, sab in enumerate(self.sabs):
-            if self.sam_mode in ("shared", "independent") or (self.sam_mode == "single" and k == 0):
-                attention = self.sams[k if self.sam_mode == "independent" else 0](out)
+            if (sam := self.sam_before(k)) is not None:
+                attention = sam(out)
                 maps.append(attention)
             out = sab(out, attention)  # 'single' reuses the first map; 'none' keeps attention None
 
@@ -255,6 +261,20 @@ class SPANet(nn.Module):
             out = block(out)
         out = self.conv_out(out)
         return {"out": out, "att": maps, "vis": {"attention": maps[0]} if maps else {}}
+
+    def sam_before(self, k: int) -> Optional[SAM]:
+        """The SAM evaluated before SAB ``k`` (None: SAB k reuses the previous map, or has none)."""
+        if self.sam_mode in ("shared", "independent") or (self.sam_mode == "single" and k == 0):
+            return self.sams[k if self.sam_mode == "independent" else 0]
+        return None
+
+    def uses_lean_path(self, x: Tensor) -> bool:
+        """Whether ``forward(x)`` runs the memory-lean inference path (:mod:`src.models.spanet_lean`): under
+        ``torch.inference_mode`` (no autograd graph), outside autocast and ``torch.compile`` tracing, with the
+        weights in the default (NCHW) memory format, unless ``lean_inference`` is False."""
+        return (self.lean_inference and torch.is_inference_mode_enabled() and x.numel() > 0
+                and not torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling()
+                and self.conv_out.weight.is_contiguous())
 
     # --- the authors' released weights (src/models/spanet_release.py) --------------------------------
     @staticmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from skimage import data as skdata
@@ -88,8 +90,9 @@ def test_derainer_auto_tile_runs_whole_images_that_fit_and_tiles_those_that_do_n
     from src.lit.module import DerainModule
 
     module = DerainModule(SPANet(channels=8), torch.nn.L1Loss()).eval()
-    d = Derainer(module, torch.device("cpu"), tile="auto", tile_overlap=32)
-    monkeypatch.setattr(engine, "bytes_per_pixel", lambda *a, **k: 1000.0)
+    d = Derainer(module, torch.device("cpu"), tile="auto", tile_overlap=99)
+    monkeypatch.setattr(engine, "cached_bytes_per_pixel", lambda *a, **k: (1000.0, True))
+    monkeypatch.setitem(tiling.MEASURED_OVERLAP, "SPANet", 32)  # tile=auto's overlap, not tile_overlap
     monkeypatch.setattr(engine, "free_memory", lambda device: 2 * 1000 * 100 * 100)  # 100 x 100 px fit
     assert d.tile_for(1, 90, 100) is None
     assert d.tile_for(1, 200, 100) == 128  # sqrt(10000) = 100 -> the 128-pixel minimum
@@ -135,3 +138,60 @@ def test_half_precision_on_gpu_is_close_to_float32():
     assert half.dtype == torch.float32 and (half - full).abs().max() < 2e-2
     tiled = Derainer(module, torch.device("cuda"), tile=64, tile_overlap=32).derain(x)["out"]
     assert (tiled - full).abs().max() < 1e-3
+
+
+# --- tile=auto: the measured overlap, the cached memory probe, the reason it gives ---------------------------------
+def test_auto_overlap_by_variant_then_class_then_default(monkeypatch):
+    monkeypatch.setattr(tiling, "MEASURED_OVERLAP", {"SPANet:b_d": 200, "SPANet": 100})
+    assert tiling.network_key(SPANet("b_d", channels=8)) == "SPANet:b_d"
+    assert tiling.auto_overlap(SPANet("b_d", channels=8)) == 200
+    assert tiling.auto_overlap(SPANet("b_a", channels=8)) == 100
+    assert tiling.auto_overlap(torch.nn.Conv2d(3, 3, 3)) == tiling.DEFAULT_OVERLAP
+
+
+def test_memory_probe_is_cached_per_network_and_code(monkeypatch, tmp_path):
+    measured = []
+    monkeypatch.setattr(tiling, "bytes_per_pixel", lambda *a, **k: measured.append(1) or 500.0 + len(measured))
+    cache = tmp_path / "probe.json"
+    cpu = torch.device("cpu")
+    net = SPANet("b_a", channels=8)
+    assert tiling.cached_bytes_per_pixel(net, net, cpu, cache=cache) == (501.0, False)  # miss: measured
+    assert tiling.cached_bytes_per_pixel(net, net, cpu, cache=cache) == (501.0, True)  # hit: read from disk
+    assert len(measured) == 1
+    other = SPANet("b_d", channels=8)
+    assert tiling.cached_bytes_per_pixel(other, other, cpu, cache=cache) == (502.0, False)  # another network
+    monkeypatch.setitem(tiling._CODE_HASH, "code", "edited")  # a code change: every probe is measured again
+    assert tiling.cached_bytes_per_pixel(net, net, cpu, cache=cache) == (503.0, False)
+    assert len(json.loads(cache.read_text())) == 3
+    cache.write_text("{not json")  # a damaged cache is measured over, not trusted
+    assert tiling.cached_bytes_per_pixel(net, net, cpu, cache=cache) == (504.0, False)
+
+
+def test_probe_key_names_network_device_and_code():
+    key = tiling.probe_key(SPANet("b_d", channels=8), torch.device("cpu"), torch.float32)
+    assert key.startswith("SPANet:b_d|") and "|cpu|torch.float32|" in key and torch.__version__ in key
+
+
+def test_auto_tile_logs_its_choice_and_why_once_per_size(monkeypatch, caplog):
+    from src.lit.module import DerainModule
+
+    torch.manual_seed(0)
+    module = DerainModule(SPANet(channels=8), torch.nn.L1Loss()).eval()
+    d = Derainer(module, torch.device("cpu"), label="net", tile="auto")
+    monkeypatch.setattr(engine, "cached_bytes_per_pixel", lambda *a, **k: (1000.0, True))
+    monkeypatch.setitem(tiling.MEASURED_OVERLAP, "SPANet", 32)
+    monkeypatch.setattr(engine, "free_memory", lambda device: 2 * 1000 * 128 * 128)
+    x = to_tensor(skdata.astronaut()[:160, :150])
+    with caplog.at_level("INFO", logger="src.inference.engine"):
+        assert d.derain(x)["tile"] == 128
+        d.derain(x)
+    lines = [r.getMessage() for r in caplog.records if "160" in r.getMessage()]
+    assert lines == ["net, 150x160: tiles of 128 px with overlap 32 (measured for SPANet: tiles within 0.1 dB of "
+                     "whole images): whole needs 0.02 GB at 1000 B/px, 0.02 GB is 0.5 of the free memory"]
+    monkeypatch.setattr(engine, "free_memory", lambda device: 10 ** 12)
+    assert d.plan(1, 4000, 3000) == (None, 32, "whole: needs 12.00 GB at 1000 B/px, 500.00 GB is 0.5 of the free "
+                                               "memory")
+    monkeypatch.delitem(tiling.MEASURED_OVERLAP, "SPANet")
+    monkeypatch.setattr(engine, "free_memory", lambda device: 2 * 1000 * 128 * 128)
+    assert d.plan(1, 160, 300)[2].startswith("tiles of 192 px with overlap 128 (the default: no overlap measured "
+                                             "for SPANet:b_f)")

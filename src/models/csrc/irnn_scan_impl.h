@@ -340,6 +340,99 @@ int FN(irnn_backward)(const T *x, const T *grad_h, const T *weight, const T *bia
     return failed ? -1 : 0;
 }
 
+/* ---------- band sweeps for the memory-lean inference path ---------- */
+
+/* Planes c = 0..C-1 of x (rows x W, row stride W) start at x + c * x_cs, those of the outputs at
+ * out + c * o_cs. scale (may be NULL) is a rows x W map shared by all channels: what is written is h * scale,
+ * the recurrence runs on h. Same arithmetic as the plane scan above, so the values are the same. */
+
+/* out[i] = h_i * scale[i], where h_i is the vertical state at row i (h may alias nothing). */
+static void FN(put_row)(const T *restrict h, const T *restrict s, T *restrict out, int64_t W) {
+    if (!s) {
+        memcpy(out, h, (size_t)W * sizeof(T));
+        return;
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < W; ++j) out[j] = h[j] * s[j];
+}
+
+static void FN(scale_row)(T *restrict o, const T *restrict s, int64_t W) {
+#pragma omp simd
+    for (int64_t j = 0; j < W; ++j) o[j] *= s[j];
+}
+
+/* One vertical direction over the rows of every plane: down (reverse = 0) from row 0, up from row rows-1.
+ * init (C x W, may be NULL): the state before the first row, continuing a sweep that ended outside the band
+ * (else the border rule); final (C x W, may be NULL) receives the state at row final_row. */
+int FN(irnn_sweep_v)(const T *x, int64_t x_cs, T *out, int64_t o_cs, const T *scale, int64_t C, int64_t rows,
+                     int64_t W, const T *w, const T *b, int reverse, int border_relu, const T *init, T *final,
+                     int64_t final_row, int nthreads) {
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        T *buf = alloc_scratch(2 * (size_t)W * sizeof(T));
+        if (!buf) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < C; ++c) {
+            if (!buf) continue;
+            const T *xc = x + c * x_cs;
+            T *oc = out + c * o_cs, *h = buf, *prev = buf + W;
+            for (int64_t n = 0; n < rows; ++n) {
+                const int64_t i = reverse ? rows - 1 - n : n;
+                if (n == 0 && !init)
+                    FN(row_first)(xc + i * W, h, W, border_relu);
+                else
+                    FN(row_step)(xc + i * W, n == 0 ? init + c * W : prev, h, w[c], b[c], W);
+                FN(put_row)(h, scale ? scale + i * W : NULL, oc + i * W, W);
+                if (final && i == final_row) memcpy(final + c * W, h, (size_t)W * sizeof(T));
+                T *t = prev;
+                prev = h;
+                h = t;
+            }
+        }
+        free(buf);
+    }
+    return failed ? -1 : 0;
+}
+
+/* Both horizontal directions of every plane, 8 rows at a time in the lane layout (as forward_plane):
+ * right into right + c * o_cs, left into left + c * o_cs, scaled by scale_r / scale_l (may be NULL). */
+int FN(irnn_sweep_h)(const T *x, int64_t x_cs, T *right, T *left, int64_t o_cs, const T *scale_r,
+                     const T *scale_l, int64_t C, int64_t rows, int64_t W, const T *w, const T *b, int border_relu,
+                     int nthreads) {
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        T *scratch = alloc_scratch(3 * (size_t)W * LANES * sizeof(T));
+        if (!scratch) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < C; ++c) {
+            if (!scratch) continue;
+            T *xt = scratch, *rt = xt + W * LANES, *lt = rt + W * LANES;
+            T *rc = right + c * o_cs, *lc = left + c * o_cs;
+            for (int64_t r0 = 0; r0 < rows; r0 += LANES) {
+                const int R = rows - r0 < LANES ? (int)(rows - r0) : LANES;
+                FN(rows_to_lanes)(x + c * x_cs + r0 * W, W, R, xt);
+                FN(lanes_forward)(xt, rt, lt, W, w[c], b[c], w[C + c], b[C + c], border_relu);
+                FN(lanes_to_rows)(rt, W, R, rc + r0 * W);
+                FN(lanes_to_rows)(lt, W, R, lc + r0 * W);
+                for (int64_t i = r0; i < r0 + R; ++i) {
+                    if (scale_r) FN(scale_row)(rc + i * W, scale_r + i * W, W);
+                    if (scale_l) FN(scale_row)(lc + i * W, scale_l + i * W, W);
+                }
+            }
+        }
+        free(scratch);
+    }
+    return failed ? -1 : 0;
+}
+
 #undef FN
 #undef VEC
 #undef IVEC
