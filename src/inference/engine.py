@@ -1,7 +1,7 @@
 """One trained network ready to derain: device, precision, batching and tiling in one place.
 
-:class:`Derainer` wraps a :class:`src.lit.module.DerainModule` (its ``predict_full`` pads for the network and
-crops back) and derains float32 (B, 3, H, W) batches on the CPU into float32 results on the CPU:
+:class:`Derainer` wraps a :class:`src.lit.module.DerainModule` (its ``predict_full`` takes any image size: each
+network pads and crops for itself) and derains float32 (B, 3, H, W) batches on the CPU into float32 results on the CPU:
 
 * ``tile=None``: the whole image in one pass;
 * ``tile=N``: :func:`src.inference.tiling.tiled_forward` on N x N tiles whenever H or W exceeds N;
