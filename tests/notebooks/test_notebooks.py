@@ -4,12 +4,15 @@ by tiny values, outputs go to tmp_path. The notebooks in the repository are stor
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
+import imageio.v3 as iio
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from skimage.metrics import peak_signal_noise_ratio
 
 from tests.conftest import ROOT, TINY, TINY_SYNTHETIC
 from tests.inference.conftest import RELEASE
@@ -59,7 +62,16 @@ def test_quickstart_trains_derains_and_shows_attention(tmp_path):
         assert (out / model / "attention" / "motorcycle.png").is_file()
     figures = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(figures) >= 4  # two compare figures, two rows of attention maps
-    assert "after 4 steps" in text_of(nb)
+    text = text_of(nb)
+    assert "after 4 steps" in text
+    # the PSNR of the rain, of the fine-tuned model and of the release on the photo: those of the files, as
+    # scikit-image computes them
+    printed = re.search(r"PSNR \(protocol spanet\) on the unseen motorcycle: rain ([\d.]+) dB, ours ([\d.]+) dB, "
+                        r"release ([\d.]+) dB", text)
+    gt = iio.imread(out / "photo_gt" / "motorcycle.png")
+    for value, folder in zip(printed.groups(), ("photo", "ours", "release")):
+        expected = peak_signal_noise_ratio(gt, iio.imread(out / folder / "motorcycle.png"), data_range=255)
+        assert float(value) == pytest.approx(expected, abs=0.006)
 
 
 @pytest.mark.slow
