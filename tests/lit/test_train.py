@@ -11,6 +11,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from src.eval import evaluate_checkpoint
 from src.train import train
@@ -98,6 +99,14 @@ FILE_DATA = {
     "test100": ("layouts", "same/train/small", ["data.rain_dir=rain", "data.clean_dir=norain", "data.train_dir=."]),
     "rain100h_repack": ("layouts", "same", ["data.test_dir=train"]),
 }
+
+
+def test_every_schedule_sets_every_schedule_key():
+    """A schedule missing a key (e.g. ``progressive``) fails only when something interpolates it, mid-run."""
+    keys = {name: set(OmegaConf.load(CONF / "schedule" / f"{name}.yaml"))
+            for name in (p.stem for p in (CONF / "schedule").glob("*.yaml"))}
+    expected = keys["quick"]
+    assert {name: expected - have for name, have in keys.items() if expected - have} == {}
 
 
 def test_every_data_config_is_covered():
