@@ -148,7 +148,7 @@ class BeforeAfterFigure(L.Callback):
         sample, self._sample = self._sample, None
         if sample is None or not trainer.is_global_zero:
             return
-        from src.inference.figures import compare_figure  # matplotlib: imported when a figure is drawn
+        from src.metrics.figures import compare_figure  # matplotlib: imported when a figure is drawn
 
         factor = max(1, -(-self.min_width // sample["rain"].shape[-1]))
         panels = {k: None if v is None else _enlarge(v.numpy(), factor) for k, v in sample.items()

@@ -270,11 +270,12 @@ class SPANet(nn.Module):
 
     def uses_lean_path(self, x: Tensor) -> bool:
         """Whether ``forward(x)`` runs the memory-lean inference path (:mod:`src.models.spanet_lean`): under
-        ``torch.inference_mode`` (no autograd graph), outside autocast and ``torch.compile`` tracing, with the
+        ``torch.inference_mode`` (no autograd graph), outside autocast, not compiled (``net.compile()``, whose
+        frames can run eagerly when dynamo gives up on them) nor being traced by ``torch.compile``, with the
         weights in the default (NCHW) memory format, unless ``lean_inference`` is False."""
         return (self.lean_inference and torch.is_inference_mode_enabled() and x.numel() > 0
                 and not torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling()
-                and self.conv_out.weight.is_contiguous())
+                and getattr(self, "_compiled_call_impl", None) is None and self.conv_out.weight.is_contiguous())
 
     # --- the authors' released weights (src/models/spanet_release.py) --------------------------------
     @staticmethod

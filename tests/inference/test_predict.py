@@ -13,7 +13,7 @@ from skimage import data as skdata
 from src.inference.inputs import GroundTruthError
 from src.utils.image_io import ImageReadError
 from src.inference import engine
-from src.inference.figures import GAP, heat_map
+from src.metrics.figures import GAP, heat_map
 from src.inference.video import VideoWriter, iter_video, video_info
 from src.metrics import psnr_spanet, ssim_spanet
 from tests.inference.conftest import load_net, make_checkpoint, run_predict, to_tensor
@@ -158,7 +158,7 @@ def test_several_checkpoints_give_one_labelled_grid(tmp_path):
     assert sorted(p.name for p in (out / "b_a").iterdir()) == ["p.png", "q.png"]  # B_a has no attention
     grid = iio.imread(out / "comparison_grid.png")
     assert grid.shape[1] == 4 * 96 + 3 * GAP  # Rain | spanet | b_a | Ground truth
-    from src.inference.figures import comparison_grid
+    from src.metrics.figures import comparison_grid
 
     # the same grid built directly from the written files: same layout, so same size
     cell = lambda p: iio.imread(p)  # noqa: E731

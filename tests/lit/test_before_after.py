@@ -12,8 +12,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from src.inference.figures import compare_figure
 from src.lit.callbacks import BEFORE_AFTER, BeforeAfterFigure
+from src.metrics.figures import compare_figure
 from src.metrics.protocols import to_uint8_image
 from src.train import train
 from tests.conftest import compose_cfg
@@ -37,16 +37,16 @@ def _fake_run(tmp_path: Path, with_attention: bool = True):
 
 
 def _big(x: torch.Tensor) -> np.ndarray:
-    """(C, H, W) or (H, W) in [0, 1] -> H x W [x C] float, each pixel a 3 x 3 block."""
+    """(C, H, W) or (H, W) in [0, 1] -> H x W [x C] float, each pixel a 6 x 6 block."""
     x = x.clamp(0, 1).numpy()
     x = x.transpose(1, 2, 0) if x.ndim == 3 else x
-    return x.repeat(3, axis=0).repeat(3, axis=1)
+    return x.repeat(6, axis=0).repeat(6, axis=1)
 
 
 @pytest.mark.parametrize("with_attention", [True, False])
 def test_picture_is_the_rainiest_test_image_with_its_reported_scores(tmp_path, with_attention):
     batch, outputs, scores, trainer, module = _fake_run(tmp_path, with_attention)
-    cb = BeforeAfterFigure(min_width=64)  # 30 px wide panels -> enlarged 3 times
+    cb = BeforeAfterFigure(min_width=180)  # 30 px wide panels -> enlarged 6 times (wide enough for captions)
     cb.on_test_epoch_start(trainer, module)
     cb.on_test_batch_end(trainer, module, outputs, batch, 0)
     clean = batch["clean"][:1]  # a later batch with less rain than "heavy" does not replace it
@@ -60,8 +60,8 @@ def test_picture_is_the_rainiest_test_image_with_its_reported_scores(tmp_path, w
                                      title="Derained (heavy)")
     np.testing.assert_array_equal(picture, expected)  # same panels, same captions (the reported scores)
     top, left, bottom, right = boxes["derained"]
-    assert (bottom - top, right - left) == (60, 90)
-    np.testing.assert_array_equal(picture[top:bottom:3, left:right:3], to_uint8_image(
+    assert (bottom - top, right - left) == (120, 180)
+    np.testing.assert_array_equal(picture[top:bottom:6, left:right:6], to_uint8_image(
         outputs["out"][1].clamp(0, 1).numpy().transpose(1, 2, 0)))
     assert ("attention" in boxes) == with_attention
 

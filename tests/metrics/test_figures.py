@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from src.inference.figures import GAP, MARGIN, compare_figure, comparison_grid, fit_text
+from src.metrics.figures import GAP, MARGIN, compare_figure, comparison_grid, fit_text
 
 
 def _dark_columns(strip: np.ndarray) -> np.ndarray:
