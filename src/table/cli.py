@@ -43,10 +43,17 @@ rain input, b_a..b_f, spanet, the baselines, then the rest alphabetically. Colum
   ``--resample-seeds`` makes it a two-level bootstrap (each resample also draws each row's seeds with
   replacement), so that the intervals cover both; with 2-3 seeds that part is coarse.
 * Δ vs REF: the paired per-image difference to the reference model (``--reference``, default spanet, else b_f,
-  which is SPANet in Table 4): the mean over images of (model - REF) per image, with its bootstrap interval from
-  the same resamples. An interval that excludes 0 is a gap this test set resolves.
+  which is SPANet in Table 4; ``best``: the row of highest mean PSNR): the mean over images of (model - REF) per
+  image, with its bootstrap interval from the same resamples. An interval that excludes 0 is a gap this test set
+  resolves.
 * paper PSNR / SSIM: the published number, only where it was computed under the table's protocol
-  (``PaperRow.protocol``, else its table's); "-" otherwise.
+  (``PaperRow.protocol``, else its table's; "(copied)" after the paper table when that paper took the row from
+  an earlier one); "-" otherwise, and a line under the table names a published number of another protocol.
+* params, GMACs (runs whose dir holds the ``.hydra/config.yaml`` src.train saved; ``--size 0``: none): the
+  network each run trained, built from that config: its parameters, and the multiply-accumulates of one forward
+  pass of one ``--size`` x ``--size`` image (ptflops). See src/table/complexity.py.
+* s/MP, peak GiB (``--profile`` only): inference seconds per megapixel and peak memory of one forward pass,
+  measured on the machine drawing the table (``--profile-device``), each network in a fresh process.
 * GPU-h (when runs record their cost, metrics.json's ``cost`` block): training wall time x device count,
   summed over the row's runs (CPU-h when every run ran on CPUs).
 
