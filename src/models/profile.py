@@ -91,6 +91,15 @@ def _resident_bytes() -> Optional[int]:
 
 
 def _peak_resident_bytes() -> int:
+    """The process's peak resident memory: Linux's VmHWM (of this program's memory only; ``ru_maxrss`` also
+    keeps the peak of the process that started it, carried over ``exec``), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return rss if sys.platform == "darwin" else rss * 1024
 

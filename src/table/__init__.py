@@ -1,8 +1,9 @@
 """The table of a sweep: ``python -m src.table SWEEP_DIR`` (src/table/cli.py says what it computes and writes).
 
 read.py reads results (metrics.json via :class:`src.runs.result.RunResult`, W&B, ``--extra`` files) and the
-sweep's jobs; stats.py makes the rows (means, bootstrap intervals, paired differences); draw.py writes Markdown,
-LaTeX and the chart."""
+sweep's jobs; stats.py makes the rows (means, bootstrap intervals, paired differences); complexity.py adds each
+row's parameters and MACs (and with --profile its inference speed and memory); draw.py writes Markdown, LaTeX
+and the chart."""
 
 from src.table.cli import main
 from src.table.draw import caption, job_report, plot_chart, to_latex, to_markdown

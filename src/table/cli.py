@@ -43,10 +43,17 @@ rain input, b_a..b_f, spanet, the baselines, then the rest alphabetically. Colum
   ``--resample-seeds`` makes it a two-level bootstrap (each resample also draws each row's seeds with
   replacement), so that the intervals cover both; with 2-3 seeds that part is coarse.
 * Δ vs REF: the paired per-image difference to the reference model (``--reference``, default spanet, else b_f,
-  which is SPANet in Table 4): the mean over images of (model - REF) per image, with its bootstrap interval from
-  the same resamples. An interval that excludes 0 is a gap this test set resolves.
+  which is SPANet in Table 4; ``best``: the row of highest mean PSNR): the mean over images of (model - REF) per
+  image, with its bootstrap interval from the same resamples. An interval that excludes 0 is a gap this test set
+  resolves.
 * paper PSNR / SSIM: the published number, only where it was computed under the table's protocol
-  (``PaperRow.protocol``, else its table's); "-" otherwise.
+  (``PaperRow.protocol``, else its table's; "(copied)" after the paper table when that paper took the row from
+  an earlier one); "-" otherwise, and a line under the table names a published number of another protocol.
+* params, GMACs (runs whose dir holds the ``.hydra/config.yaml`` src.train saved; ``--size 0``: none): the
+  network each run trained, built from that config: its parameters, and the multiply-accumulates of one forward
+  pass of one ``--size`` x ``--size`` image (ptflops). See src/table/complexity.py.
+* s/MP, peak GiB (``--profile`` only): inference seconds per megapixel and peak memory of one forward pass,
+  measured on the machine drawing the table (``--profile-device``), each network in a fresh process.
 * GPU-h (when runs record their cost, metrics.json's ``cost`` block): training wall time x device count,
   summed over the row's runs (CPU-h when every run ran on CPUs).
 
@@ -62,6 +69,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from src.metrics.protocols import PROTOCOLS
+from src.table.complexity import Speed, annotate
 from src.table.draw import job_report, plot_chart, to_latex, to_markdown
 from src.table.read import runs_from_dir, runs_from_extras, runs_from_wandb, sweep_jobs
 from src.table.stats import Bootstrap, summarize
@@ -78,13 +86,21 @@ def main(argv: Optional[Iterable[str]] = None) -> str:
     parser.add_argument("--protocol", default="spanet", choices=PROTOCOLS)
     parser.add_argument("--split", default="test", choices=("test", "val"))
     parser.add_argument("--reference", metavar="MODEL",
-                        help="row the paired differences are taken against (default: spanet, else b_f)")
+                        help="row the paired differences are taken against (default: spanet, else b_f; 'best': "
+                             "the row of highest mean PSNR)")
     parser.add_argument("--bootstrap", type=int, default=10000, metavar="N",
                         help="bootstrap resamples of the test images (default 10000; 0: no intervals)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap (default 0)")
     parser.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
     parser.add_argument("--resample-seeds", action="store_true",
                         help="two-level bootstrap: resample each row's seeds too (intervals include seed spread)")
+    parser.add_argument("--size", type=int, default=256, metavar="PX",
+                        help="image side of the GMACs column and of --profile (default 256; 0: no params/GMACs)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also measure each row's inference s/MP and peak memory on this machine (slow)")
+    parser.add_argument("--profile-device", choices=("cpu", "cuda"), default=None,
+                        help="device of --profile (default: cuda when available, else cpu)")
+    parser.add_argument("--profile-repeats", type=int, default=3, metavar="N", help="timed passes (default 3)")
     args = parser.parse_args(None if argv is None else list(argv))
     if args.wandb is None and args.sweep_dir is None:
         parser.error("give SWEEP_DIR or --wandb PROJECT")
@@ -94,6 +110,8 @@ def main(argv: Optional[Iterable[str]] = None) -> str:
         parser.error("--bootstrap must be >= 0")
     if not 0 < args.level < 1:
         parser.error("--level must be between 0 and 1")
+    if args.size < 0 or (args.profile and args.size == 0) or args.profile_repeats < 1:
+        parser.error("--size must be >= 0 (> 0 with --profile) and --profile-repeats >= 1")
     boot = Bootstrap(args.bootstrap, args.seed, args.level, args.resample_seeds)
     out = args.out or args.sweep_dir
     if out is None:
@@ -110,17 +128,27 @@ def main(argv: Optional[Iterable[str]] = None) -> str:
     runs += runs_from_extras(args.extra, runs, args.protocol)
     rows = summarize(runs, args.protocol, boot, args.reference)
     costs = [r.cost for r in runs if r.cost is not None]
+    complexity = annotate(rows, args.size, _speed(args)) if args.size else None
 
     out.mkdir(parents=True, exist_ok=True)
-    markdown = to_markdown(rows, args.protocol, args.split, boot, costs, jobs)
+    markdown = to_markdown(rows, args.protocol, args.split, boot, costs, jobs, complexity)
     (out / "table.md").write_text(markdown)
-    (out / "table.tex").write_text(to_latex(rows, args.protocol, args.split, boot, costs))
+    (out / "table.tex").write_text(to_latex(rows, args.protocol, args.split, boot, costs, complexity))
     plot_chart(rows, args.protocol, args.split, out / "chart.png", boot)
     print(markdown)
     if jobs:
         print("\n".join(ln for ln in jobs if ln), file=sys.stderr)
     print(f"wrote {out / 'table.md'}, {out / 'table.tex'}, {out / 'chart.png'}", file=sys.stderr)
     return markdown
+
+
+def _speed(args: argparse.Namespace) -> Optional[Speed]:
+    if not args.profile:
+        return None
+    import torch
+
+    device = args.profile_device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return Speed(device, args.profile_repeats)
 
 
 if __name__ == "__main__":

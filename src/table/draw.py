@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from src.metrics.protocols import PROTOCOL_SUMMARY
+from src.table.complexity import Complexity
 from src.table.read import Job
 from src.table.stats import Bootstrap, Row
 
@@ -76,7 +77,7 @@ def _cost_label(costs: Sequence[tuple[float, str, str]]) -> str:
 
 
 def caption(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
-            costs: Sequence[tuple[float, str, str]] = ()) -> str:
+            costs: Sequence[tuple[float, str, str]] = (), complexity: Optional[Complexity] = None) -> str:
     seeds = sorted({r.seeds for r in rows if r.seeds is not None})
     n = "" if not seeds else (f"{seeds[0]} seed{'s' if seeds[0] > 1 else ''}" if len(seeds) == 1
                               else f"{seeds[0]}-{seeds[-1]} seeds (column 'seeds')")  # fmt: skip
@@ -109,7 +110,8 @@ def caption(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bo
             f"set resolves."
         )
     parts.append(
-        f"Paper numbers: the SPANet paper's, only where they were computed under protocol {protocol} and the data "
+        f"Paper numbers: the SPANet paper's, or for today's derainers their papers' SPA-Data tables ('copied': a row "
+        f"that paper took from an earlier one), only where they were computed under protocol {protocol} and the data "
         f"set is the paper's; '-' otherwise (e.g. runs on synthetic smoke data, or a number copied from another "
         f"paper whose protocol is not stated)."
     )
@@ -120,11 +122,34 @@ def caption(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bo
         names = sorted({f"{name} ({accelerator})" for _, name, accelerator in costs})
         parts.append(f"{_cost_label(costs)}: training wall time x devices, summed over the row's runs "
                      f"({_hours(total)} in all; {', '.join(names)}).")
+    parts += _complexity_caption(rows, complexity)
     return " ".join(parts)
 
 
-def _columns(rows: Sequence[Row], costs: Sequence[tuple[float, str, str]],
-             boot: Bootstrap) -> list[tuple[str, str, Any]]:
+def _complexity_caption(rows: Sequence[Row], complexity: Optional[Complexity]) -> list[str]:
+    if complexity is None or not any(r.params is not None for r in rows):
+        return []
+    size = complexity.size
+    parts = [f"params: parameters of the network the row's runs trained, built from each run's saved config; "
+             f"GMACs: billions of multiply-accumulates of one forward pass of one 3x{size}x{size} image (ptflops, ATen "
+             f"backend: convolutions, matrix products and linear layers, the network's own padding included)."]
+    if complexity.speed is not None and any(r.s_per_mp is not None for r in rows):
+        parts.append(f"s/MP and peak GiB: inference measured when the table was drawn, on {complexity.machine}, "
+                     f"not on the machines that trained: median of {complexity.speed.repeats} forward passes of "
+                     f"one {size}x{size} image (batch 1, no autograd) in seconds per megapixel, and the memory a "
+                     f"pass needs above what was allocated before it.")
+    return parts
+
+
+def _count(value: Optional[float], digits: int = 2, scale: float = 1.0) -> str:
+    if value is None:
+        return "-"
+    value /= scale
+    return f"{value:.{digits}f}" if value >= 1 else f"{value:.{digits + 1}g}"  # small: significant digits
+
+
+def _columns(rows: Sequence[Row], costs: Sequence[tuple[float, str, str]], boot: Bootstrap,
+             complexity: Optional[Complexity] = None) -> list[tuple[str, str, Any]]:
     """(header, alignment, cell function) of the table's columns for one data set's rows."""
     ref = _reference_label(rows)
     ci = f"{boot.level * 100:g}% CI"
@@ -147,22 +172,39 @@ def _columns(rows: Sequence[Row], costs: Sequence[tuple[float, str, str]],
         ("paper SSIM", "r", lambda r: _paper(r.paper_ssim, 4)),
         ("paper table", "l", lambda r: r.paper_source),
     ]
+    if complexity is not None and any(r.params is not None for r in rows):
+        cols += [("params", "r", lambda r: "-" if r.params is None else f"{r.params:,}"),
+                 (f"GMACs ({complexity.size}x{complexity.size})", "r", lambda r: _count(r.macs, 2, 1e9))]
+    if any(r.s_per_mp is not None for r in rows):
+        cols += [("s/MP", "r", lambda r: _count(r.s_per_mp, 3)),
+                 ("peak GiB", "r", lambda r: _count(r.peak_bytes, 3, 2**30))]
     if any(r.hours is not None for r in rows):
         cols.append((_cost_label(costs), "r", lambda r: _hours(r.hours)))
     return cols
 
 
-def _sections(rows: Sequence[Row], costs: Sequence[tuple[float, str, str]], boot: Bootstrap):
+def _sections(rows: Sequence[Row], costs: Sequence[tuple[float, str, str]], boot: Bootstrap,
+              complexity: Optional[Complexity] = None):
     """(data set, its rows, its columns) for each data set, in name order: one table each."""
     for data in sorted({r.data for r in rows}):
         sub = [r for r in rows if r.data == data]
-        yield data, sub, _columns(sub, costs, boot)
+        yield data, sub, _columns(sub, costs, boot, complexity)
+
+
+def _other_protocol(rows: Sequence[Row]) -> list[str]:
+    """Lines under a data set's table: the published numbers computed under another protocol than the table's."""
+    other = [r.paper_other for r in rows if r.paper_other]
+    if not other:
+        return []
+    return ["Published under another protocol (PSNR / SSIM; not comparable with this table, '-': not given): "
+            + "; ".join(other) + ".", ""]
 
 
 def to_markdown(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
-                costs: Sequence[tuple[float, str, str]] = (), jobs: Sequence[str] = ()) -> str:
+                costs: Sequence[tuple[float, str, str]] = (), jobs: Sequence[str] = (),
+                complexity: Optional[Complexity] = None) -> str:
     lines = []
-    for data, sub, cols in _sections(rows, costs, boot):
+    for data, sub, cols in _sections(rows, costs, boot, complexity):
         lines += [
             f"### {data} ({split} split, protocol `{protocol}`)",
             "",
@@ -171,9 +213,11 @@ def to_markdown(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap 
         ]
         lines += ["| " + " | ".join(c[2](r) for c in cols) + " |" for r in sub]
         lines.append("")
-    lines.append(f"*{caption(rows, protocol, split, boot, costs)}*")
-    if jobs:
-        lines += ["", *jobs]
+        lines += _other_protocol(sub)
+    lines.append(f"*{caption(rows, protocol, split, boot, costs, complexity)}*")
+    notes = [] if complexity is None else [f"Note: {n}" for n in complexity.notes]
+    if jobs or notes:
+        lines += ["", *notes, *jobs]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -184,14 +228,16 @@ def _tex(text: str) -> str:
 
 
 def to_latex(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
-             costs: Sequence[tuple[float, str, str]] = ()) -> str:
+             costs: Sequence[tuple[float, str, str]] = (), complexity: Optional[Complexity] = None) -> str:
     out = []
-    for data, sub, cols in _sections(rows, costs, boot):
+    for data, sub, cols in _sections(rows, costs, boot, complexity):
+        other = " ".join(_other_protocol(sub)).strip()
         out += [
             r"\begin{table}[t]",
             r"\centering",
             r"\small",
-            rf"\caption{{{_tex(data)}: {_tex(caption(sub, protocol, split, boot, costs))}}}",
+            rf"\caption{{{_tex(data)}: {_tex(caption(sub, protocol, split, boot, costs, complexity))}"
+            + (f" {_tex(other)}" if other else "") + "}",
             r"\begin{tabular}{" + "".join(c[1] for c in cols) + "}",
             r"\toprule",
             " & ".join(_tex(c[0]) for c in cols) + r" \\",

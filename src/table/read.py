@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from src.runs.result import ResultVersionError, RunResult, ScoreResult, parse_result
+from src.table.complexity import run_config
 
 DISPLAY = {"input": "rain input"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -34,6 +35,7 @@ class Run:
     n_images: Optional[int] = None
     cost: Optional[tuple[float, str, str]] = None  # (device-hours, device name, accelerator), see run_cost
     trained: bool = True  # False for --extra rows (scored from a folder of outputs: no seed)
+    config: Optional[Path] = None  # the run's saved config (.hydra/config.yaml), to build its network
 
 
 
@@ -128,7 +130,7 @@ def runs_from_dir(sweep_dir: Path, split: str, protocol: str) -> list[Run]:
         scores = _scores(report, protocol, f"{path} ({split})", problems)
         if scores is None:
             continue
-        runs.append(Run(model=str(result.model), cost=run_cost(result), **common, **scores))
+        runs.append(Run(model=str(result.model), cost=run_cost(result), config=run_config(path), **common, **scores))
         inp = result.report(f"{split}_input")
         if isinstance(inp, dict) and protocol in inp.get("mean", {}):
             scores = _scores(inp, protocol, f"{path} ({split}_input)", problems)

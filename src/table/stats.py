@@ -22,6 +22,7 @@ MODEL_ORDER = (
 )  # fmt: skip
 REFERENCES = ("spanet", "b_f")  # the default reference of the paired differences: SPANet (B_f in Table 4)
 MEASURES = ("psnr", "ssim")
+BEST = "best"  # --reference best: the differences are taken against the row of highest mean PSNR
 
 
 @dataclass
@@ -49,7 +50,12 @@ class Row:
     paper_ssim: Optional[float] = None
     paper_source: str = "-"
     per_image: Optional[dict[str, np.ndarray]] = None  # "names" (n,); "psnr", "ssim": (runs, n), see _per_image
-
+    paper_other: Optional[str] = None  # the published number under another protocol (not comparable), said so
+    configs: list[Any] = field(default_factory=list)  # the runs' saved configs (src/table/complexity.py)
+    params: Optional[int] = None  # parameters of the network the runs trained
+    macs: Optional[int] = None  # MACs of one forward pass at the table's size
+    s_per_mp: Optional[float] = None  # inference seconds per megapixel (--profile, on the table's machine)
+    peak_bytes: Optional[int] = None  # peak memory of that pass
 
 
 @dataclass(frozen=True)
@@ -184,15 +190,33 @@ def summarize(runs: Sequence[Run], protocol: str, boot: Bootstrap = Bootstrap(),
         )  # fmt: skip
         if row.per_image is not None:
             row.psnr_ci, row.ssim_ci = (_interval(row.per_image[m], None, boot) for m in MEASURES)
-        ref = paper_reference(data, model)
-        if ref is not None and paper_protocol(*ref) == protocol:
-            table, paper = ref
-            row.paper_psnr, row.paper_ssim, row.paper_source = paper.psnr, paper.ssim, table.name
+        if model != "input":
+            row.configs = [r.config for r in members if r.config is not None]
+        _paper_numbers(row, protocol)
         rows.append(row)
     rows.sort(key=lambda r: (r.data, _model_rank(r.model), r.label))
     for data in sorted({r.data for r in rows}):
         _paired_differences([r for r in rows if r.data == data], boot, reference)
     return rows
+
+
+def _paper_numbers(row: Row, protocol: str) -> None:
+    """The published number of the row's model: beside ours when computed under ``protocol``; else, when a paper
+    has one under another protocol, ``paper_other`` says which number, where and under what protocol."""
+    ref = paper_reference(row.data, row.model)
+    if ref is not None and paper_protocol(*ref) != protocol:  # another table may hold one under this protocol
+        ref = paper_reference(row.data, row.model, protocol) or ref
+    if ref is None:
+        return
+    table, paper = ref
+    copied = " (copied)" if getattr(paper, "copied", False) else ""
+    under = paper_protocol(*ref)
+    if under == protocol:
+        row.paper_psnr, row.paper_ssim, row.paper_source = paper.psnr, paper.ssim, table.name + copied
+        return
+    ssim = "-" if paper.ssim is None else f"{paper.ssim:.4f}"
+    row.paper_other = (f"{row.label}: {paper.psnr:.2f} / {ssim} in {table.name}{copied}, under "
+                       f"{'an unstated protocol' if under is None else 'protocol ' + under}")
 
 
 def _interval(values: np.ndarray, minus: Optional[np.ndarray], boot: Bootstrap) -> Optional[tuple[float, float]]:
@@ -204,8 +228,12 @@ def _std(values: Sequence[float]) -> Optional[float]:
 
 
 def reference_row(rows: Sequence[Row], reference: Optional[str]) -> Optional[Row]:
-    """The row the paired differences are taken against: --reference (a model or row label), else spanet,
-    else b_f (SPANet in the ablation); None when the data set has none or it is ambiguous (several schedules)."""
+    """The row the paired differences are taken against: --reference (a model or row label, or "best": the
+    trained row of highest mean PSNR), else spanet, else b_f (SPANet in the ablation); None when the data set has
+    none or it is ambiguous (several schedules)."""
+    if reference == BEST:
+        trained = [r for r in rows if r.seeds is not None]
+        return max(trained, key=lambda r: r.psnr) if trained else None
     candidates = (reference,) if reference else REFERENCES
     for name in candidates:
         found = [r for r in rows if r.label == name] or [r for r in rows if r.model == name]

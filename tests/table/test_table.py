@@ -377,7 +377,7 @@ def test_paper_numbers_only_beside_their_protocol(sweep, monkeypatch, tmp_path):
     real = stats.paper_reference
     table = types.SimpleNamespace(name="Table X", protocol="spanet")
 
-    def fake(data, model):
+    def fake(data, model, protocol=None):  # the same row whatever protocol is asked for
         if model == "ddn":  # a number copied from another paper: protocol unknown
             return table, types.SimpleNamespace(psnr=30.0, ssim=0.9, protocol=None)
         if model == "b_a":  # computed under y_matlab
@@ -390,6 +390,9 @@ def test_paper_numbers_only_beside_their_protocol(sweep, monkeypatch, tmp_path):
     spanet = make_table.main([str(sweep), "--out", str(tmp_path)])
     assert _row(spanet, "realrain", "ddn")[8:] == ["-", "-", "-"]
     assert _row(spanet, "realrain", "b_a")[8:] == ["-", "-", "-"]
+    # not beside ours, but said under the table, with the protocol it was computed under
+    assert ("b_a: 31.00 / 0.9100 in Table X, under protocol y_matlab; ddn: 30.00 / 0.9000 in Table X, under an "
+            "unstated protocol.") in spanet
     assert _row(spanet, "realrain", "spanet")[8:] == ["32.00", "0.9200", "Table X"]
     y = make_table.main([str(sweep), "--out", str(tmp_path), "--protocol", "y_matlab"])
     assert _row(y, "realrain", "b_a")[8:] == ["31.00", "0.9100", "Table X"]
@@ -539,3 +542,96 @@ def test_the_old_script_runs_the_package_table(tmp_path):
     proc = subprocess.run([sys.executable, "experiments/make_table.py", "--help"], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0 and "--resample-seeds" in proc.stdout and "SWEEP_DIR" in proc.stdout
+
+
+def test_todays_derainers_paper_numbers_under_their_protocol(tmp_path):
+    """The later papers' SPA-Data numbers are y_matlab: beside ours under y_matlab, named under the table
+    otherwise; a row a paper copied from an earlier one says so."""
+    root = tmp_path / "sota"
+    for i, (model, psnr) in enumerate((("restormer", 40.0), ("drsformer_spa", 41.0), ("prenet", 39.0))):
+        _write_run(root / str(i), model, "realrain", 1, psnr, 0.98)
+    y = make_table.main([str(root), "--protocol", "y_matlab", "--out", str(tmp_path)])
+    assert _row(y, "realrain", "restormer")[-3:] == ["47.98", "-", "DRSformer, Table 1"]
+    assert _row(y, "realrain", "drsformer_spa")[-3:] == ["48.54", "0.9924", "DRSformer, Table 1"]
+    assert _row(y, "realrain", "prenet")[-3:] == ["40.16", "-", "DRSformer, Table 1 (copied)"]
+    other = next(ln for ln in y.splitlines() if ln.startswith("Published under another protocol"))
+    assert other.endswith(": rain input: 32.64 / 0.9315 in Table 2, under protocol spanet.")  # only that one
+    spanet = make_table.main([str(root), "--out", str(tmp_path)])
+    assert _row(spanet, "realrain", "restormer")[-3:] == ["-", "-", "-"]
+    assert "drsformer_spa: 48.54 / 0.9924 in DRSformer, Table 1, under protocol y_matlab" in spanet
+    assert "prenet: 40.16 / - in DRSformer, Table 1 (copied), under protocol y_matlab" in spanet
+
+
+def test_reference_best_is_the_row_of_highest_mean_psnr(tmp_path):
+    root = tmp_path / "best"
+    for model, psnr in (("b_f", 30.0), ("ddn", 31.5), ("rescan", 31.0)):
+        _write_run(root / model, model, "synthetic", 1, psnr, 0.9)
+    markdown = make_table.main([str(root), "--reference", "best"])
+    assert _header(markdown, "synthetic")[4] == "Δ PSNR vs ddn"
+    assert _row(markdown, "synthetic", "ddn")[4] == "(reference)"
+    assert _row(markdown, "synthetic", "b_f")[4].startswith("-1.50 [")
+    assert "Δ PSNR vs b_f" in _header(make_table.main([str(root)]), "synthetic")  # the default is unchanged
+
+
+def _net_runs(root: Path, widths: dict) -> dict:
+    """Runs of NAFNet at tiny widths (run -> width), each with the saved config src.train leaves beside its
+    metrics.json; returns run -> network built from it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from tests.conftest import CONF
+
+    nets = {}
+    for i, (name, width) in enumerate(widths.items()):
+        model, seed = name.split("-")
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("train", [f"model={model}", f"model.net.width={width}", "model.net.enc_blk_nums=[1,1,1,1]",
+                                    "model.net.middle_blk_num=1", "model.net.dec_blk_nums=[1,1,1,1]"])
+        GlobalHydra.instance().clear()
+        _write_run(root / str(i), model, "synthetic", int(seed), 20.0 + i, 0.8)
+        (root / str(i) / ".hydra").mkdir()
+        OmegaConf.save(cfg, root / str(i) / ".hydra" / "config.yaml")
+        nets[name] = instantiate(cfg.model.net)
+    return nets
+
+
+def test_params_and_macs_of_the_networks_the_runs_trained(tmp_path):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    root = tmp_path / "nets"
+    nets = _net_runs(root, {"nafnet-1": 4, "nafnet-2": 4})
+    markdown = make_table.main([str(root), "--size", "32", "--bootstrap", "100"])
+    header, row = _header(markdown, "synthetic"), _row(markdown, "synthetic", "nafnet")
+    assert header[-2:] == ["params", "GMACs (32x32)"] and _row(markdown, "synthetic", "rain input")[-2:] == ["-", "-"]
+    assert int(row[-2].replace(",", "")) == sum(p.numel() for p in nets["nafnet-1"].parameters())
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        nets["nafnet-1"].eval()(torch.rand(1, 3, 32, 32))
+    assert float(row[-2 + 1]) * 1e9 == pytest.approx(counter.get_total_flops() / 2, rel=0.1)
+    assert "3x32x32 image (ptflops" in markdown and "Note:" not in markdown
+    assert "params" not in _header(make_table.main([str(root), "--size", "0"]), "synthetic")  # --size 0: none
+
+
+def test_runs_of_one_row_with_different_networks_are_noted(tmp_path, capsys):
+    root = tmp_path / "nets"
+    nets = _net_runs(root, {"nafnet-1": 4, "nafnet-2": 8})
+    markdown = make_table.main([str(root), "--size", "32", "--bootstrap", "0"])
+    assert "Note: synthetic / nafnet: the runs trained networks of different sizes" in markdown
+    row = _row(markdown, "synthetic", "nafnet")
+    assert int(row[-2].replace(",", "")) == sum(p.numel() for p in nets["nafnet-1"].parameters())
+    assert "different sizes" in capsys.readouterr().err
+
+
+def test_profile_measures_inference_on_this_machine(tmp_path):
+    root = tmp_path / "nets"
+    _net_runs(root, {"nafnet-1": 4})
+    markdown = make_table.main([str(root), "--size", "32", "--bootstrap", "0", "--profile", "--profile-device", "cpu",
+                                "--profile-repeats", "1"])  # fmt: skip
+    header, row = _header(markdown, "synthetic"), _row(markdown, "synthetic", "nafnet")
+    assert header[-4:] == ["params", "GMACs (32x32)", "s/MP", "peak GiB"]
+    assert float(row[-2]) > 0 and float(row[-1]) >= 0
+    assert "inference measured when the table was drawn, on " in markdown and "(cpu, " in markdown
+    assert "median of 1 forward passes of one 32x32 image" in markdown
