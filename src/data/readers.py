@@ -27,6 +27,7 @@ import warnings
 from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 
 from src.utils.errors import ConfigValueError
+from src.utils.files import natural_key
 from src.utils.image_io import is_image_file
 
 #: DID-MDN density labels (the release's training code): 0 heavy, 1 medium, 2 light; -1 = unknown.
@@ -69,11 +70,6 @@ class ReadResult(NamedTuple):
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
-def natural_key(text: str) -> list:
-    """Sort key that orders embedded numbers numerically ("rain-2" < "rain-10")."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
-
-
 def require_dir(path: str, what: str) -> str:
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{what}: folder not found: {path}")

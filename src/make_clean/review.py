@@ -47,8 +47,9 @@ from omegaconf import DictConfig
 
 from src.make_clean.algorithm import BAND_PIXELS, DENSITY_FRAMES, density_step, frames_for_density
 from src.make_clean.cli import CONFIG_PATH, choice, integer, number, read_options, run_main, text
-from src.make_clean.io import PathLike, count_frames, is_clip, iter_frames, write_image, write_json
+from src.make_clean.io import PathLike, write_image, write_json
 from src.make_clean.pipeline import generate
+from src.utils.video_io import count_frames, is_clip, iter_frames
 
 STATE_FILE, DECISIONS_FILE, INDEX_FILE = "state.json", "decisions.csv", "index.html"
 COLUMNS = ("clip", "frames", "decision", "density")

@@ -18,7 +18,7 @@ from skimage import data as skdata
 
 from src.utils.image_io import ImageReadError
 from src.eval import main as eval_main  # noqa: F401  (entry point importable)
-from src.eval import evaluate_folder
+from src.runs.evaluation import evaluate_folder
 from src.metrics import score_all
 from src.predict import predict
 from src.models.spanet import SPANet
@@ -123,7 +123,7 @@ def _scores(pred_file, gt_file):
 
 
 def test_predict_then_eval_of_its_folder_scores_exactly_the_derained_images(tmp_path, caplog):
-    from src.eval import evaluate
+    from src.runs.evaluation import evaluate
     from tests.inference.conftest import make_checkpoint
 
     rain, gt = _rain_and_gt(tmp_path)

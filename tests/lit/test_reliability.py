@@ -18,7 +18,7 @@ import lightning as L
 import pytest
 import torch
 
-from src.eval import check_result, evaluate_checkpoint
+from src.runs.evaluation import check_result, evaluate_checkpoint
 from src.runs.checkpoint_io import AtomicCheckpointIO, NonFiniteError
 from src.train import IncompleteRunError, main as train_main, train
 from src.runs.guards import RunDirExistsError, refuse_existing_run

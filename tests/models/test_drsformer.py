@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from src.eval import evaluate_checkpoint
+from src.runs.evaluation import evaluate_checkpoint
 from src.models.drsformer import DRSformer
 from src.models.drsformer_spa import DRSformerSPA
 from src.train import train
