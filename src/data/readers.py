@@ -56,7 +56,7 @@ class Pair(NamedTuple):
     group: str = ""
     halves: Optional[str] = None
 
-    def swapped(self) -> "Pair":
+    def swapped(self) -> Pair:
         """The same pair with rainy and clean exchanged."""
         if self.halves is not None:
             return self._replace(halves=ORDERS[1 - ORDERS.index(self.halves)])
@@ -174,7 +174,7 @@ def read_pair_list(list_file: str, root: str, label: int = -1) -> ReadResult:
     entries: list[tuple[str, str]] = []
     lineno = 0
     try:
-        with open(list_file, "r", encoding="utf-8", newline=None) as f:
+        with open(list_file, encoding="utf-8", newline=None) as f:
             for lineno, line in enumerate(f, 1):
                 fields = line.split()
                 if not fields:

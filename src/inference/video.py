@@ -21,7 +21,6 @@ import imageio.v3 as iio
 import numpy as np
 
 
-
 class VideoReadError(OSError):
     """A video file exists but cannot be decoded."""
 
@@ -153,7 +152,7 @@ class VideoWriter:
             self._writer.close()
             self._writer = None
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, *exc) -> None:

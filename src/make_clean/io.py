@@ -80,7 +80,7 @@ class FrameCache:
             self._file.close()
         self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "FrameCache":
+    def __enter__(self) -> FrameCache:
         return self
 
     def __exit__(self, *exc) -> None:
