@@ -12,7 +12,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-fast clean-logs bench
+.PHONY: install train test test-fast lint clean-logs bench
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ test: install
 
 test-fast: install  # the suite without the end-to-end runs marked slow (sweeps, DDP)
 	WANDB_MODE=offline OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+lint: install  # ruff's lint rules and the import contracts of pyproject.toml (tests/test_architecture.py runs the latter too)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: install
 	$(PY) experiments/bench_spanet.py

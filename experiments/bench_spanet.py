@@ -112,7 +112,7 @@ def main(argv=None) -> dict:
     load_start = _loadavg()
     src = torch.ones(64 << 20, device=device)  # 256 MB, pages touched
     dst = torch.zeros_like(src)
-    copy_ms = median_ms(lambda: dst.copy_(src), repeats=10, warmup=2)
+    copy_ms = median_ms(lambda: dst.copy_(src), repeats=10, warmup=2)  # noqa: F821 (run before the del below)
     bandwidth = 2 * src.numel() * src.element_size() / (copy_ms * 1e-3)  # bytes / s
     del src, dst
 
@@ -141,9 +141,9 @@ def main(argv=None) -> dict:
         b = (torch.rand(4, CHANNELS, generator=g) * 2 - 1).to(device).requires_grad_()
         grad = torch.randn((batch, 4, *shape[1:]), generator=g).to(device)
 
-        def irnn_step(backend):
-            x.grad = w.grad = b.grad = None
-            irnn(x, w, b, backend).backward(grad)
+        def irnn_step(backend):  # called in this iteration, before the del below
+            x.grad = w.grad = b.grad = None  # noqa: F821
+            irnn(x, w, b, backend).backward(grad)  # noqa: F821
 
         r[f"irnn_{auto}_ms"] = median_ms(lambda: irnn_step(auto), args.irnn_repeats, args.warmup)
         if auto != "torch":

@@ -76,7 +76,7 @@ def measure(name: str, images, args) -> dict:
     to_np = lambda t: t[0].float().numpy().transpose(1, 2, 0)  # noqa: E731
     whole = {}
     with torch.inference_mode():
-        for img, rain, clean in images:
+        for img, rain, _clean in images:
             whole[img] = to_np(net(to_t(rain))["out"])
         rows, chosen = [], None
         for overlap in args.overlaps:

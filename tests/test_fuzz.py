@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from src.data.check import check_module
-from src.utils.image_io import read_array
 from src.data.paired_module import PairedDataModule
 from src.data.readers import read_layout, read_pair_list, split_groups
 from src.data.transforms import build_train_transform
 from src.utils.checkpoint import read_checkpoint
+from src.utils.image_io import read_array
 
 FUZZ = settings(max_examples=40, deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture],
                 derandomize=True)

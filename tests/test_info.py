@@ -11,7 +11,7 @@ from src.info import GROUPS, entries, first_sentence, show
 
 @pytest.mark.parametrize("group", [g for g in GROUPS if g != "model"])
 def test_every_config_has_a_description(group):
-    for name, facts, lines in entries(group):
+    for name, _facts, lines in entries(group):
         assert lines and len(lines[0]) > 20, f"conf/{group}/{name}.yaml: no header comment to describe it"
 
 

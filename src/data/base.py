@@ -41,8 +41,6 @@ from src.data.progressive import KeyBatches, ProgressiveSampler, check_schedule_
 from src.data.progressive import check_processes as check_stage_processes
 from src.utils.errors import ConfigValueError
 
-from src.utils.errors import ConfigValueError
-
 
 def size_key(value: Any, key: str, minimum: int = 1, allow_none: bool = False) -> Optional[int]:
     """An integer config value of at least ``minimum`` (a size, a count), or a :class:`ConfigValueError` naming the
@@ -109,7 +107,7 @@ class _TrainLoader(DataLoader):
     """The training ``DataLoader``, resumable the way Lightning expects (``state_dict``/``load_state_dict``, saved
     in checkpoints and loaded before iterating): its state is the data module's position in the epoch order."""
 
-    def __init__(self, datamodule: "DerainDataModule", *args, **kwargs) -> None:
+    def __init__(self, datamodule: DerainDataModule, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._datamodule = datamodule
 

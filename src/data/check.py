@@ -38,12 +38,11 @@ from typing import Any, Iterable, Optional
 import hydra
 from omegaconf import DictConfig
 
-from src.utils.image_io import grey_levels, read_array
 from src.data.readers import LABEL_NAMES, Pair, ReadResult
 from src.utils.config import require_set
 from src.utils.errors import ConfigValueError, refusals_exit
 from src.utils.files import atomic_write, refuse_existing
-
+from src.utils.image_io import grey_levels, read_array
 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from src.utils.image_io import grey_levels, read_array
 from src.data.readers import ORDERS, Pair, evenly_spaced
 from src.data.transforms import sub_crop
+from src.utils.image_io import grey_levels, read_array
 
 _HALVES = (None,) + ORDERS  # code 0: two files; 1: left rainy; 2: left clean
 

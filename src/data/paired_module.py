@@ -34,8 +34,17 @@ from torch.utils.data import Dataset
 
 from src.data.base import DerainDataModule
 from src.data.paired import PairedDataset, check_orientation
-from src.data.readers import (LAYOUTS, ORDERS, ReadResult, check_holdout, evenly_spaced, read_layout, require_pairs,
-                              split_groups, warn_missing)
+from src.data.readers import (
+    LAYOUTS,
+    ORDERS,
+    ReadResult,
+    check_holdout,
+    evenly_spaced,
+    read_layout,
+    require_pairs,
+    split_groups,
+    warn_missing,
+)
 from src.data.transforms import build_train_transform, with_train_flips, with_train_patch
 
 logger = logging.getLogger(__name__)

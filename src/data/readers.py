@@ -27,6 +27,7 @@ import warnings
 from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 
 from src.utils.errors import ConfigValueError
+from src.utils.files import natural_key
 from src.utils.image_io import is_image_file
 
 #: DID-MDN density labels (the release's training code): 0 heavy, 1 medium, 2 light; -1 = unknown.
@@ -55,7 +56,7 @@ class Pair(NamedTuple):
     group: str = ""
     halves: Optional[str] = None
 
-    def swapped(self) -> "Pair":
+    def swapped(self) -> Pair:
         """The same pair with rainy and clean exchanged."""
         if self.halves is not None:
             return self._replace(halves=ORDERS[1 - ORDERS.index(self.halves)])
@@ -69,11 +70,6 @@ class ReadResult(NamedTuple):
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
-def natural_key(text: str) -> list:
-    """Sort key that orders embedded numbers numerically ("rain-2" < "rain-10")."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
-
-
 def require_dir(path: str, what: str) -> str:
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{what}: folder not found: {path}")
@@ -178,7 +174,7 @@ def read_pair_list(list_file: str, root: str, label: int = -1) -> ReadResult:
     entries: list[tuple[str, str]] = []
     lineno = 0
     try:
-        with open(list_file, "r", encoding="utf-8", newline=None) as f:
+        with open(list_file, encoding="utf-8", newline=None) as f:
             for lineno, line in enumerate(f, 1):
                 fields = line.split()
                 if not fields:

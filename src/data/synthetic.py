@@ -20,7 +20,7 @@ Colour space: RGB, float32 in [0, 1], arrays H x W x 3 (numpy); datasets return 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Optional, Sequence
 
 import numpy as np
@@ -54,7 +54,7 @@ PHOTOS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_photo(name: str) -> np.ndarray:
     """A bundled photo as float32 RGB H x W x 3 in [0, 1] (read-only, cached)."""
     if name not in PHOTOS:
@@ -81,7 +81,7 @@ class RainParams:
     haze: float = 0.0  # 0 = none; fraction of atmospheric light mixed in
 
     @staticmethod
-    def sample(rng: np.random.Generator, level: int, haze_prob: float = 0.0) -> "RainParams":
+    def sample(rng: np.random.Generator, level: int, haze_prob: float = 0.0) -> RainParams:
         """Random parameters for density level 0 heavy, 1 medium, 2 light."""
         lo, hi = {0: (0.010, 0.020), 1: (0.004, 0.010), 2: (0.001, 0.004)}[level]
         b_lo, b_hi = {0: (0.35, 0.7), 1: (0.3, 0.6), 2: (0.25, 0.5)}[level]

@@ -68,7 +68,7 @@ class Derainer:
 
     @torch.inference_mode()
     def forward(self, batch: Tensor) -> dict:
-        """The network on a batch already on the device (pads and crops for the network)."""
+        """The network on a batch already on the device (each network pads and crops for itself)."""
         with self._autocast():
             return self.module.predict_full(batch)
 

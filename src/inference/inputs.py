@@ -19,9 +19,9 @@ from typing import Optional
 
 import numpy as np
 
-from src.inference.video import frames_folder, is_video_file
 from src.utils.errors import ConfigValueError
 from src.utils.image_io import ImageReadError, decode, is_image_file, probe, to_float
+from src.utils.video_io import frame_files, is_video_file
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def collect_inputs(path: str, frames: bool = False) -> Inputs:
     """The inputs of ``input=PATH``; ``frames``: PATH is a folder of frames to derain as one video."""
     p = Path(path)
     if p.is_file():
-        if is_video_file(p.name):
+        if is_video_file(p):
             return Inputs("video", [p], p, [])
         if not is_image_file(p.name):
             raise ConfigValueError(f"input={path}: neither an image nor a video file (by its extension)")
@@ -59,10 +59,10 @@ def collect_inputs(path: str, frames: bool = False) -> Inputs:
     if not p.is_dir():
         raise InputNotFoundError(f"input={path}: no such file or directory")
     if frames:
-        return Inputs("frames", frames_folder(p), p, [p])
+        return Inputs("frames", frame_files(p), p, [p])
     files = sorted(f for f in p.iterdir() if f.is_file() and is_image_file(f.name))
     if not files:
-        videos = [f.name for f in p.iterdir() if f.is_file() and is_video_file(f.name)]
+        videos = [f.name for f in p.iterdir() if is_video_file(f)]
         hint = f" (it holds videos: pass one file, e.g. input={p / videos[0]})" if videos else ""
         raise InputNotFoundError(f"input={path}: the directory holds no image files{hint}")
     return Inputs("images", files, p, [p])

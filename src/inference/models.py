@@ -23,11 +23,11 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.data.readers import natural_key
 from src.inference.engine import Derainer
 from src.utils.checkpoint import Checkpoint
-from src.utils.errors import ConfigValueError
 from src.utils.config import stored_with_overrides, user_overrode
+from src.utils.errors import ConfigValueError
+from src.utils.files import natural_key
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 from src.inference.engine import Derainer
 from src.metrics.figures import _resize, compare_figure, comparison_grid, heat_map, to_uint8
 from src.inference.inputs import Inputs, read_input
-from src.metrics.folder import PREDICT_SIDE_FOLDERS
 from src.inference.video import VideoReadError, VideoWriter, iter_video, video_info
+from src.metrics.folder import PREDICT_SIDE_FOLDERS
 from src.utils.image_io import ImageReadError
 
 log = logging.getLogger(__name__)
@@ -334,5 +334,5 @@ def finish(inputs: Inputs, written: list[Path], failed: list[str], out_dir: Path
     if inputs.kind == "video" and failed:
         raise VideoReadError(f"input={inputs.root}: the video was derained only in part:\n  " + "\n  ".join(failed))
     if failed:
-        raise ImageReadError("could not read %d of %d %s; the others were derained:\n  %s"
-                             % (len(failed), total, what, "\n  ".join(failed)))
+        listing = "\n  ".join(failed)
+        raise ImageReadError(f"could not read {len(failed)} of {total} {what}; the others were derained:\n  {listing}")

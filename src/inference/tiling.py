@@ -39,7 +39,6 @@ from torch import Tensor
 
 from src.ops.cbuild import cache_dir
 
-
 Forward = Callable[[Tensor], dict]
 
 
@@ -277,7 +276,7 @@ def bytes_per_pixel(forward: Forward, device: torch.device, dtype: torch.dtype =
     peaks = []
     for side in probe:
         x = torch.rand(1, 3, side, side, device=device, dtype=dtype)
-        run = lambda: forward(x)  # noqa: E731
+        run = lambda: forward(x)  # noqa: E731, B023 (called within this iteration)
         run()  # warm-up: lazily built kernels, allocator pools
         peak = _cuda_peak(run, device) if device.type == "cuda" else _cpu_peak(run)
         if peak is None:

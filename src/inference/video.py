@@ -5,8 +5,8 @@
 * :func:`declared_frames`: the number of frames the container lists for its video track (the sample table of
   the MP4 / MOV family: .mp4 .m4v .mov .3gp), to tell a clip that is cut short; None for containers that
   declare no count (Matroska, WebM, AVI, fragmented MP4, ...).
-* :func:`frames_folder` lists a folder of frames (image files) in natural order (``frame2`` before
-  ``frame10``) as one clip.
+* Which files are videos, and a folder of frames in clip order: :mod:`src.utils.video_io` (shared with
+  :mod:`src.make_clean`).
 * :class:`VideoWriter` writes uint8 RGB frames at a given frame rate, keeping the exact frame size: H.264 in
   yuv420p needs even sizes, so odd-sized clips are written in yuv444p (also H.264) instead of being resized.
 """
@@ -19,12 +19,6 @@ from typing import Iterator, Optional
 
 import imageio.v3 as iio
 import numpy as np
-
-from src.make_clean.io import VIDEO_EXTENSIONS, frame_files  # one list of video types, one frame order
-
-
-def is_video_file(name: str) -> bool:
-    return name.lower().endswith(VIDEO_EXTENSIONS)
 
 
 class VideoReadError(OSError):
@@ -125,11 +119,6 @@ def iter_video(path: Path) -> Iterator[np.ndarray]:
         raise VideoReadError(f"{path}: video decoding failed ({type(exc).__name__}: {exc})") from exc
 
 
-def frames_folder(folder: Path) -> list[Path]:
-    """The image files of ``folder`` in natural order (``frame2`` before ``frame10``), as frames of one clip."""
-    return frame_files(folder)
-
-
 class VideoWriter:
     """Write uint8 RGB frames to ``path`` at ``fps`` with ffmpeg (H.264); the first frame fixes the size."""
 
@@ -163,7 +152,7 @@ class VideoWriter:
             self._writer.close()
             self._writer = None
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, *exc) -> None:

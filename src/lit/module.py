@@ -20,8 +20,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from src.utils.checkpoint import NonFiniteError, require_finite_weights
 from src.metrics import ProtocolMetrics, ScoreCache
+from src.utils.checkpoint import NonFiniteError, require_finite_weights
 
 
 def _float32(v):

@@ -49,10 +49,11 @@ import imageio.v3 as iio
 from omegaconf import DictConfig
 
 from src.make_clean.cli import CONFIG_PATH, boolean, integer, read_options, run_main, text
-from src.make_clean.io import PathLike, iter_frames, write_image
+from src.make_clean.io import PathLike, write_image
 from src.make_clean.review import DECISIONS_FILE, STATE_FILE, load_state, read_decisions
 from src.utils.errors import ConfigValueError
 from src.utils.files import atomic_write, refuse_existing
+from src.utils.video_io import iter_frames
 
 RAIN_DIR, CLEAN_DIR, SCENES_FILE, TEST_DIR = "real_world", "real_world_gt", "scenes.csv", "real_test_1000"
 #: Where ``data_config=NAME`` writes NAME.yaml: the suite's data config group (``data=NAME`` selects it).

@@ -47,8 +47,9 @@ from omegaconf import DictConfig
 
 from src.make_clean.algorithm import BAND_PIXELS, DENSITY_FRAMES, density_step, frames_for_density
 from src.make_clean.cli import CONFIG_PATH, choice, integer, number, read_options, run_main, text
-from src.make_clean.io import PathLike, count_frames, is_clip, iter_frames, write_image, write_json
+from src.make_clean.io import PathLike, write_image, write_json
 from src.make_clean.pipeline import generate
+from src.utils.video_io import count_frames, is_clip, iter_frames
 
 STATE_FILE, DECISIONS_FILE, INDEX_FILE = "state.json", "decisions.csv", "index.html"
 COLUMNS = ("clip", "frames", "decision", "density")
@@ -229,7 +230,7 @@ def review(clips_dir: PathLike, out_dir: PathLike, density: str = "normal", gain
     statuses: dict[str, str] = {}
 
     for name in sorted(set(state["clips"]) - set(clips)):
-        warnings.warn(f"{name}: in {out_dir / STATE_FILE} but no longer in {clips_dir}; left as it was")
+        warnings.warn(f"{name}: in {out_dir / STATE_FILE} but no longer in {clips_dir}; left as it was", stacklevel=2)
 
     def make(name: str, entry: dict, frames: int) -> None:
         version = _new_version(name, clips[name], frames, entry["density"], out_dir, gain, cache_dir, band_pixels)
@@ -270,7 +271,8 @@ def review(clips_dir: PathLike, out_dir: PathLike, density: str = "normal", gain
 
     for (clip, frames) in sorted(set(decisions.verdict) - {(c, v["frames"]) for c, e in state["clips"].items()
                                                           for v in e["versions"]}):
-        warnings.warn(f"{decisions_path}: the decision for {clip} at {frames} frames matches no generated version")
+        warnings.warn(f"{decisions_path}: the decision for {clip} at {frames} frames matches no generated version",
+                      stacklevel=2)
     append_rows(decisions_path, [(name, e["versions"][-1]["frames"], "", e["density"])
                                  for name, e in sorted(state["clips"].items())
                                  if name in clips and (name, e["versions"][-1]["frames"]) not in decisions.rows])

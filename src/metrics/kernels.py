@@ -29,7 +29,7 @@ Everything runs on the device of its inputs.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Callable, Optional
 
 import torch
@@ -54,7 +54,7 @@ CPU_CHANNEL_GROUP = 4
 """On the CPU, images are filtered together only while their channels number at most this many."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def gaussian_taps(size: int = 11, sigma: float = 1.5) -> tuple[float, ...]:
     """1-D Gaussian window, normalised to sum 1 (its outer product is MATLAB's ``fspecial('gaussian')``)."""
     half = (size - 1) / 2
@@ -63,7 +63,7 @@ def gaussian_taps(size: int = 11, sigma: float = 1.5) -> tuple[float, ...]:
     return tuple(v / total for v in raw)
 
 
-@lru_cache(maxsize=None)
+@cache
 def uniform_taps(size: int = 7) -> tuple[float, ...]:
     """1-D uniform window (each tap ``1 / size``)."""
     return (1.0 / size,) * size

@@ -56,7 +56,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
 #: H and W must be multiples of this (the deepest stream downsamples 3 times) ...
 SIZE_MULTIPLE = 8
 #: ... and at least this (the largest pyramid pool)

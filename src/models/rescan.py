@@ -189,7 +189,7 @@ class RESCAN(nn.Module):
         states: list = [None] * len(self.units)
         rain_layers: list[Tensor] = []
         h = x
-        for s in range(self.stages):
+        for _ in range(self.stages):
             for j, unit in enumerate(self.units):
                 h, states[j] = unit(h, states[j])
             rain = self.decoder(h)

@@ -40,7 +40,7 @@ class Band:
         """Image rows [a, b) of the band."""
         return self.t[:, :, a - self.top:b - self.top]
 
-    def like(self, t: Tensor) -> "Band":
+    def like(self, t: Tensor) -> Band:
         """Another tensor over the same rows (an element-wise result)."""
         return Band(t, self.top, self.height, self.want)
 

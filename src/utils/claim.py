@@ -71,15 +71,15 @@ class OutputClaim:
         self._mine: Optional[bytes] = None
 
     @classmethod
-    def for_folder(cls, folder: PathLike) -> "OutputClaim":
+    def for_folder(cls, folder: PathLike) -> OutputClaim:
         return cls(Path(folder) / ".claim", f"output folder {folder}")
 
     @classmethod
-    def for_file(cls, file: PathLike) -> "OutputClaim":
+    def for_file(cls, file: PathLike) -> OutputClaim:
         file = Path(file)
         return cls(file.with_name(f".{file.name}.claim"), f"output file {file}")
 
-    def acquire(self) -> "OutputClaim":
+    def acquire(self) -> OutputClaim:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_ticks(os.getpid()),
               "since": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -130,7 +130,7 @@ class OutputClaim:
                     self.path.unlink()
             self._mine = None
 
-    def __enter__(self) -> "OutputClaim":
+    def __enter__(self) -> OutputClaim:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

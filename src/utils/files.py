@@ -6,6 +6,7 @@
   old file and removes the temporary one. (A SIGKILL can leave the hidden temporary ``.<name>.<random>.tmp``
   behind; it is never read by the suite and can be deleted.)
 * :func:`write_json` writes a JSON document that way (to one or several paths).
+* :func:`natural_key` sorts names with their numbers compared by value (``rain-2`` before ``rain-10``).
 * :func:`refuse_existing` is the one guard of every entry point that writes results (``overwrite=true`` lifts it).
 """
 
@@ -15,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
@@ -23,6 +25,11 @@ from src.utils.errors import OutputExistsError
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders embedded numbers numerically ("rain-2" < "rain-10")."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
 def _umask() -> int:

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from src.utils.image_io import ImageReadError
 from src.data.paired import PairedDataset
 from src.data.readers import Pair
 from src.train import train
+from src.utils.image_io import ImageReadError
 from tests.data.conftest import Tree, add_rain, clean_image
 
 

@@ -10,16 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from PIL import Image
 
 from src.data.check import check_module, main, run
-from src.utils.errors import ConfigValueError, OutputExistsError
 from src.data.didmdn import DIDMDNDataModule
 from src.data.paired_module import PairedDataModule
 from src.data.realrain import RealRainDataModule
+from src.utils.errors import ConfigValueError, OutputExistsError
 from tests.data.conftest import Tree, add_rain, build_spa, clean_image, write
 from tests.make_clean.conftest import run_cli
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from src.utils.image_io import ImageReadError, read_array, read_image
 from src.data.paired import PairedDataset, check_orientation, load_pair
 from src.data.paired_module import PairedDataModule
 from src.data.readers import Pair, read_layout
-from src.data.transforms import (RandomCrop, RandomFlip, RandomResizedCrop, RandomScale, build_train_transform)
+from src.data.transforms import RandomCrop, RandomFlip, RandomResizedCrop, RandomScale, build_train_transform
+from src.utils.image_io import ImageReadError, read_array, read_image
 from tests.data.conftest import clean_image, write
 
 NO_AUG = {"crop": None}

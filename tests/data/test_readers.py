@@ -7,8 +7,18 @@ import warnings
 
 import pytest
 
-from src.data.readers import (Pair, ReadResult, list_images, read_layout, read_pair_list, require_pairs, scene_id,
-                              side_by_side_pairs, split_groups, warn_missing)
+from src.data.readers import (
+    Pair,
+    ReadResult,
+    list_images,
+    read_layout,
+    read_pair_list,
+    require_pairs,
+    scene_id,
+    side_by_side_pairs,
+    split_groups,
+    warn_missing,
+)
 from src.utils.errors import ConfigValueError
 from tests.data.conftest import SPA_SCENES, build_spa
 
@@ -53,7 +63,7 @@ def test_pair_list_line_leaving_the_root_is_refused(tmp_path, bad):
     lst = tree.root / "real_world.txt"
     lines = lst.read_text().splitlines()
     lst.write_text("\n".join(lines[:2] + [f"{bad} /real_world_gt/000/000_0_0.png"] + lines[2:]) + "\n")
-    with pytest.raises(ValueError, match=rf"real_world\.txt:3: .* steps out of its folder with '\.\.'"):
+    with pytest.raises(ValueError, match=r"real_world\.txt:3: .* steps out of its folder with '\.\.'"):
         read_pair_list(str(lst), str(tree.root))
     lst.write_text("\n".join(lines + ["/real_world/000/000-1/x..y.png /real_world_gt/000/000_0_0.png"]) + "\n")
     assert len(read_pair_list(str(lst), str(tree.root)).missing) == 4  # x..y.png is a name (missing here)

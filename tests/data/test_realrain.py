@@ -14,8 +14,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 from src.data.base import sample_seed
-from src.utils.config import require_set
 from src.data.realrain import RealRainDataModule, internet_images
+from src.utils.config import require_set
 
 CONF = os.path.join(os.path.dirname(__file__), "..", "..", "conf")
 SMALL = {"crop": 16}

@@ -3,7 +3,13 @@ import pytest
 import torch
 
 from src.data.synthetic import (
-    LEVELS, RainParams, SyntheticRainDataModule, SyntheticRainDataset, _line_kernel, composite, make_rain_video,
+    LEVELS,
+    RainParams,
+    SyntheticRainDataModule,
+    SyntheticRainDataset,
+    _line_kernel,
+    composite,
+    make_rain_video,
     render_rain_layer,
 )
 

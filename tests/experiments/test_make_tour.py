@@ -4,7 +4,6 @@ image's own resolution), the PNG size budget, and the committed pictures of READ
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import imageio.v3 as iio
 import matplotlib

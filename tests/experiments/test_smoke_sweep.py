@@ -177,6 +177,9 @@ def check_sweep(sweep: Path, env: dict) -> None:
     proc = run(["-m", "src.table", str(sweep)], env, timeout=300)
     markdown = (sweep / "table.md").read_text()
     assert proc.stdout.strip() == markdown.strip()
+    old = run(["experiments/make_table.py", str(sweep), "--out", str(sweep.parent / "old")], env, timeout=300)
+    assert old.stdout == proc.stdout and (sweep.parent / "old" / "table.md").read_text() == markdown  # same table
+    assert (sweep.parent / "old" / "table.tex").read_text() == (sweep / "table.tex").read_text()
     assert "Incomplete sweep" not in markdown  # all 12 jobs of multirun.yaml finished
     assert markdown.count("\n| ") == 1 + 1 + len(MODELS)  # header, rain input, six models
     header = table_cells(markdown, "model")

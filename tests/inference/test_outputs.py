@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from src.utils.errors import ConfigValueError
 from src.inference.inputs import check_stems, collect_inputs
 from src.inference.models import checkpoint_files, unique_labels
+from src.utils.errors import ConfigValueError
 
 
 def test_a_sweep_directory_gives_each_runs_best_checkpoint_or_its_last(tmp_path):

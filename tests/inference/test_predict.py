@@ -3,19 +3,18 @@ compare figures with ground truth, videos and folders of frames."""
 
 from __future__ import annotations
 
-
 import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 from skimage import data as skdata
 
-from src.inference.inputs import GroundTruthError
-from src.utils.image_io import ImageReadError
 from src.inference import engine
-from src.metrics.figures import GAP, heat_map
+from src.inference.inputs import GroundTruthError
 from src.inference.video import VideoWriter, iter_video, video_info
 from src.metrics import psnr_spanet, ssim_spanet
+from src.metrics.figures import GAP, heat_map
+from src.utils.image_io import ImageReadError
 from tests.inference.conftest import load_net, make_checkpoint, run_predict, to_tensor
 
 

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -16,13 +15,13 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from skimage import data as skdata
 
-from src.utils.image_io import ImageReadError
 from src.eval import main as eval_main  # noqa: F401  (entry point importable)
-from src.eval import evaluate_folder
 from src.metrics import score_all
-from src.predict import predict
 from src.models.spanet import SPANet
+from src.predict import predict
+from src.runs.evaluation import evaluate_folder
 from src.utils.checkpoint import load_net_weights
+from src.utils.image_io import ImageReadError
 from tests.conftest import ROOT, compose_cfg
 
 RELEASE = ROOT / "weights" / "spanet_release.pt"
@@ -123,7 +122,7 @@ def _scores(pred_file, gt_file):
 
 
 def test_predict_then_eval_of_its_folder_scores_exactly_the_derained_images(tmp_path, caplog):
-    from src.eval import evaluate
+    from src.runs.evaluation import evaluate
     from tests.inference.conftest import make_checkpoint
 
     rain, gt = _rain_and_gt(tmp_path)

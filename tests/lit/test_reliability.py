@@ -18,10 +18,11 @@ import lightning as L
 import pytest
 import torch
 
-from src.eval import check_result, evaluate_checkpoint
 from src.runs.checkpoint_io import AtomicCheckpointIO, NonFiniteError
-from src.train import IncompleteRunError, main as train_main, train
+from src.runs.evaluation import check_result, evaluate_checkpoint
 from src.runs.guards import RunDirExistsError, refuse_existing_run
+from src.train import IncompleteRunError, train
+from src.train import main as train_main
 from tests.conftest import ROOT, compose_cfg
 
 
@@ -219,8 +220,8 @@ def test_eval_overrides_apply_on_top_of_the_stored_config(trained, tmp_path):
     assert report["n_expected"] == 3
     assert cfg.data.eval_long_side == 40  # the rest still comes from the checkpoint
     cfg = compose_cfg("eval", [f"ckpt_path={trained}", "~data.test_photos"], tmp_path / "b")
-    from src.utils.config import stored_with_overrides
     from src.utils.checkpoint import read_checkpoint
+    from src.utils.config import stored_with_overrides
 
     stored = read_checkpoint(trained).run_config["data"]
     assert stored["test_photos"] == ["chelsea"]

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.train import train
 from src.runs.rundir import RunDirLock
+from src.train import train
 from tests.conftest import ROOT, TINY_SYNTHETIC
 
 RUN = [*TINY_SYNTHETIC, "model=b_a", "logger=csv", "schedule.batch_size=2", "schedule.max_steps=20",
@@ -158,10 +158,9 @@ def test_ckpt_path_of_a_runs_last_checkpoint_continues_in_that_run_dir(tmp_path)
 def test_augmentation_is_a_function_of_seed_epoch_index_whatever_workers_or_resume(tmp_path):
     """File data sets: a sample's random crop/flips come from (seed, epoch, index), so a resumed epoch and any
     number of worker processes draw exactly what the uninterrupted single-process epoch drew."""
-    from torch.utils.data import DataLoader
-
     import imageio.v3 as iio
     import numpy as np
+    from torch.utils.data import DataLoader
 
     from src.data.base import ResumableSampler
     from src.data.paired import PairedDataset

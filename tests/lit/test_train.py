@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from src.eval import evaluate_checkpoint
+from src.runs.evaluation import evaluate_checkpoint
 from src.train import train
 from tests.conftest import CONF, compose_cfg
 from tests.models.small_sizes import small_size

@@ -7,8 +7,16 @@ import math
 import torch
 import torch.nn.functional as F
 
-from src.losses.pixel import (L1Loss, NegativeSSIMLoss, PSNRLoss, charbonnier, edge_loss, fft_l1, laplacian_detail,
-                              psnr_loss)
+from src.losses.pixel import (
+    L1Loss,
+    NegativeSSIMLoss,
+    PSNRLoss,
+    charbonnier,
+    edge_loss,
+    fft_l1,
+    laplacian_detail,
+    psnr_loss,
+)
 
 
 def _pair(shape=(2, 3, 17, 22)):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-
 from pathlib import Path
 
 import imageio.v3 as iio

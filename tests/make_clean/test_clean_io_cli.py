@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from src.make_clean import io as mio
 from src.make_clean.__main__ import entry
 from src.make_clean.reference import reference_clean_image
+from src.utils import video_io as vio
 from tests.make_clean.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,10 +51,10 @@ def decoded(path: Path) -> np.ndarray:
 def test_video_frames_are_the_decoded_frames(video):
     ref = decoded(video)
     assert ref.shape == (12, 48, 64, 3)
-    assert mio.count_frames(video) == 12
-    assert np.array_equal(mio.read_frames(video), ref)
-    assert np.array_equal(mio.read_frames(video, start=3, count=4), ref[3:7])
-    assert np.array_equal(mio.read_frames(video, start=10, count=5), ref[10:])  # stops at the end
+    assert vio.count_frames(video) == 12
+    assert np.array_equal(vio.read_frames(video), ref)
+    assert np.array_equal(vio.read_frames(video, start=3, count=4), ref[3:7])
+    assert np.array_equal(vio.read_frames(video, start=10, count=5), ref[10:])  # stops at the end
     assert np.abs(ref.astype(int) - rain_frames(12)).mean() < 20  # lossy, but the same picture
 
 
@@ -64,28 +65,28 @@ def test_frame_folder_natural_order_grey_and_errors(tmp_path):
     for i, f in enumerate(frames):  # unpadded numbers: f10 must come after f9
         iio.imwrite(folder / f"f{i}.png", f)
     (folder / "notes.txt").write_text("not a frame")
-    assert [p.name for p in mio.frame_files(folder)][8:] == ["f8.png", "f9.png", "f10.png"]
-    assert mio.count_frames(folder) == 11
-    assert np.array_equal(mio.read_frames(folder, 2, 5), frames[2:7])
+    assert [p.name for p in vio.frame_files(folder)][8:] == ["f8.png", "f9.png", "f10.png"]
+    assert vio.count_frames(folder) == 11
+    assert np.array_equal(vio.read_frames(folder, 2, 5), frames[2:7])
 
     grey = tmp_path / "grey"
     grey.mkdir()
     iio.imwrite(grey / "0.png", frames[0, :, :, 0])
-    assert np.array_equal(mio.read_frames(grey)[0], np.repeat(frames[0, :, :, :1], 3, axis=2))
+    assert np.array_equal(vio.read_frames(grey)[0], np.repeat(frames[0, :, :, :1], 3, axis=2))
 
     deep = tmp_path / "deep"
     deep.mkdir()
     iio.imwrite(deep / "0.png", np.zeros((8, 10), np.uint16))
     with pytest.raises(ValueError, match=r"0\.png.*8-bit"):
-        mio.read_frames(deep)
+        vio.read_frames(deep)
     iio.imwrite(folder / "f99.png", np.zeros((9, 10, 3), np.uint8))
     with pytest.raises(ValueError, match=r"f99\.png: frame 11 is \(9, 10\)"):
-        mio.read_frames(folder)
+        vio.read_frames(folder)
     with pytest.raises(FileNotFoundError, match="nope"):
-        mio.count_frames(tmp_path / "nope")
+        vio.count_frames(tmp_path / "nope")
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(ValueError, match="not a video file"):
-        mio.read_frames(tmp_path / "x.txt")
+        vio.read_frames(tmp_path / "x.txt")
 
 
 def test_frame_cache_bands_and_cleanup(tmp_path):

@@ -8,9 +8,9 @@ import imageio.v3 as iio
 import numpy as np
 import png  # pypng, to write 16-bit colour PNGs (Pillow cannot)
 import pytest
-from tests.metrics.protocol_reference import image_pairs, reference_scores
 
 from src.metrics.folder import format_table, read_rgb, score_folders
+from tests.metrics.protocol_reference import image_pairs, reference_scores
 
 
 def _u8(x: np.ndarray) -> np.ndarray:

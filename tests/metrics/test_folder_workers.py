@@ -7,10 +7,10 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from tests.metrics.protocol_reference import reference_scores
 
 from src.metrics.folder import _PairReader, _score_on_device, score_folders
 from src.metrics.metric import ProtocolMetrics
+from tests.metrics.protocol_reference import reference_scores
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from tests.metrics.protocol_reference import image_pairs, reference_scores, to_tensor
 
 from src.metrics.metric import ProtocolMetrics, flat_means
 from src.metrics.protocols import PROTOCOLS
+from tests.metrics.protocol_reference import image_pairs, reference_scores, to_tensor
 
 KEYS = {f"{m}_{p}" for p in PROTOCOLS for m in ("psnr", "ssim")}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.metrics.protocol_reference import image_pairs, reference_scores, to_tensor
 from skimage import data
 
 from src.metrics.protocols import (
@@ -20,6 +19,7 @@ from src.metrics.protocols import (
     ssim_y_matlab,
     to_uint8_levels,
 )
+from tests.metrics.protocol_reference import image_pairs, reference_scores, to_tensor
 
 # The reference values of tests/metrics/protocol_reference.py on image_pairs(), printed once with 6 decimals,
 # so that a change in scikit-image / scipy / numpy would show up too.

@@ -135,7 +135,7 @@ def tiled_prediction(name: str, model: str, tmp_path: Path) -> np.ndarray:
     return tiled
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def small_net(model: str) -> torch.nn.Module:
     """``model``'s network at its test size (tests/models/small_sizes.py), seeded, in eval mode (one per model:
     callers must not change it)."""

@@ -19,12 +19,11 @@ from src.losses.jorder import JORDERLoss
 from src.losses.rescan import RESCANLoss
 from src.models.clear import Clear
 from src.models.ddn import DDN
-from src.models.didmdn import RELEASE_UNUSED_LAYERS, DIDMDN, DensityClassifier
+from src.models.didmdn import DIDMDN, RELEASE_UNUSED_LAYERS, DensityClassifier
 from src.models.guided_filter import guided_filter
 from src.models.jorder import JORDERE
 from src.models.rescan import RESCAN
 from tests.conftest import compose_cfg
-
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -10,9 +10,9 @@ import math
 
 import pytest
 
-from src.eval import evaluate_checkpoint
 from src.models.drsformer import DRSformer
 from src.models.drsformer_spa import DRSformerSPA
+from src.runs.evaluation import evaluate_checkpoint
 from src.train import train
 from src.utils.checkpoint import IncompleteWeightsError, init_weights
 from src.utils.errors import Refusal

@@ -15,7 +15,6 @@ import torch
 from src.models.didmdn import DIDMDN
 from src.models.jorder import JORDERE
 from src.models.rescan import RESCAN
-from tests.models.test_baselines import one_thread  # noqa: F401  (autouse: one intra-op thread)
 from tests.models.official_forwards import (
     didmdn_layout,
     didmdn_official,
@@ -25,6 +24,7 @@ from tests.models.official_forwards import (
     rescan_layout,
     rescan_official,
 )
+from tests.models.test_baselines import one_thread  # noqa: F401  (autouse: one intra-op thread)
 
 
 def _close(got, ref, rel=1e-10):

@@ -145,8 +145,8 @@ def test_conversion_errors_name_the_key(release_sd):
 def test_load_net_weights_from_our_lightning_checkpoint(tmp_path, net_b_d):
     """A suite checkpoint ('state_dict' with 'net.*' keys, plain hyper-parameters) loads the same way; one that
     carries a pickled Python object (here a functools.partial) is refused, not unpickled."""
-    from src.losses.spanet import SPANetLoss
     from src.lit.module import DerainModule
+    from src.losses.spanet import SPANetLoss
 
     lit = DerainModule(net=net_b_d, loss=SPANetLoss())
     ckpt = tmp_path / "last.ckpt"

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from src.train import train
 from src.runs.compute import apply_compute, schedule_samples
+from src.train import train
 from src.utils.errors import ConfigValueError
 from tests.conftest import compose_cfg
 

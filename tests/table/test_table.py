@@ -534,14 +534,30 @@ def test_files_of_every_version_are_read_and_a_newer_one_is_refused(sweep):
         make_table.main([str(sweep)])
 
 
-def test_the_old_script_runs_the_package_table(tmp_path):
+def render_both(sweep: Path, out: Path, *options: str) -> dict[str, tuple]:
+    """``python -m src.table`` and ``experiments/make_table.py`` (the old command) on one sweep, each into its own
+    folder: exit status, printed table, table.md and table.tex of each."""
     import subprocess
 
     from tests.conftest import ROOT
 
-    proc = subprocess.run([sys.executable, "experiments/make_table.py", "--help"], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 0 and "--resample-seeds" in proc.stdout and "SWEEP_DIR" in proc.stdout
+    results = {}
+    for name, command in (("package", ["-m", "src.table"]), ("script", ["experiments/make_table.py"])):
+        proc = subprocess.run([sys.executable, *command, str(sweep), *options, "--out", str(out / name)], cwd=ROOT,
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        files = tuple((out / name / f).read_text() if (out / name / f).is_file() else None
+                      for f in ("table.md", "table.tex"))
+        results[name] = (proc.returncode, proc.stdout, *files)
+    return results
+
+
+def test_the_old_script_renders_the_package_table(sweep, tmp_path):
+    """experiments/make_table.py is the same table as python -m src.table: same output, same files, same options."""
+    both = render_both(sweep, tmp_path, "--reference", "ddn", "--bootstrap", "500", "--seed", "3")
+    code, printed, markdown, tex = both["package"]
+    assert code == 0 and printed.strip() == markdown.strip() and r"\toprule" in tex
+    assert "Δ PSNR vs ddn" in markdown and "| spanet |" in markdown
+    assert both["script"] == both["package"]
 
 
 def test_todays_derainers_paper_numbers_under_their_protocol(tmp_path):

@@ -16,11 +16,16 @@ from hydra.utils import instantiate
 
 from src.models.ddn import DDN
 from src.models.spanet import SPANet
+from src.train import train
 from src.utils.checkpoint import (
-    CheckpointError, IncompleteWeightsError, check_resumable, init_weights, load_net_weights, read_checkpoint,
+    CheckpointError,
+    IncompleteWeightsError,
+    check_resumable,
+    init_weights,
+    load_net_weights,
+    read_checkpoint,
     require_complete,
 )
-from src.train import train
 from tests.conftest import CONF, ROOT
 
 RELEASE = ROOT / "weights" / "spanet_release.pt"

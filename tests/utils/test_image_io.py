@@ -15,8 +15,7 @@ import src.inference.inputs as predict
 from src.data.paired import load_pair, to_tensor
 from src.data.readers import Pair
 from src.metrics.folder import _PairReader, read_rgb
-from src.utils.image_io import (ImageNotFoundError, ImageReadError, decode, probe, read_array, read_image,
-                                to_float)
+from src.utils.image_io import ImageNotFoundError, ImageReadError, decode, probe, read_array, read_image, to_float
 
 H, W = 13, 17
 
