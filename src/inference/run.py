@@ -34,9 +34,9 @@ import torch
 from tqdm.auto import tqdm
 
 from src.inference.engine import Derainer
-from src.metrics.figures import _resize, compare_figure, comparison_grid, heat_map, to_uint8
 from src.inference.inputs import Inputs, read_input
 from src.inference.video import VideoReadError, VideoWriter, iter_video, video_info
+from src.metrics.figures import _resize, compare_figure, comparison_grid, heat_map, to_uint8
 from src.metrics.folder import PREDICT_SIDE_FOLDERS
 from src.utils.image_io import ImageReadError
 
