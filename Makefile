@@ -42,8 +42,9 @@ test: install
 test-fast: install  # the suite without the end-to-end runs marked slow (sweeps, DDP)
 	WANDB_MODE=offline OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
-lint: install  # ruff's lint rules and the import contracts of pyproject.toml (tests/test_architecture.py runs the latter too)
+lint: install  # ruff lint rules, ruff format (check only) and the import contracts of pyproject.toml (tests/test_architecture.py runs the latter too)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 
 bench: install

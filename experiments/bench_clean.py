@@ -94,10 +94,18 @@ def compare(clip: np.ndarray, repeat: int = 5) -> dict:
     """Our time (best of ``repeat``) and the reference's (one run) on the same frames, and equality."""
     cpu, wall, ours = timed(lambda: clean_image(clip), repeat)
     ref_cpu, ref_wall, (ref_image, ref_p, _) = timed(lambda: reference_clean_image(clip))
-    return {"frames": clip.shape[0], "size": f"{clip.shape[1]}x{clip.shape[2]}", "pixels": clip.shape[1] * clip.shape[2],
-            "cpu": cpu, "wall": wall, "ref_cpu": ref_cpu, "ref_wall": ref_wall,
-            "identical": bool(ours.p_hat == ref_p and np.array_equal(ours.image, ref_image)),
-            "max_diff": int(np.abs(ours.image.astype(np.int16) - ref_image).max()), "p_hats": (ours.p_hat, ref_p)}
+    return {
+        "frames": clip.shape[0],
+        "size": f"{clip.shape[1]}x{clip.shape[2]}",
+        "pixels": clip.shape[1] * clip.shape[2],
+        "cpu": cpu,
+        "wall": wall,
+        "ref_cpu": ref_cpu,
+        "ref_wall": ref_wall,
+        "identical": bool(ours.p_hat == ref_p and np.array_equal(ours.image, ref_image)),
+        "max_diff": int(np.abs(ours.image.astype(np.int16) - ref_image).max()),
+        "p_hats": (ours.p_hat, ref_p),
+    }
 
 
 def same(s: dict) -> str:
@@ -123,6 +131,7 @@ def child(npz: Path, frames: int, crop: int, cache_dir: str | None) -> dict:
     rng = np.random.default_rng(0)
     out: dict = {}
     with FrameCache(h, w, cache_dir) as cache:
+
         def add(n: int) -> None:
             for _ in range(n):
                 t = cache.n
@@ -134,7 +143,7 @@ def child(npz: Path, frames: int, crop: int, cache_dir: str | None) -> dict:
         out["cpu100"], out["wall100"], r = timed(lambda: clean_image(cache))
         out["frames100"], out["p_hat100"] = cache.n, r.p_hat
         y0, x0 = (h - crop) // 2, (w - crop) // 2
-        part = cache.read_rows(y0, y0 + crop)[:, :, x0:x0 + crop]
+        part = cache.read_rows(y0, y0 + crop)[:, :, x0 : x0 + crop]
         out["crop"] = compare(np.ascontiguousarray(part), repeat=1)
         add(frames - cache.n)
         out["rss_reset"] = reset_peak_rss()
@@ -153,14 +162,17 @@ def large_case(frames: int, height: int, width: int, crop: int, cache_dir: str |
     from src.data.synthetic import make_rain_video
 
     t = time.perf_counter()
-    layers = make_rain_video(np.zeros((height, width, 3), np.uint8), LAYERS, seed=1, density="normal",
-                             noise_sigma=0.0, flicker=0.0)
+    layers = make_rain_video(
+        np.zeros((height, width, 3), np.uint8), LAYERS, seed=1, density="normal", noise_sigma=0.0, flicker=0.0
+    )
     with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
         npz = Path(tmp) / "clip.npz"
         np.savez(npz, background=photo(height, width), layers=layers)
         del layers
-        print(f"[bench] rain layers {time.perf_counter() - t:.1f} s; running the {frames}-frame clip in a child",
-              file=sys.stderr)
+        print(
+            f"[bench] rain layers {time.perf_counter() - t:.1f} s; running the {frames}-frame clip in a child",
+            file=sys.stderr,
+        )
         cmd = [sys.executable, __file__, "--child", str(npz), "--frames", str(frames), "--crop", str(crop)]
         if cache_dir:
             cmd += ["--cache-dir", cache_dir]
@@ -199,14 +211,20 @@ def main(argv=None) -> int:
     ]
     for s in small + [crop]:
         what = "1080p crop" if s is crop else "synthetic rain"
-        lines.append(f"| {what} | {s['frames']} | {s['size']} | {s['cpu']:.4f} ({s['wall']:.4f}) | "
-                     f"{s['ref_cpu']:.2f} ({s['ref_wall']:.2f}) | {s['ref_cpu'] / s['cpu']:.0f}x | "
-                     f"{same(s)} |")
-    lines.append(f"| synthetic rain | {big['frames100']} | {size} | {big['cpu100']:.2f} ({big['wall100']:.2f}) | "
-                 f"{ref_cpu:.0f} ({ref_wall:.0f}), extrapolated from the crop: "
-                 f"{crop['ref_cpu'] / crop['pixels'] * 1e6:.0f} us per pixel | {ref_cpu / big['cpu100']:.0f}x | - |")
-    lines.append(f"| synthetic rain | {big['frames_all']} | {size} | {big['cpu_all']:.2f} ({big['wall_all']:.2f}), "
-                 f"tracemalloc on | - | - | - |")
+        lines.append(
+            f"| {what} | {s['frames']} | {s['size']} | {s['cpu']:.4f} ({s['wall']:.4f}) | "
+            f"{s['ref_cpu']:.2f} ({s['ref_wall']:.2f}) | {s['ref_cpu'] / s['cpu']:.0f}x | "
+            f"{same(s)} |"
+        )
+    lines.append(
+        f"| synthetic rain | {big['frames100']} | {size} | {big['cpu100']:.2f} ({big['wall100']:.2f}) | "
+        f"{ref_cpu:.0f} ({ref_wall:.0f}), extrapolated from the crop: "
+        f"{crop['ref_cpu'] / crop['pixels'] * 1e6:.0f} us per pixel | {ref_cpu / big['cpu100']:.0f}x | - |"
+    )
+    lines.append(
+        f"| synthetic rain | {big['frames_all']} | {size} | {big['cpu_all']:.2f} ({big['wall_all']:.2f}), "
+        f"tracemalloc on | - | - | - |"
+    )
     lines += [
         "",
         f"{big['frames_all']} frames of {size}: frame cache {big['cache_gb']:.2f} GB on disk; numpy/Python "

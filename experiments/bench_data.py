@@ -79,11 +79,15 @@ def _crop(photo: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
 
     if min(photo.shape[:2]) < size:
         scale = size / min(photo.shape[:2])
-        photo = (resize(photo, (int(np.ceil(photo.shape[0] * scale)), int(np.ceil(photo.shape[1] * scale))),
-                        anti_aliasing=True) * 255).astype(np.uint8)
+        photo = (
+            resize(
+                photo, (int(np.ceil(photo.shape[0] * scale)), int(np.ceil(photo.shape[1] * scale))), anti_aliasing=True
+            )
+            * 255
+        ).astype(np.uint8)
     i = rng.integers(0, photo.shape[0] - size + 1)
     j = rng.integers(0, photo.shape[1] - size + 1)
-    return np.ascontiguousarray(photo[i:i + size, j:j + size, :3])
+    return np.ascontiguousarray(photo[i : i + size, j : j + size, :3])
 
 
 def make_images(folder: Path, n_patch: int, n_test: int):
@@ -207,7 +211,9 @@ def bench_list(folder: Path, lines: int) -> dict:
                 if len(out_lines) >= lines:
                     break
                 open(fdir / f"{sid}-{f}_{k}_0.png", "wb").close()
-                out_lines.append(f"/real_world/{sid}/{sid}-{f}/{sid}-{f}_{k}_0.png /real_world_gt/{sid}/{sid}_{k}_0.png")
+                out_lines.append(
+                    f"/real_world/{sid}/{sid}-{f}/{sid}-{f}_{k}_0.png /real_world_gt/{sid}/{sid}_{k}_0.png"
+                )
     out_lines += [f"/real_world/274/274-{f}/274-{f}_0_0.png /real_world_gt/274/274_0_0.png" for f in range(3)]
     (folder / "real_world.txt").write_text("\n".join(out_lines) + "\n")
     made = time.perf_counter() - t0
@@ -222,13 +228,21 @@ def bench_list(folder: Path, lines: int) -> dict:
     found = 0
     for line in out_lines:
         a, b = line.split()
-        found += os.path.exists(os.path.join(str(folder), a.lstrip("/"))) and \
-            os.path.exists(os.path.join(str(folder), b.lstrip("/")))
+        found += os.path.exists(os.path.join(str(folder), a.lstrip("/"))) and os.path.exists(
+            os.path.join(str(folder), b.lstrip("/"))
+        )
     exists_s, exists_cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"lines": len(out_lines), "folders": scenes * (frames + 1), "tree_made_s": made,
-            "read_pair_list_s": scandir_s, "read_pair_list_cpu_s": scandir_cpu,
-            "per_file_exists_s": exists_s, "per_file_exists_cpu_s": exists_cpu,
-            "pairs": len(res.pairs), "skipped": len(res.missing)}
+    return {
+        "lines": len(out_lines),
+        "folders": scenes * (frames + 1),
+        "tree_made_s": made,
+        "read_pair_list_s": scandir_s,
+        "read_pair_list_cpu_s": scandir_cpu,
+        "per_file_exists_s": exists_s,
+        "per_file_exists_cpu_s": exists_cpu,
+        "pairs": len(res.pairs),
+        "skipped": len(res.missing),
+    }
 
 
 def spanet_rows(path: Path) -> list[dict]:
@@ -242,9 +256,16 @@ def spanet_rows(path: Path) -> list[dict]:
             continue
         batch_s, size_s = label.split()
         batch, side = int(batch_s[1:]), int(size_s.split("x")[0])
-        rows.append({"label": label, "batch": batch, "side": side, "step_ms": ms,
-                     "ms_per_256_sample": ms / batch * (256 * 256) / (side * side),
-                     "device": report.get("info", {}).get("device", "?")})
+        rows.append(
+            {
+                "label": label,
+                "batch": batch,
+                "side": side,
+                "step_ms": ms,
+                "ms_per_256_sample": ms / batch * (256 * 256) / (side * side),
+                "device": report.get("info", {}).get("device", "?"),
+            }
+        )
     return rows
 
 
@@ -277,26 +298,42 @@ def main(argv=None) -> dict:
 
 
 def render(rep: dict) -> str:
-    lines = [f"load average {rep['loadavg_start'][0]:.2f} -> {rep['loadavg_end'][0]:.2f}", "",
-             "| decoder | CPU ms / image |", "|---|---|"]
+    lines = [
+        f"load average {rep['loadavg_start'][0]:.2f} -> {rep['loadavg_end'][0]:.2f}",
+        "",
+        "| decoder | CPU ms / image |",
+        "|---|---|",
+    ]
     lines += [f"| {k[:-3]} | {v:.2f} |" for k, v in rep["decoder_ms"].items()]
-    lines += ["", "| pipeline (decode both + transform + to-tensor), one worker | samples / CPU s | samples / wall s |",
-              "|---|---|---|"]
+    lines += [
+        "",
+        "| pipeline (decode both + transform + to-tensor), one worker | samples / CPU s | samples / wall s |",
+        "|---|---|---|",
+    ]
     lines += [f"| {k} | {v['cpu']:.1f} | {v['wall']:.1f} |" for k, v in rep["samples_per_s_one_worker"].items()]
     lines += ["", "| DataLoader, 256 patches + release crop, batch 16 | samples/s |", "|---|---|"]
     lines += [f"| {k.replace('_', ' ')} | {v:.1f} |" for k, v in rep["loader_samples_per_s"].items()]
     if "spa_list" in rep:
         s = rep["spa_list"]
-        lines += ["", f"SPA list: {s['lines']} lines in {s['folders']} folders -> {s['pairs']} pairs, "
-                      f"{s['skipped']} skipped: read_pair_list {s['read_pair_list_s']:.2f} s wall, "
-                      f"{s['read_pair_list_cpu_s']:.2f} s CPU (one os.path.exists per file instead: "
-                      f"{s['per_file_exists_s']:.2f} s wall, {s['per_file_exists_cpu_s']:.2f} s CPU; "
-                      f"tree made in {s['tree_made_s']:.0f} s)"]
+        lines += [
+            "",
+            f"SPA list: {s['lines']} lines in {s['folders']} folders -> {s['pairs']} pairs, "
+            f"{s['skipped']} skipped: read_pair_list {s['read_pair_list_s']:.2f} s wall, "
+            f"{s['read_pair_list_cpu_s']:.2f} s CPU (one os.path.exists per file instead: "
+            f"{s['per_file_exists_s']:.2f} s wall, {s['per_file_exists_cpu_s']:.2f} s CPU; "
+            f"tree made in {s['tree_made_s']:.0f} s)",
+        ]
     if "spanet" in rep:
-        lines += ["", "| SPANet step (from JSON) | device | ms | ms per 256x256 sample | samples/s | workers needed |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {r['label']} | {r['device']} | {r['step_ms']:.1f} | {r['ms_per_256_sample']:.2f} | "
-                  f"{r['samples_per_s_consumed']:.0f} | {r['workers_needed']:.1f} |" for r in rep["spanet"]]
+        lines += [
+            "",
+            "| SPANet step (from JSON) | device | ms | ms per 256x256 sample | samples/s | workers needed |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['label']} | {r['device']} | {r['step_ms']:.1f} | {r['ms_per_256_sample']:.2f} | "
+            f"{r['samples_per_s_consumed']:.0f} | {r['workers_needed']:.1f} |"
+            for r in rep["spanet"]
+        ]
     return "\n".join(lines)
 
 

@@ -57,10 +57,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing (default 2)")
     p.add_argument("--pairs", type=int, default=200, help="pairs for the folder row; 0 skips it (default 200)")
     p.add_argument("--workers", type=int, default=2, help="num_workers of the folder row (default 2)")
-    p.add_argument("--distinct", type=int, default=20,
-                   help="distinct pairs generated for the folder row; the others are copies (default 20)")
-    p.add_argument("--workdir", type=Path, default=None, help="where to write the folder row's pairs "
-                   "(default: a new temporary folder)")
+    p.add_argument(
+        "--distinct",
+        type=int,
+        default=20,
+        help="distinct pairs generated for the folder row; the others are copies (default 20)",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where to write the folder row's pairs (default: a new temporary folder)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the folder row's pairs")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = p.parse_args(argv)
@@ -206,10 +214,16 @@ def main(argv=None) -> dict:
     for name in PROTOCOL_NAMES:
         psnr_fn, ssim_fn = PROTOCOL_FUNCTIONS[name]
         sk_psnr, sk_ssim = sk[name]
-        rows.append((f"{name} SSIM", median_ms(lambda: ssim_fn(pred_t, clean_t)),
-                     median_ms(lambda: sk_ssim(pred_np, clean_np))))
-        rows.append((f"{name} PSNR + SSIM", median_ms(lambda: (psnr_fn(pred_t, clean_t), ssim_fn(pred_t, clean_t))),
-                     median_ms(lambda: (sk_psnr(pred_np, clean_np), sk_ssim(pred_np, clean_np)))))
+        rows.append(
+            (f"{name} SSIM", median_ms(lambda: ssim_fn(pred_t, clean_t)), median_ms(lambda: sk_ssim(pred_np, clean_np)))
+        )
+        rows.append(
+            (
+                f"{name} PSNR + SSIM",
+                median_ms(lambda: (psnr_fn(pred_t, clean_t), ssim_fn(pred_t, clean_t))),
+                median_ms(lambda: (sk_psnr(pred_np, clean_np), sk_ssim(pred_np, clean_np))),
+            )
+        )
     sk_all_ms = median_ms(lambda: [f(pred_np, clean_np) for name in PROTOCOL_NAMES for f in sk[name]])
     # the floor and the three protocols are timed in alternation, so that both see the same machine load
     decode_ms, all_ms, all_over_decode = interleaved(decode_pair, lambda: score_all(pred_t, clean_t))
@@ -222,8 +236,14 @@ def main(argv=None) -> dict:
 
     out = {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "cpus": os.cpu_count(), "torch": torch.__version__, "device": str(device), "threads": args.threads,
-        "size": args.size, "repeats": args.repeats, "load_start": load_start, "load_end": load_end,
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "threads": args.threads,
+        "size": args.size,
+        "repeats": args.repeats,
+        "load_start": load_start,
+        "load_end": load_end,
         "decode_pair_ms": decode_ms,
         "rows": [{"row": label, "suite_ms": a, "skimage_ms": b, "speedup": b / a} for label, a, b in rows],
         "all_over_decode": all_over_decode,
@@ -260,8 +280,14 @@ def _folder_row(args, iio, score_folders, make_pair) -> dict:
             shutil.rmtree(work, ignore_errors=True)
     if report["n_images"] != args.pairs:
         sys.exit(f"bench_eval: the folder row scored {report['n_images']} of {args.pairs} pairs")
-    return {"pairs": args.pairs, "workers": args.workers, "seconds": seconds, "pairs_per_s": args.pairs / seconds,
-            "cpu_seconds": cpu, "cpu_ms_per_pair": cpu / args.pairs * 1e3}
+    return {
+        "pairs": args.pairs,
+        "workers": args.workers,
+        "seconds": seconds,
+        "pairs_per_s": args.pairs / seconds,
+        "cpu_seconds": cpu,
+        "cpu_ms_per_pair": cpu / args.pairs * 1e3,
+    }
 
 
 def _cpu_seconds() -> float:
@@ -290,9 +316,12 @@ def render(out: dict) -> str:
     lines.append(f"| all three protocols / decode floor (target <= 4x) | {out['all_over_decode']:.2f}x | | |")
     folder = out.get("folder")
     if folder:
-        lines += ["", f"folder scoring end to end: {folder['pairs']} pairs of {size}x{size}, "
-                  f"num_workers={folder['workers']}: {folder['seconds']:.1f} s ({folder['pairs_per_s']:.1f} pairs/s); "
-                  f"CPU time of all processes {folder['cpu_seconds']:.1f} s ({folder['cpu_ms_per_pair']:.1f} ms a pair)"]
+        lines += [
+            "",
+            f"folder scoring end to end: {folder['pairs']} pairs of {size}x{size}, "
+            f"num_workers={folder['workers']}: {folder['seconds']:.1f} s ({folder['pairs_per_s']:.1f} pairs/s); "
+            f"CPU time of all processes {folder['cpu_seconds']:.1f} s ({folder['cpu_ms_per_pair']:.1f} ms a pair)",
+        ]
     return "\n".join(lines)
 
 

@@ -52,8 +52,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads on CPU (default 1)")
     p.add_argument("--repeats", type=int, default=3, help="timed passes (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed passes before them (default 1)")
-    p.add_argument("--override", action="append", default=[], metavar="MODEL:KEY=VALUE",
-                   help="a Hydra override for one model, e.g. restormer:model.net.dim=24 (repeatable)")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="MODEL:KEY=VALUE",
+        help="a Hydra override for one model, e.g. restormer:model.net.dim=24 (repeatable)",
+    )
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: measure one model, print JSON
     return p.parse_args(argv)
@@ -93,8 +98,13 @@ def measure(args) -> dict:
         x = torch.rand(n, 3, args.side, args.side, device=device)
         return {"rain": x, "label": torch.zeros(n, dtype=torch.long, device=device)}
 
-    row = {"model": args.one, "params": profile.count_parameters(module.net), "batch": batch, "side": args.side,
-           "macs_g": profile.count_macs(module, inputs(1)) / 1e9}
+    row = {
+        "model": args.one,
+        "params": profile.count_parameters(module.net),
+        "batch": batch,
+        "side": args.side,
+        "macs_g": profile.count_macs(module, inputs(1)) / 1e9,
+    }
     x = inputs(batch)
     for name, backward in (("fwd", False), ("fwd_bwd", True)):  # the smaller pass first (CPU peak memory)
         module.train(backward)
@@ -107,10 +117,24 @@ def measure(args) -> dict:
 
 
 def run_one(args, name: str) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", name, "--device", args.device,
-           "--side", str(args.side), "--threads", str(args.threads), "--repeats", str(args.repeats),
-           "--warmup", str(args.warmup), *(["--batch", str(args.batch)] if args.batch else []),
-           *[f"--override={o}" for o in args.override]]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--one",
+        name,
+        "--device",
+        args.device,
+        "--side",
+        str(args.side),
+        "--threads",
+        str(args.threads),
+        "--repeats",
+        str(args.repeats),
+        "--warmup",
+        str(args.warmup),
+        *(["--batch", str(args.batch)] if args.batch else []),
+        *[f"--override={o}" for o in args.override],
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode != 0:
@@ -123,16 +147,20 @@ def _num(value, fmt: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| model | params | GMACs (1 image) | fwd s | fwd s/MP | fwd peak GiB | fwd+bwd s | fwd+bwd s/MP "
-            "| fwd+bwd peak GiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    head = (
+        "| model | params | GMACs (1 image) | fwd s | fwd s/MP | fwd peak GiB | fwd+bwd s | fwd+bwd s/MP "
+        "| fwd+bwd peak GiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
     lines = [head]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['model']} | failed: {r['error']} |||||||| ")
             continue
-        lines.append(f"| {r['model']} | {r['params']:,} | {r['macs_g']:.2f} | {r['fwd_s']:.3f} | "
-                     f"{r['fwd_s_per_mp']:.3f} | {_num(r['fwd_peak_gib'], '.3f')} | {r['fwd_bwd_s']:.3f} | "
-                     f"{r['fwd_bwd_s_per_mp']:.3f} | {_num(r['fwd_bwd_peak_gib'], '.3f')} |")
+        lines.append(
+            f"| {r['model']} | {r['params']:,} | {r['macs_g']:.2f} | {r['fwd_s']:.3f} | "
+            f"{r['fwd_s_per_mp']:.3f} | {_num(r['fwd_peak_gib'], '.3f')} | {r['fwd_bwd_s']:.3f} | "
+            f"{r['fwd_bwd_s_per_mp']:.3f} | {_num(r['fwd_bwd_peak_gib'], '.3f')} |"
+        )
     return "\n".join(lines)
 
 
@@ -149,9 +177,11 @@ def main(argv=None) -> list[dict]:
 
     from src.runs.cost import device_name
 
-    print(f"bench_models: {device_name(torch.device(args.device))}, threads {args.threads}, "
-          f"batch {batch} at {args.side}x{args.side}, median of {args.repeats}; load average before "
-          f"{load}, after {os.getloadavg() if load else None}\n")
+    print(
+        f"bench_models: {device_name(torch.device(args.device))}, threads {args.threads}, "
+        f"batch {batch} at {args.side}x{args.side}, median of {args.repeats}; load average before "
+        f"{load}, after {os.getloadavg() if load else None}\n"
+    )
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "load": load, "rows": rows}, indent=1))

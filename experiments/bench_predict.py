@@ -111,10 +111,21 @@ def child(args: argparse.Namespace) -> None:
     np.save(args.save, out[0].float().numpy())
     if args.timeline:
         watcher.join()
-        Path(args.timeline).write_text("t_s,rss_above_baseline_bytes\n" + "".join(
-            f"{t:.3f},{rss - base}\n" for t, rss in samples))
-    print(json.dumps({"wall_s": wall, "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
-                      "peak_bytes": peak, "baseline_bytes": base, **tiled}))
+        Path(args.timeline).write_text(
+            "t_s,rss_above_baseline_bytes\n" + "".join(f"{t:.3f},{rss - base}\n" for t, rss in samples)
+        )
+    print(
+        json.dumps(
+            {
+                "wall_s": wall,
+                "user_s": r1.ru_utime - r0.ru_utime,
+                "sys_s": r1.ru_stime - r0.ru_stime,
+                "peak_bytes": peak,
+                "baseline_bytes": base,
+                **tiled,
+            }
+        )
+    )
 
 
 def _watch(samples: list, stop: threading.Event, t0: float) -> None:
@@ -152,10 +163,26 @@ def export_revision(rev: str, folder: Path) -> Path:
     return code
 
 
-def measure(code: Path, model: str, rain: Path, mode: str, threads: int, args, save: Path,
-            timeline: str = "") -> dict:
-    cmd = [sys.executable, __file__, "--child", "--code", str(code), "--model", model, "--input", str(rain),
-           "--mode", mode, "--threads", str(threads), "--tile", str(args.tile), "--save", str(save)]
+def measure(code: Path, model: str, rain: Path, mode: str, threads: int, args, save: Path, timeline: str = "") -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--code",
+        str(code),
+        "--model",
+        model,
+        "--input",
+        str(rain),
+        "--mode",
+        mode,
+        "--threads",
+        str(threads),
+        "--tile",
+        str(args.tile),
+        "--save",
+        str(save),
+    ]
     if timeline:
         cmd += ["--timeline", timeline]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(code))
@@ -190,30 +217,71 @@ def run(args: argparse.Namespace, tmp: Path) -> list[dict]:
                     save = tmp / f"{label}_{model}_{mp:g}.npy"
                     r = measure(code, model, rain, "whole", args.threads[0], args, save, tl)
                     outs[label] = np.load(save)
-                    rows.append(_row(r, label, model, mp, (h, w), "whole", args.threads[0], outs[label], clean,
-                                     outs.get("old") if label == "new" else None, None, timeline=tl))
+                    rows.append(
+                        _row(
+                            r,
+                            label,
+                            model,
+                            mp,
+                            (h, w),
+                            "whole",
+                            args.threads[0],
+                            outs[label],
+                            clean,
+                            outs.get("old") if label == "new" else None,
+                            None,
+                            timeline=tl,
+                        )
+                    )
                     _progress(rows[-1])
             if not args.no_tiled:
                 save = tmp / f"tiled_{model}_{mp:g}.npy"
                 r = measure(ROOT, model, rain, "tiled", args.threads[0], args, save)
-                rows.append(_row(r, "new", model, mp, (h, w), "tiled", args.threads[0], np.load(save), clean, None,
-                                 outs["new"]))
+                rows.append(
+                    _row(r, "new", model, mp, (h, w), "tiled", args.threads[0], np.load(save), clean, None, outs["new"])
+                )
                 _progress(rows[-1])
             if mp == max(args.megapixels) and model == args.models[0]:
                 for threads in args.threads[1:]:
                     r = measure(ROOT, model, rain, "whole", threads, args, tmp / "threads.npy")
-                    rows.append(_row(r, "new", model, mp, (h, w), "whole", threads, np.load(tmp / "threads.npy"),
-                                     clean, None, None))
+                    rows.append(
+                        _row(
+                            r,
+                            "new",
+                            model,
+                            mp,
+                            (h, w),
+                            "whole",
+                            threads,
+                            np.load(tmp / "threads.npy"),
+                            clean,
+                            None,
+                            None,
+                        )
+                    )
                     _progress(rows[-1])
     return rows
 
 
 def _row(r, label, model, mp, size, mode, threads, out, clean, old_out, whole_out, timeline="") -> dict:
     px = size[0] * size[1]
-    row = {"code": label, "model": model, "mp": px / 1e6, "size": list(size), "mode": mode, "threads": threads,
-           "bytes_per_px": r["peak_bytes"] / px, "s_per_mp": r["wall_s"] / (px / 1e6),
-           "cpu_s_per_mp": (r["user_s"] + r["sys_s"]) / (px / 1e6), "user_s": r["user_s"], "sys_s": r["sys_s"],
-           "psnr_clean": psnr(out, clean), "tile": r.get("tile"), "overlap": r.get("overlap"), "timeline": timeline}
+    row = {
+        "code": label,
+        "model": model,
+        "mp": px / 1e6,
+        "size": list(size),
+        "mode": mode,
+        "threads": threads,
+        "bytes_per_px": r["peak_bytes"] / px,
+        "s_per_mp": r["wall_s"] / (px / 1e6),
+        "cpu_s_per_mp": (r["user_s"] + r["sys_s"]) / (px / 1e6),
+        "user_s": r["user_s"],
+        "sys_s": r["sys_s"],
+        "psnr_clean": psnr(out, clean),
+        "tile": r.get("tile"),
+        "overlap": r.get("overlap"),
+        "timeline": timeline,
+    }
     if old_out is not None:
         row["max_abs_vs_old"] = float(np.abs(out - old_out).max())
     if whole_out is not None:
@@ -222,16 +290,22 @@ def _row(r, label, model, mp, size, mode, threads, out, clean, old_out, whole_ou
 
 
 def _progress(r: dict) -> None:
-    print(f"  {r['code']} {r['model']} {r['mp']:.1f} MP {r['mode']} x{r['threads']}: {r['bytes_per_px']:.0f} B/px, "
-          f"{r['s_per_mp']:.1f} s/MP (user {r['user_s']:.0f} s, sys {r['sys_s']:.0f} s), load "
-          f"{os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+    print(
+        f"  {r['code']} {r['model']} {r['mp']:.1f} MP {r['mode']} x{r['threads']}: {r['bytes_per_px']:.0f} B/px, "
+        f"{r['s_per_mp']:.1f} s/MP (user {r['user_s']:.0f} s, sys {r['sys_s']:.0f} s), load "
+        f"{os.getloadavg()[0]:.1f}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def table(rows: list[dict]) -> str:
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
-    lines = ["| model | MP | code | mode | threads | B/px | s/MP | CPU s/MP | sys/user | PSNR vs clean | "
-             "tiled vs whole | new/old time | new/old CPU time | new/old B/px | max abs new-old |",
-             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | MP | code | mode | threads | B/px | s/MP | CPU s/MP | sys/user | PSNR vs clean | "
+        "tiled vs whole | new/old time | new/old CPU time | new/old B/px | max abs new-old |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         old = [o for o in rows if o["code"] == "old" and o["model"] == r["model"] and abs(o["mp"] - r["mp"]) < 1e-3]
         ratio_t = ratio_c = ratio_b = None
@@ -240,12 +314,14 @@ def table(rows: list[dict]) -> str:
             ratio_c = r["cpu_s_per_mp"] / _median([o["cpu_s_per_mp"] for o in old])
             ratio_b = r["bytes_per_px"] / _median([o["bytes_per_px"] for o in old])
         mode = r["mode"] if r["mode"] == "whole" else f"tiled {r['tile']}/{r['overlap']}"
-        lines.append(f"| {r['model']} | {r['mp']:.2f} | {r['code']} | {mode} | {r['threads']} | "
-                     f"{r['bytes_per_px']:.0f} | {r['s_per_mp']:.1f} | {r['cpu_s_per_mp']:.1f} | "
-                     f"{r['sys_s'] / max(r['user_s'], 1e-9):.2f} | {r['psnr_clean']:.2f} | "
-                     f"{fmt(r.get('psnr_vs_whole'), '.1f')} | {fmt(ratio_t, '.2f')} | {fmt(ratio_c, '.2f')} | "
-                     f"{fmt(ratio_b, '.2f')} | "
-                     f"{fmt(r.get('max_abs_vs_old'), '.1e')} |")
+        lines.append(
+            f"| {r['model']} | {r['mp']:.2f} | {r['code']} | {mode} | {r['threads']} | "
+            f"{r['bytes_per_px']:.0f} | {r['s_per_mp']:.1f} | {r['cpu_s_per_mp']:.1f} | "
+            f"{r['sys_s'] / max(r['user_s'], 1e-9):.2f} | {r['psnr_clean']:.2f} | "
+            f"{fmt(r.get('psnr_vs_whole'), '.1f')} | {fmt(ratio_t, '.2f')} | {fmt(ratio_c, '.2f')} | "
+            f"{fmt(ratio_b, '.2f')} | "
+            f"{fmt(r.get('max_abs_vs_old'), '.1e')} |"
+        )
     return "\n".join(lines)
 
 
@@ -258,16 +334,18 @@ def timeline_report(rows: list[dict], out: Path) -> str:
     runs = [(r["code"], Path(r["timeline"])) for r in rows if r.get("timeline")]
     if not runs:
         return ""
-    lines = ["| run | " + " | ".join(f"{k / 10:.0%}" for k in range(11)) + " | peak GB |",
-             "|---|" + "---:|" * 12]
+    lines = ["| run | " + " | ".join(f"{k / 10:.0%}" for k in range(11)) + " | peak GB |", "|---|" + "---:|" * 12]
     curves = {}
     for label, path in runs:
         data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
         curves[label] = data
         shutil.copy(path, out.with_name(f"{out.stem}_{label}{out.suffix}"))
         at = [data[min(int(k / 10 * (len(data) - 1)), len(data) - 1), 1] / 1e9 for k in range(11)]
-        lines.append(f"| {label} ({data[-1, 0]:.0f} s) | " + " | ".join(f"{v:.2f}" for v in at)
-                     + f" | {data[:, 1].max() / 1e9:.2f} |")
+        lines.append(
+            f"| {label} ({data[-1, 0]:.0f} s) | "
+            + " | ".join(f"{v:.2f}" for v in at)
+            + f" | {data[:, 1].max() / 1e9:.2f} |"
+        )
     try:
         import matplotlib
 
@@ -284,8 +362,9 @@ def timeline_report(rows: list[dict], out: Path) -> str:
         fig.savefig(out.with_suffix(".png"), dpi=100)
     except ImportError:
         pass
-    return ("resident memory above the baseline [GB] at 0 %, 10 %, ... of each run (sampled every 50 ms):\n"
-            + "\n".join(lines))
+    return "resident memory above the baseline [GB] at 0 %, 10 %, ... of each run (sampled every 50 ms):\n" + "\n".join(
+        lines
+    )
 
 
 def main(argv: list[str] | None = None) -> list[dict] | None:
@@ -310,8 +389,11 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     if args.child:
         args.threads = args.threads[0]
         return child(args)
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads {args.threads}, "
-          f"load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads {args.threads}, "
+        f"load average {os.getloadavg()[0]:.1f}",
+        file=sys.stderr,
+    )
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         rows = run(args, Path(tmp))
         print(table(rows))
@@ -319,8 +401,9 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
             print(timeline_report(rows, Path(args.timeline)))
     print(f"(load average after: {os.getloadavg()[0]:.1f})", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
-                                              indent=2))
+        Path(args.json).write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2)
+        )
     return rows
 
 

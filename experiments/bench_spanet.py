@@ -57,15 +57,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sizes", nargs="+", choices=tuple(SIZES), default=list(SIZES))
     p.add_argument("--repeats", type=int, default=5, help="timed runs at 64x64 (default 5)")
     p.add_argument("--repeats-large", type=int, default=2, help="timed runs at 512x512 (default 2)")
-    p.add_argument("--irnn-repeats", type=int, default=30,
-                   help="timed runs of the IRNN-alone rows (cheap; default 30, at both sizes)")
+    p.add_argument(
+        "--irnn-repeats",
+        type=int,
+        default=30,
+        help="timed runs of the IRNN-alone rows (cheap; default 30, at both sizes)",
+    )
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before timing (default 1)")
-    p.add_argument("--naive-large-repeats", type=int, default=1,
-                   help="timed runs of the naive IRNN at 512x512, no warm-up (default 1)")
-    p.add_argument("--skip-naive-large", action="store_true",
-                   help="do not run the naive IRNN at 512x512 (it takes minutes per SPANet step)")
-    p.add_argument("--irnn-only", action="store_true",
-                   help="time only the IRNN rows (no SPANet train steps, no inference): a quick check")
+    p.add_argument(
+        "--naive-large-repeats",
+        type=int,
+        default=1,
+        help="timed runs of the naive IRNN at 512x512, no warm-up (default 1)",
+    )
+    p.add_argument(
+        "--skip-naive-large",
+        action="store_true",
+        help="do not run the naive IRNN at 512x512 (it takes minutes per SPANet step)",
+    )
+    p.add_argument(
+        "--irnn-only",
+        action="store_true",
+        help="time only the IRNN rows (no SPANet train steps, no inference): a quick check",
+    )
     p.add_argument("--thp", action="store_true", help="set THP_MEM_ALLOC_ENABLE=1 before importing torch")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = p.parse_args(argv)

@@ -51,8 +51,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--recipe", default="spanet", help="conf/recipe/<name>.yaml (default spanet)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--batch", type=int, default=None, help="global batch (default: the recipe's)")
-    p.add_argument("--crop", type=int, default=None,
-                   help="training crop side (default: the recipe's schedule.train_patch or realrain's 256)")
+    p.add_argument(
+        "--crop",
+        type=int,
+        default=None,
+        help="training crop side (default: the recipe's schedule.train_patch or realrain's 256)",
+    )
     p.add_argument("--steps", type=int, default=10, help="timed steps per row (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per row (default 2)")
     p.add_argument("--workers", type=int, default=2, help="data loader worker processes (default 2)")
@@ -80,7 +84,7 @@ def make_spa_tree(root: Path, pairs: int, side: int = 256, seed: int = 0) -> Pat
         photo = load_photo(names[k % len(names)])
         y = int(rng.integers(photo.shape[0] - side + 1))
         x = int(rng.integers(photo.shape[1] - side + 1))
-        clean = photo[y:y + side, x:x + side]
+        clean = photo[y : y + side, x : x + side]
         rain, _ = make_rain_pair(clean, int(rng.integers(3)), rng)
         rain_rel = f"real_world/{scene}/{scene}-{frame}/{scene}-{frame}_{pos}_0.png"
         clean_rel = f"real_world_gt/{scene}/{scene}_{pos}_0.png"
@@ -105,8 +109,14 @@ def compose(args, root: Path, option: str):
 
     register_resolvers()  # the configs' ${suite_*}
 
-    overrides = [f"recipe={args.recipe}", "data=realrain", f"data.root={root}", "data.val_scenes=0",
-                 f"data.num_workers={args.workers}", "data.check_orientation=false"]
+    overrides = [
+        f"recipe={args.recipe}",
+        "data=realrain",
+        f"data.root={root}",
+        "data.val_scenes=0",
+        f"data.num_workers={args.workers}",
+        "data.check_orientation=false",
+    ]
     if args.batch:
         overrides.append(f"schedule.batch_size={args.batch}")
     if args.crop:
@@ -187,10 +197,16 @@ class Row:
         med = {k: statistics.median(v) for k, v in self.parts.items()}
         step_s = statistics.median([a + b + c for a, b, c in zip(*self.parts.values())])
         cfg = self.cfg
-        return {"option": self.option, "batch": int(cfg.schedule.batch_size),
-                "crop": int(cfg.data.train_patch or 256), "max_steps": int(cfg.schedule.max_steps),
-                **{f"{k}_ms": 1e3 * v for k, v in med.items()}, "step_ms": 1e3 * step_s, "it_per_s": 1 / step_s,
-                "projected_h": cfg.schedule.max_steps * step_s / 3600}
+        return {
+            "option": self.option,
+            "batch": int(cfg.schedule.batch_size),
+            "crop": int(cfg.data.train_patch or 256),
+            "max_steps": int(cfg.schedule.max_steps),
+            **{f"{k}_ms": 1e3 * v for k, v in med.items()},
+            "step_ms": 1e3 * step_s,
+            "it_per_s": 1 / step_s,
+            "projected_h": cfg.schedule.max_steps * step_s / 3600,
+        }
 
 
 def device_line(device: str) -> str:
@@ -229,20 +245,27 @@ def main(argv=None) -> list[dict]:
     for r in rows:
         r["ratio"] = base["step_ms"] / r["step_ms"]
     r0 = rows[0]
-    print(f"\n{args.recipe} recipe, batch {r0['batch']} at {r0['crop']}x{r0['crop']}, {args.workers} loader "
-          f"workers, {args.steps} timed steps after {args.warmup}; {device_line(args.device)}; "
-          f"load {os.getloadavg()[0]:.1f}")
-    print(f"\n| option | data wait ms | fwd+bwd ms | optimizer ms | step ms | it/s | {r0['max_steps']} steps, h "
-          f"| x default |")
+    print(
+        f"\n{args.recipe} recipe, batch {r0['batch']} at {r0['crop']}x{r0['crop']}, {args.workers} loader "
+        f"workers, {args.steps} timed steps after {args.warmup}; {device_line(args.device)}; "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"\n| option | data wait ms | fwd+bwd ms | optimizer ms | step ms | it/s | {r0['max_steps']} steps, h "
+        f"| x default |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['option']} | {r['data_wait_ms']:.1f} | {r['fwd_bwd_ms']:.1f} | {r['optimizer_ms']:.1f} | "
-              f"{r['step_ms']:.1f} | {r['it_per_s']:.3f} | {r['projected_h']:.1f} | {r['ratio']:.2f} |")
+        print(
+            f"| {r['option']} | {r['data_wait_ms']:.1f} | {r['fwd_bwd_ms']:.1f} | {r['optimizer_ms']:.1f} | "
+            f"{r['step_ms']:.1f} | {r['it_per_s']:.3f} | {r['projected_h']:.1f} | {r['ratio']:.2f} |"
+        )
     if skipped:
         print(f"\n(not run on {args.device}: {', '.join(skipped)})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": device_line(args.device), "platform": platform.platform(),
-                                               "rows": rows}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"device": device_line(args.device), "platform": platform.platform(), "rows": rows}, indent=2)
+        )
     return rows
 
 

@@ -67,8 +67,21 @@ def _build_triton():
     import triton.language as tl
 
     @triton.jit
-    def fwd(x_ptr, out_ptr, w_ptr, b_ptr, C, L, M, step_stride, lane_stride, plane_size, d,
-            REVERSE: tl.constexpr, BLOCK: tl.constexpr):
+    def fwd(
+        x_ptr,
+        out_ptr,
+        w_ptr,
+        b_ptr,
+        C,
+        L,
+        M,
+        step_stride,
+        lane_stride,
+        plane_size,
+        d,
+        REVERSE: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
         plane = tl.program_id(0).to(tl.int64)
         bi, c = plane // C, plane % C
         idx = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)  # one lane per output (position s, lane m)
@@ -94,8 +107,21 @@ def _build_triton():
         tl.store(o, h, mask=mask)
 
     @triton.jit
-    def bwd(h_ptr, gh_ptr, g_ptr, w_ptr, C, L, M, step_stride, lane_stride, plane_size, d,
-            REVERSE: tl.constexpr, BLOCK: tl.constexpr):
+    def bwd(
+        h_ptr,
+        gh_ptr,
+        g_ptr,
+        w_ptr,
+        C,
+        L,
+        M,
+        step_stride,
+        lane_stride,
+        plane_size,
+        d,
+        REVERSE: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
         plane = tl.program_id(0).to(tl.int64)
         bi, c = plane // C, plane % C
         idx = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -141,8 +167,9 @@ def _launch(kind: str, *tensors: Tensor, w: Tensor, b: Tensor | None = None) -> 
         if kind == "fwd":
             _KERNELS["fwd"][grid](src, out, w, b, C, L, M, step, lane, H * W, d, REVERSE=reverse, BLOCK=BLOCK)
         else:
-            _KERNELS["bwd"][grid](tensors[0], tensors[1], out, w, C, L, M, step, lane, H * W, d,
-                                  REVERSE=reverse, BLOCK=BLOCK)
+            _KERNELS["bwd"][grid](
+                tensors[0], tensors[1], out, w, C, L, M, step, lane, H * W, d, REVERSE=reverse, BLOCK=BLOCK
+            )
     return out
 
 
@@ -161,9 +188,9 @@ class _RescanFunction(torch.autograd.Function):
         dx = g.sum(1)
         # dw = sum_{t>0} g_t h_{t-1}, db = sum_{t>0} g_t along each direction's sweep
         prev = torch.zeros_like(h)
-        prev[:, 0, :, :-1] = h[:, 0, :, 1:]        # up: previous is the row below
+        prev[:, 0, :, :-1] = h[:, 0, :, 1:]  # up: previous is the row below
         prev[:, 1, :, :, 1:] = h[:, 1, :, :, :-1]  # right: the column to the left
-        prev[:, 2, :, 1:] = h[:, 2, :, :-1]        # down: the row above
+        prev[:, 2, :, 1:] = h[:, 2, :, :-1]  # down: the row above
         prev[:, 3, :, :, :-1] = h[:, 3, :, :, 1:]  # left: the column to the right
         first = torch.zeros_like(h[:1, :, :1], dtype=torch.bool)
         first[:, 0, :, -1] = True
@@ -228,16 +255,27 @@ def main(argv=None) -> list[dict]:
         ours = _time(fb(irnn), args.repeats, device)
         rescan = _time(fb(design), max(1, args.repeats // 4), device)
         floor = 11 * x.numel() * 4 / bw
-        rows.append({"size": f"B{B} {side}x{side}", "backend": resolve_backend("auto", x.detach()),
-                     "ours_ms": 1e3 * ours, "rescan_ms": 1e3 * rescan, "floor_ms": 1e3 * floor})
+        rows.append(
+            {
+                "size": f"B{B} {side}x{side}",
+                "backend": resolve_backend("auto", x.detach()),
+                "ours_ms": 1e3 * ours,
+                "rescan_ms": 1e3 * rescan,
+                "floor_ms": 1e3 * floor,
+            }
+        )
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"\nIRNN forward+backward, 4 directions, C={CHANNELS}, float32, {name}; copy bandwidth {bw / 1e9:.0f} GB/s\n")
-    print("| size | ours (backend) ms | authors' design (rescan) ms | floor ms | ours / floor (<= 3) | "
-          "rescan / ours (> 1) |")
+    print(
+        "| size | ours (backend) ms | authors' design (rescan) ms | floor ms | ours / floor (<= 3) | "
+        "rescan / ours (> 1) |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['size']} | {r['ours_ms']:.3f} ({r['backend']}) | {r['rescan_ms']:.3f} | {r['floor_ms']:.3f} | "
-              f"{r['ours_ms'] / r['floor_ms']:.2f} | {r['rescan_ms'] / r['ours_ms']:.1f} |")
+        print(
+            f"| {r['size']} | {r['ours_ms']:.3f} ({r['backend']}) | {r['rescan_ms']:.3f} | {r['floor_ms']:.3f} | "
+            f"{r['ours_ms'] / r['floor_ms']:.2f} | {r['rescan_ms'] / r['ours_ms']:.1f} |"
+        )
     return rows
 
 

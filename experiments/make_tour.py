@@ -79,8 +79,9 @@ def rainy_photo(long_side: int = LONG_SIDE) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.inference_mode()
-def derain_figure(net: torch.nn.Module, rainy: np.ndarray, path: Path, clean: Optional[np.ndarray] = None,
-                  caption: str = "") -> dict:
+def derain_figure(
+    net: torch.nn.Module, rainy: np.ndarray, path: Path, clean: Optional[np.ndarray] = None, caption: str = ""
+) -> dict:
     """Run ``net`` (a SPANet-like network returning {"out", "att"}) on one H x W x 3 image and save the figure
     rain | derained | attention (| clean). Returns {"rain": scores, "derained": scores} under protocol spanet
     (empty without ``clean``)."""
@@ -107,8 +108,10 @@ def derain_figure(net: torch.nn.Module, rainy: np.ndarray, path: Path, clean: Op
         s = scores.get(name)
         return label if s is None else f"{label}\n{s['psnr']:.2f} dB / SSIM {s['ssim']:.4f}"
 
-    panels = [(rainy, title("rain", "rainy input")),
-              (np.clip(out[0].numpy().transpose(1, 2, 0), 0, 1), title("derained", "derained (SPANet)"))]
+    panels = [
+        (rainy, title("rain", "rainy input")),
+        (np.clip(out[0].numpy().transpose(1, 2, 0), 0, 1), title("derained", "derained (SPANet)")),
+    ]
     if att is not None:
         panels.append((np.clip(att, 0, 1), "attention map (first SAM)"))
     if clean is not None:
@@ -179,11 +182,19 @@ def table_chart(sweep: Path, path: Path) -> str:
 def main(argv: Optional[Iterable[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img", help="folder of the pictures")
-    parser.add_argument("--weights", type=Path, default=ROOT / "weights" / "spanet_release.pt",
-                        help="the released SPANet checkpoint (default weights/spanet_release.pt)")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=ROOT / "weights" / "spanet_release.pt",
+        help="the released SPANet checkpoint (default weights/spanet_release.pt)",
+    )
     parser.add_argument("--image", type=Path, help="derain this rainy photo (no ground truth) instead")
-    parser.add_argument("--long-side", type=int, default=LONG_SIDE,
-                        help=f"resize the photo so its long side is this many pixels (default {LONG_SIDE})")
+    parser.add_argument(
+        "--long-side",
+        type=int,
+        default=LONG_SIDE,
+        help=f"resize the photo so its long side is this many pixels (default {LONG_SIDE})",
+    )
     parser.add_argument("--sweep", type=Path, help="a finished table4_smoke sweep folder (default: run one)")
     parser.add_argument("--skip-sweep", action="store_true", help="only the derained example")
     args = parser.parse_args(None if argv is None else list(argv))
@@ -201,8 +212,10 @@ def main(argv: Optional[Iterable[str]] = None) -> None:
         caption = f"{args.image.name}; released SPANet weights"
     else:
         rainy, clean = rainy_photo(args.long_side)
-        caption = (f"scikit-image '{PHOTO}' with the suite's synthetic rain (medium, seed {RAIN_SEED}); released "
-                   f"SPANet weights (trained on real rain); PSNR/SSIM protocol spanet")
+        caption = (
+            f"scikit-image '{PHOTO}' with the suite's synthetic rain (medium, seed {RAIN_SEED}); released "
+            f"SPANet weights (trained on real rain); PSNR/SSIM protocol spanet"
+        )
     scores = derain_figure(net, rainy, args.out / "tour_derain.png", clean, caption)
     print(f"wrote {args.out / 'tour_derain.png'}" + (f": {scores}" if scores else ""), file=sys.stderr)
 

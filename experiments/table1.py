@@ -42,12 +42,29 @@ from src.data.synthetic import PHOTOS, load_photo, make_rain_video
 from src.make_clean.algorithm import clean_image
 from src.metrics.paper import TABLE1
 
-BACKGROUNDS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle", "camera", "brick", "grass", "coins",
-               "gravel", "moon", "hubble_deep_field")
+BACKGROUNDS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "motorcycle",
+    "camera",
+    "brick",
+    "grass",
+    "coins",
+    "gravel",
+    "moon",
+    "hubble_deep_field",
+)
 SETTINGS = (("sparse", 0.0), ("normal", 0.0), ("dense", 0.0), ("dense", 0.2))  # (density, haze)
 METHODS = ("input", "ours", "mean", "median", "min")
-LABELS = {"input": "rain input (every frame)", "ours": "paper's method (ours)", "mean": "temporal mean",
-          "median": "temporal median", "min": "temporal minimum"}
+LABELS = {
+    "input": "rain input (every frame)",
+    "ours": "paper's method (ours)",
+    "mean": "temporal mean",
+    "median": "temporal median",
+    "min": "temporal minimum",
+}
 
 
 def background(name: str, size: int) -> np.ndarray:
@@ -56,7 +73,7 @@ def background(name: str, size: int) -> np.ndarray:
     h, w = img.shape[:2]
     s = min(h, w)
     y, x = (h - s) // 2, (w - s) // 2
-    img = resize(img[y:y + s, x:x + s], (size, size), anti_aliasing=True)
+    img = resize(img[y : y + s, x : x + s], (size, size), anti_aliasing=True)
     return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
 
 
@@ -93,12 +110,20 @@ def run(videos: int, frames: int, size: int, seed: int) -> tuple[dict, list[dict
         result = clean_image(clip)
         t2 = time.perf_counter()
         est = estimates(clip, result.image)
-        rec = {"video": name, "density": density, "haze": haze, "p_hat": result.p_hat,
-               "input": tuple(np.mean([scores(f, truth) for f in clip], axis=0))}
+        rec = {
+            "video": name,
+            "density": density,
+            "haze": haze,
+            "p_hat": result.p_hat,
+            "input": tuple(np.mean([scores(f, truth) for f in clip], axis=0)),
+        }
         rec.update({m: scores(img, truth) for m, img in est.items()})
         per_video.append(rec)
-        print(f"[table1] {name:18s} {density:6s} haze {haze:.1f}: p_hat {rec['p_hat']:3d}, ours "
-              f"{rec['ours'][0]:.2f} dB (rain {t1 - t0:.1f} s, ours {t2 - t1:.2f} s)", file=sys.stderr)
+        print(
+            f"[table1] {name:18s} {density:6s} haze {haze:.1f}: p_hat {rec['p_hat']:3d}, ours "
+            f"{rec['ours'][0]:.2f} dB (rain {t1 - t0:.1f} s, ours {t2 - t1:.2f} s)",
+            file=sys.stderr,
+        )
     mean = {m: tuple(np.mean([r[m] for r in per_video], axis=0)) for m in METHODS}
     clear = [r for r in per_video if not r["haze"]] or per_video
     for m in METHODS:  # also the mean over the videos without haze (the paper's videos have none)
@@ -119,16 +144,21 @@ def markdown(mean: dict, per_video: list[dict], args) -> str:
     for m in METHODS:
         p, s, s2, p_clear, s_clear = mean[m]
         ref = paper.get(m)
-        lines.append(f"| {LABELS[m]} | {p:.2f} | {s:.4f} | {s2:.4f} | {p_clear:.2f} | {s_clear:.4f} | "
-                     f"{f'{ref.psnr:.2f}' if ref else '-'} | {f'{ref.ssim:.4f}' if ref else '-'} |")
+        lines.append(
+            f"| {LABELS[m]} | {p:.2f} | {s:.4f} | {s2:.4f} | {p_clear:.2f} | {s_clear:.4f} | "
+            f"{f'{ref.psnr:.2f}' if ref else '-'} | {f'{ref.ssim:.4f}' if ref else '-'} |"
+        )
     for key in ("jiang", "wei", "li"):
         ref = TABLE1.rows[key]
         lines.append(f"| {ref.method} (paper only, {ref.note}) | - | - | - | - | - | {ref.psnr:.2f} | {ref.ssim:.4f} |")
     lines += ["", "| video | rain | p_hat | input | ours | mean | median | min |", "|---|---|---|---|---|---|---|---|"]
     for r in per_video:
         rain = r["density"] + (f" + haze {r['haze']:g}" if r["haze"] else "")
-        lines.append(f"| {r['video']} | {rain} | {r['p_hat']} | "
-                     + " | ".join(f"{r[m][0]:.2f} / {r[m][1]:.4f}" for m in METHODS) + " |")
+        lines.append(
+            f"| {r['video']} | {rain} | {r['p_hat']} | "
+            + " | ".join(f"{r[m][0]:.2f} / {r[m][1]:.4f}" for m in METHODS)
+            + " |"
+        )
     lines.append("")
     lines.append("Per video: PSNR / SSIM (data_range 255).")
     return "\n".join(lines)

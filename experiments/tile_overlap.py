@@ -85,11 +85,19 @@ def measure(name: str, images, args) -> dict:
                 tiled = to_np(tiled_forward(net, to_t(rain), args.tile, overlap, batch_size=4)["out"])
                 deltas.append(psnr(tiled, clean) - psnr(whole[img], clean))
                 vs_whole.append(psnr(tiled, whole[img]))
-            row = {"overlap": overlap, "max_abs_delta_db": max(abs(d) for d in deltas), "deltas_db": deltas,
-                   "min_psnr_vs_whole": min(vs_whole)}
+            row = {
+                "overlap": overlap,
+                "max_abs_delta_db": max(abs(d) for d in deltas),
+                "deltas_db": deltas,
+                "min_psnr_vs_whole": min(vs_whole),
+            }
             rows.append(row)
-            print(f"  {name} overlap {overlap}: |delta| {row['max_abs_delta_db']:.3f} dB, tiled vs whole "
-                  f">= {row['min_psnr_vs_whole']:.1f} dB", file=sys.stderr, flush=True)
+            print(
+                f"  {name} overlap {overlap}: |delta| {row['max_abs_delta_db']:.3f} dB, tiled vs whole "
+                f">= {row['min_psnr_vs_whole']:.1f} dB",
+                file=sys.stderr,
+                flush=True,
+            )
             if chosen is None and row["max_abs_delta_db"] <= args.max_db:
                 chosen = overlap
                 if not args.all:
@@ -114,13 +122,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     images = pairs()
     results = [measure(m, images, args) for m in args.models]
-    print(f"| model | network | PSNR whole vs clean [dB] | overlap: max abs delta vs clean [dB] / min PSNR tiled "
-          f"vs whole [dB] | overlap within {args.max_db} dB |")
+    print(
+        f"| model | network | PSNR whole vs clean [dB] | overlap: max abs delta vs clean [dB] / min PSNR tiled "
+        f"vs whole [dB] | overlap within {args.max_db} dB |"
+    )
     print("|---|---|---|---|---:|")
     for r in results:
         whole = ", ".join(f"{k} {v:.2f}" for k, v in r["psnr_whole"].items())
-        cells = "; ".join(f"{x['overlap']}: {x['max_abs_delta_db']:.3f} / {x['min_psnr_vs_whole']:.1f}"
-                          for x in r["rows"])
+        cells = "; ".join(
+            f"{x['overlap']}: {x['max_abs_delta_db']:.3f} / {x['min_psnr_vs_whole']:.1f}" for x in r["rows"]
+        )
         print(f"| {r['model']} | {r['network']} | {whole} | {cells} | {r['chosen']} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"tile": args.tile, "results": results}, indent=2))

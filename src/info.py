@@ -77,10 +77,14 @@ def schedule_summary(name: str) -> str:
     opt = s.get("optimizer") or {}
     lr = opt.get("lr")
     stages = s.get("progressive")
-    batch = (f"progressive batch {stages[0].batch}..{stages[-1].batch}, patch {stages[0].patch}..{stages[-1].patch}"
-             if stages else f"batch {s.batch_size}")
-    return (f"{str(opt.get('_target_', '?')).rsplit('.', 1)[-1]} lr {lr:g}, " if lr is not None else "") + \
-        f"{s.max_steps:,} steps, {batch}"
+    batch = (
+        f"progressive batch {stages[0].batch}..{stages[-1].batch}, patch {stages[0].patch}..{stages[-1].patch}"
+        if stages
+        else f"batch {s.batch_size}"
+    )
+    return (
+        f"{str(opt.get('_target_', '?')).rsplit('.', 1)[-1]} lr {lr:g}, " if lr is not None else ""
+    ) + f"{s.max_steps:,} steps, {batch}"
 
 
 def data_root(name: str) -> str:
@@ -128,8 +132,10 @@ def show(groups=GROUPS) -> None:
                     print(" " * (width + 4) + line)
     finally:
         logging.disable(logging.NOTSET)
-    print("\nUse: python -m src.train model=NAME data=NAME [schedule=NAME | recipe=NAME | experiment=NAME]"
-          "\nDocs: README.md, docs/howto.md, docs/models.md, docs/datasets.md, docs/protocols.md")
+    print(
+        "\nUse: python -m src.train model=NAME data=NAME [schedule=NAME | recipe=NAME | experiment=NAME]"
+        "\nDocs: README.md, docs/howto.md, docs/models.md, docs/datasets.md, docs/protocols.md"
+    )
 
 
 register_resolvers()  # conf/train.yaml, composed for the listing, names them in conf/hydra

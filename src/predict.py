@@ -48,9 +48,18 @@ def predict(cfg: DictConfig) -> list[Path]:
     sizes, failed = scan_images(inputs.files, gt) if images else ({}, [])
     ckpts = checkpoint_files(cfg.ckpt_path)
     derainers = build_derainers(cfg, ckpts, device)
-    job = Job(out_dir, compare=cfg.compare, save_raw=cfg.save_raw, protocol=cfg.protocol, gt=gt,
-              attention_video=cfg.video.attention, fps=cfg.video.fps, codec=cfg.video.codec,
-              grid_cell_width=cfg.grid_cell_width, progress=cfg.progress)
+    job = Job(
+        out_dir,
+        compare=cfg.compare,
+        save_raw=cfg.save_raw,
+        protocol=cfg.protocol,
+        gt=gt,
+        attention_video=cfg.video.attention,
+        fps=cfg.video.fps,
+        codec=cfg.video.codec,
+        grid_cell_width=cfg.grid_cell_width,
+        progress=cfg.progress,
+    )
     planned = plan_image_outputs(inputs.files, derainers, job) if images else plan_clip_outputs(inputs, derainers, job)
     protected = list(inputs.files) + list(gt.values()) + ckpts
     check_outputs(planned, out_dir, protected, cfg.overwrite)

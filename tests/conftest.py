@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 
-
 # --- requirements: one declared skip condition each (``@pytest.mark.<name>``; markers listed in pyproject.toml) ---
 def _cuda_device() -> bool:
     return torch.cuda.is_available()
@@ -50,8 +49,11 @@ REQUIREMENTS = {
     "gpu": (_cuda_device, "needs a CUDA device"),
     "triton": (_triton, "needs triton (pip install triton)"),
     "c_compiler": (_c_scan, "needs a C compiler: the IRNN 'c' backend falls back to 'torch' (tested separately)"),
-    "authors_weights": (_authors_weights, "needs the authors' released weights: set SPANET_AUTHORS_WEIGHTS to a folder "
-                        "holding clones of their repositories (docs/models.md, 'Testing with the authors' weights')"),
+    "authors_weights": (
+        _authors_weights,
+        "needs the authors' released weights: set SPANET_AUTHORS_WEIGHTS to a folder "
+        "holding clones of their repositories (docs/models.md, 'Testing with the authors' weights')",
+    ),
 }
 
 

@@ -28,8 +28,9 @@ from src.data.transforms import build_train_transform
 from src.utils.checkpoint import read_checkpoint
 from src.utils.image_io import read_array
 
-FUZZ = settings(max_examples=40, deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture],
-                derandomize=True)
+FUZZ = settings(
+    max_examples=40, deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture], derandomize=True
+)
 SUITE_ERRORS = (ValueError, OSError)
 
 
@@ -42,8 +43,10 @@ def _image_bytes(fmt: str, mode: str = "RGB", size=(9, 7)) -> bytes:
     return buf.getvalue()
 
 
-IMAGES = {ext: _image_bytes(fmt) for ext, fmt in
-          ((".png", "PNG"), (".jpg", "JPEG"), (".bmp", "BMP"), (".tif", "TIFF"), (".webp", "WEBP"))}
+IMAGES = {
+    ext: _image_bytes(fmt)
+    for ext, fmt in ((".png", "PNG"), (".jpg", "JPEG"), (".bmp", "BMP"), (".tif", "TIFF"), (".webp", "WEBP"))
+}
 
 
 def _expect_named(call, name: str):
@@ -73,7 +76,7 @@ def test_random_bytes_as_image(folder, data, ext):
 
 
 @FUZZ
-@given(ext=st.sampled_from(sorted(IMAGES)), cut=st.floats(0, 1, exclude_max=True), flip=st.integers(0, 10 ** 6))
+@given(ext=st.sampled_from(sorted(IMAGES)), cut=st.floats(0, 1, exclude_max=True), flip=st.integers(0, 10**6))
 def test_truncated_or_damaged_image(folder, ext, cut, flip):
     whole = bytearray(IMAGES[ext])
     damaged = whole[: int(cut * len(whole))]
@@ -89,15 +92,18 @@ def test_truncated_or_damaged_image(folder, ext, cut, flip):
 # --- list files and folder layouts ------------------------------------------------------------------------
 LINE = st.one_of(
     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40),
-    st.builds(lambda a, b: f"{a} {b}", st.sampled_from(["/real_world/a.png", "./x.png", "a b", "../up.png", ""]),
-              st.sampled_from(["/real_world_gt/a.png", "c.png", "", "\t"])),
+    st.builds(
+        lambda a, b: f"{a} {b}",
+        st.sampled_from(["/real_world/a.png", "./x.png", "a b", "../up.png", ""]),
+        st.sampled_from(["/real_world_gt/a.png", "c.png", "", "\t"]),
+    ),
 )
 
 
 @FUZZ
 @given(lines=st.lists(LINE, max_size=8), raw=st.binary(max_size=40))
 def test_random_list_file_lines(folder, lines, raw):
-    (folder / "real_world" ).mkdir(exist_ok=True)
+    (folder / "real_world").mkdir(exist_ok=True)
     (folder / "real_world_gt").mkdir(exist_ok=True)
     (folder / "real_world" / "a.png").write_bytes(IMAGES[".png"])
     (folder / "real_world_gt" / "a.png").write_bytes(IMAGES[".png"])
@@ -110,8 +116,10 @@ def test_random_list_file_lines(folder, lines, raw):
 
 
 @FUZZ
-@given(names=st.lists(st.text(alphabet="abcnorain-_0123456789x.", min_size=1, max_size=14), max_size=6),
-       layout=st.sampled_from(["rain100", "rain200", "same_names", "rain1400", "side_by_side"]))
+@given(
+    names=st.lists(st.text(alphabet="abcnorain-_0123456789x.", min_size=1, max_size=14), max_size=6),
+    layout=st.sampled_from(["rain100", "rain200", "same_names", "rain1400", "side_by_side"]),
+)
 def test_random_file_names_in_every_layout(names, layout):
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
@@ -127,9 +135,17 @@ def test_random_file_names_in_every_layout(names, layout):
 
 # --- the checker ------------------------------------------------------------------------------------------
 @FUZZ
-@given(files=st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from(["input", "target"]),
-                                st.one_of(st.binary(max_size=300), st.sampled_from(list(IMAGES.values())))),
-                      min_size=1, max_size=6))
+@given(
+    files=st.lists(
+        st.tuples(
+            st.sampled_from("abc"),
+            st.sampled_from(["input", "target"]),
+            st.one_of(st.binary(max_size=300), st.sampled_from(list(IMAGES.values()))),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_checker_reports_instead_of_raising(files):
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
@@ -145,13 +161,20 @@ def test_checker_reports_instead_of_raising(files):
 
 
 # --- config values ----------------------------------------------------------------------------------------
-ANY = st.one_of(st.none(), st.booleans(), st.integers(-3, 300), st.floats(allow_nan=True), st.text(max_size=8),
-                st.lists(st.integers(-2, 4), max_size=3))
+ANY = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 300),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.lists(st.integers(-2, 4), max_size=3),
+)
 
 
 @FUZZ
-@given(key=st.sampled_from(["layout", "order", "on_bad_file", "val_holdout", "val_max", "orientation_samples"]),
-       value=ANY)
+@given(
+    key=st.sampled_from(["layout", "order", "on_bad_file", "val_holdout", "val_max", "orientation_samples"]), value=ANY
+)
 def test_random_data_config_values(folder, key, value):
     kwargs = {"layout": "same_names", key: value}
     _expect_named(lambda: PairedDataModule(str(folder), **kwargs), key)  # works, or an error naming the key
@@ -201,8 +224,11 @@ CKPT = _ckpt_bytes()
 
 
 @FUZZ
-@given(data=st.one_of(st.binary(max_size=400), st.builds(lambda c: CKPT[: int(c * len(CKPT))],
-                                                          st.floats(0, 1, exclude_max=True))))
+@given(
+    data=st.one_of(
+        st.binary(max_size=400), st.builds(lambda c: CKPT[: int(c * len(CKPT))], st.floats(0, 1, exclude_max=True))
+    )
+)
 def test_damaged_checkpoint_files(folder, data):
     path = folder / "damaged.ckpt"
     path.write_bytes(data)

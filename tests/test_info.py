@@ -23,17 +23,25 @@ def test_models_with_parameter_counts_and_paper(capsys):
     assert re.search(r"\n  spanet_release\s+\[276,704 parameters\]", out)
     assert re.search(r"\n  ddn\s+\[57,369 parameters\] DDN \(Fu et al., CVPR 2017\)", out)
     # today's derainers at the authors' sizes (counted on the meta device; the model tests count real networks)
-    for model, count in [("restormer", "26,126,644"), ("drsformer", "33,655,424"), ("drsformer_spa", "32,610,304"),
-                         ("nafnet", "29,159,715"), ("nerd_rain", "22,888,538"), ("nerd_rain_s", "10,528,266"),
-                         ("prenet", "168,963")]:
+    for model, count in [
+        ("restormer", "26,126,644"),
+        ("drsformer", "33,655,424"),
+        ("drsformer_spa", "32,610,304"),
+        ("nafnet", "29,159,715"),
+        ("nerd_rain", "22,888,538"),
+        ("nerd_rain_s", "10,528,266"),
+        ("prenet", "168,963"),
+    ]:
         assert re.search(rf"\n  {model}\s+\[{count} parameters\]", out), model
     assert re.search(r"\n  realrain\s+\[needs data.root=DIR\] SPA-Data", out)
     assert re.search(r"\n  synthetic\s+\[built in, no download\]", out)
 
 
 def test_first_sentence_ignores_dots_in_brackets():
-    assert first_sentence(["SPANet as trained (CVPR'19, sec. 5): Adam.", "More."]) == \
-        "SPANet as trained (CVPR'19, sec. 5): Adam."
+    assert (
+        first_sentence(["SPANet as trained (CVPR'19, sec. 5): Adam.", "More."])
+        == "SPANet as trained (CVPR'19, sec. 5): Adam."
+    )
     assert first_sentence(["Paper Table 4 on SPA-Data:"]) == "Paper Table 4 on SPA-Data."
 
 

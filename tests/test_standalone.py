@@ -29,8 +29,12 @@ def repo_files() -> list[str]:
     """The files a clone has: tracked ones plus new ones git does not ignore (present in the working tree)."""
     if not (ROOT / ".git").exists():
         pytest.skip(f"{ROOT} is not a git checkout: the list of the repository's files comes from git")
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                         capture_output=True, check=True).stdout.decode()
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     return sorted(f for f in out.split("\0") if f and (ROOT / f).is_file())
 
 
@@ -48,8 +52,7 @@ def clone(tmp_path_factory) -> Path:
 def run(clone: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PROJECT_ROOT", "PYTHONPATH")}
     env.update(PYTHONPATH=str(clone), WANDB_MODE="offline", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, *args], cwd=clone, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run([sys.executable, *args], cwd=clone, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{args} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     return proc
 
@@ -75,8 +78,15 @@ def test_info(clone):
 def test_predict_with_the_release_on_a_photo(clone):
     photo = clone / "rainy.png"
     iio.imwrite(photo, skdata.astronaut()[:48, :40])
-    proc = run(clone, "-m", "src.predict", "model=spanet_release", f"input={photo.name}", "output=outputs/derained",
-               "device=cpu")
+    proc = run(
+        clone,
+        "-m",
+        "src.predict",
+        "model=spanet_release",
+        f"input={photo.name}",
+        "output=outputs/derained",
+        "device=cpu",
+    )
     assert "sha256 verified" in proc.stdout + proc.stderr
     got = iio.imread(clone / "outputs" / "derained" / "rainy.png")
     # the same network, built here from this checkout's copy of the file
@@ -91,10 +101,24 @@ def test_predict_with_the_release_on_a_photo(clone):
 
 
 def test_fine_tune_a_few_steps_from_the_release(clone):
-    proc = run(clone, "-m", "src.train", "model=b_d", "model.init_from=weights/spanet_release.pt",
-               "data.train_length=8", "data.patch_size=32", "data.eval_long_side=40", "data.test_photos=[chelsea]",
-               "schedule.batch_size=2", "schedule.max_steps=2", "schedule.val_every=2", "test=false",
-               "callbacks.progress_bar=null", "callbacks.model_summary=null", "hydra.run.dir=outputs/finetune")
+    proc = run(
+        clone,
+        "-m",
+        "src.train",
+        "model=b_d",
+        "model.init_from=weights/spanet_release.pt",
+        "data.train_length=8",
+        "data.patch_size=32",
+        "data.eval_long_side=40",
+        "data.test_photos=[chelsea]",
+        "schedule.batch_size=2",
+        "schedule.max_steps=2",
+        "schedule.val_every=2",
+        "test=false",
+        "callbacks.progress_bar=null",
+        "callbacks.model_summary=null",
+        "hydra.run.dir=outputs/finetune",
+    )
     assert "loaded 61 of the network's 61 tensors" in proc.stdout + proc.stderr
     metrics = json.loads((clone / "outputs" / "finetune" / "metrics.json").read_text())
     assert metrics["global_step"] == 2 and metrics["model"] == "b_d"

@@ -17,7 +17,6 @@ launcher's error; the sweep goes on. A multirun into an existing sweep dir is re
               {"num": 1, "dir": "...", "overrides": [...], "status": "failed", "error": "ValueError: ..."}, ...]}
 """
 
-
 import json
 import logging
 from dataclasses import dataclass
@@ -54,15 +53,24 @@ def job_record(num: int, ret: Any) -> dict:
     failed = ret.status == JobStatus.FAILED
     err = compat.job_error(ret) if failed else None
     job_dir = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir") if ret.hydra_cfg is not None else None
-    return {"num": num, "dir": job_dir, "overrides": list(ret.overrides or []),
-            "status": "failed" if failed else "completed",
-            "error": None if err is None else f"{type(err).__name__}: {err}".strip()}
+    return {
+        "num": num,
+        "dir": job_dir,
+        "overrides": list(ret.overrides or []),
+        "status": "failed" if failed else "completed",
+        "error": None if err is None else f"{type(err).__name__}: {err}".strip(),
+    }
 
 
 def lost_record(num: int, overrides: Any, err: BaseException) -> dict:
     """The record of a job whose launcher failed before it returned a result."""
-    return {"num": num, "dir": None, "overrides": list(overrides), "status": "failed",
-            "error": f"{type(err).__name__}: {err}".strip()}
+    return {
+        "num": num,
+        "dir": None,
+        "overrides": list(overrides),
+        "status": "failed",
+        "error": f"{type(err).__name__}: {err}".strip(),
+    }
 
 
 def refuse_used_sweep_dir(sweep_dir: Path, config: Any) -> None:
@@ -73,8 +81,10 @@ def refuse_used_sweep_dir(sweep_dir: Path, config: Any) -> None:
     if not (sweep_dir / "multirun.yaml").exists():
         return
     if not config.get("overwrite") and config.get("resume") != "auto":
-        raise RunDirExistsError(f"{sweep_dir} already holds a sweep (multirun.yaml); refusing to write over its "
-                                f"jobs. Choose a new hydra.sweep.dir, or pass overwrite=true")
+        raise RunDirExistsError(
+            f"{sweep_dir} already holds a sweep (multirun.yaml); refusing to write over its "
+            f"jobs. Choose a new hydra.sweep.dir, or pass overwrite=true"
+        )
     for lock in sorted(sweep_dir.rglob(LOCK_FILE)):
         holder = lock_holder(lock.parent)
         if holder:
@@ -102,8 +112,9 @@ class ListingSweeper(BasicSweeper):
                 results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
                 records += [job_record(initial_job_idx + i, r) for i, r in enumerate(results)]
             except Exception as err:  # noqa: BLE001 - the launcher lost the whole batch: record every job of it
-                log.error("the launcher failed for jobs %d-%d: %s", initial_job_idx, initial_job_idx + len(batch) - 1,
-                          err)
+                log.error(
+                    "the launcher failed for jobs %d-%d: %s", initial_job_idx, initial_job_idx + len(batch) - 1, err
+                )
                 results = []
                 records += [lost_record(initial_job_idx + i, overrides, err) for i, overrides in enumerate(batch)]
             initial_job_idx += len(batch)
@@ -115,14 +126,15 @@ class ListingSweeper(BasicSweeper):
             lines = [f"job {r['num']} ({' '.join(r['overrides'])}): {r['error']}\n    dir: {r['dir']}" for r in failed]
             for line in lines:
                 log.error("failed %s", line)
-            raise FailedJobsError(f"{len(failed)} of {len(records)} jobs of the sweep failed (each failed job dir "
-                                  f"holds error.txt; summary: {sweep_dir / SUMMARY_FILE}):\n  " + "\n  ".join(lines))
+            raise FailedJobsError(
+                f"{len(failed)} of {len(records)} jobs of the sweep failed (each failed job dir "
+                f"holds error.txt; summary: {sweep_dir / SUMMARY_FILE}):\n  " + "\n  ".join(lines)
+            )
         return returns
 
     @staticmethod
     def _write_summary(sweep_dir: Path, records: list) -> None:
-        summary = {"n_jobs": len(records), "n_failed": sum(r["status"] == "failed" for r in records),
-                   "jobs": records}
+        summary = {"n_jobs": len(records), "n_failed": sum(r["status"] == "failed" for r in records), "jobs": records}
         tmp = sweep_dir / (SUMMARY_FILE + ".tmp")
         tmp.write_text(json.dumps(summary, indent=2))
         tmp.replace(sweep_dir / SUMMARY_FILE)

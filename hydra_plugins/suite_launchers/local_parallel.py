@@ -28,17 +28,22 @@ def local_executor(params: dict, gpus: tuple[int, ...]):
     import submitit
 
     executor = submitit.LocalExecutor(folder=params["submitit_folder"])
-    executor.update_parameters(timeout_min=params.get("timeout_min") or 10080, tasks_per_node=1,
-                               gpus_per_node=len(gpus), visible_gpus=gpus,
-                               stderr_to_stdout=bool(params.get("stderr_to_stdout")))
+    executor.update_parameters(
+        timeout_min=params.get("timeout_min") or 10080,
+        tasks_per_node=1,
+        gpus_per_node=len(gpus),
+        visible_gpus=gpus,
+        stderr_to_stdout=bool(params.get("stderr_to_stdout")),
+    )
     return executor
 
 
 class LocalParallelLauncher(LocalLauncher):
     """submitit's local launcher, N jobs at a time, each with its own GPUs (``CUDA_VISIBLE_DEVICES``)."""
 
-    def __init__(self, n_parallel: Optional[int] = None, gpus_per_job: int = 1, poll_s: float = 0.5,
-                 **params: Any) -> None:
+    def __init__(
+        self, n_parallel: Optional[int] = None, gpus_per_job: int = 1, poll_s: float = 0.5, **params: Any
+    ) -> None:
         super().__init__(**params)
         self.n_parallel = n_parallel
         self.gpus_per_job = int(gpus_per_job)
@@ -50,8 +55,12 @@ class LocalParallelLauncher(LocalLauncher):
         params = dict(self.params)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        log.info("local_parallel: %d job(s), %d at a time, GPUs per job: %s", len(job_overrides), len(slots),
-                 [list(s) for s in slots] if slots[0] else "none")
+        log.info(
+            "local_parallel: %d job(s), %d at a time, GPUs per job: %s",
+            len(job_overrides),
+            len(slots),
+            [list(s) for s in slots] if slots[0] else "none",
+        )
         pending = list(enumerate(job_overrides))
         results: list[Optional[JobReturn]] = [None] * len(job_overrides)
         running: dict[int, tuple[int, Any]] = {}  # slot -> (position, job)
@@ -62,10 +71,15 @@ class LocalParallelLauncher(LocalLauncher):
                 pos, overrides = pending.pop(0)
                 idx = initial_job_idx + pos
                 executor = local_executor(params, slots[slot])
-                log.info("\t#%d : %s (GPUs: %s)", idx, " ".join(filter_overrides(overrides)),
-                         ",".join(map(str, slots[slot])) or "none")
-                job = executor.submit(self, list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}",
-                                      Singleton.get_state())
+                log.info(
+                    "\t#%d : %s (GPUs: %s)",
+                    idx,
+                    " ".join(filter_overrides(overrides)),
+                    ",".join(map(str, slots[slot])) or "none",
+                )
+                job = executor.submit(
+                    self, list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()
+                )
                 running[slot] = (pos, job)
             for slot, (pos, job) in list(running.items()):
                 if job.done():

@@ -48,7 +48,9 @@ def size_key(value: Any, key: str, minimum: int = 1, allow_none: bool = False) -
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigValueError(f"{key}={value!r}: expected an integer >= {minimum}" + (" or null" if allow_none else ""))
+        raise ConfigValueError(
+            f"{key}={value!r}: expected an integer >= {minimum}" + (" or null" if allow_none else "")
+        )
     return value
 
 
@@ -64,7 +66,8 @@ def require_train_batch(n_pairs: int, batch_size: int, world: int = 1) -> int:
         raise ValueError(
             f"the training set has {n_pairs} pairs, fewer than one batch per process: data.batch_size={batch_size} "
             f"(the global batch) over {world} process(es) is {per_process} pairs per process. Use a smaller "
-            f"batch (schedule.batch_size) or fewer processes, or check the training data (python -m src.data.check)")
+            f"batch (schedule.batch_size) or fewer processes, or check the training data (python -m src.data.check)"
+        )
     return batches
 
 
@@ -179,8 +182,9 @@ class DerainDataModule(L.LightningDataModule):
             raise RuntimeError(f"{type(self).__name__} has no {what} split")
         if shuffle:
             world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
-            sampler = ResumableSampler(ds, num_replicas=world, rank=rank, seed=self.seed,
-                                       with_seeds=getattr(ds, "takes_sample_seed", False))
+            sampler = ResumableSampler(
+                ds, num_replicas=world, rank=rank, seed=self.seed, with_seeds=getattr(ds, "takes_sample_seed", False)
+            )
             self._train_sampler = sampler
         elif dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             # evaluation: every image exactly once over all ranks (Lightning's default sampler would pad
@@ -188,8 +192,14 @@ class DerainDataModule(L.LightningDataModule):
             sampler = UnrepeatedDistributedSampler(ds, shuffle=False)
         else:
             sampler = None
-        kwargs = dict(batch_size=batch_size, sampler=sampler, drop_last=shuffle, num_workers=self.num_workers,
-                      pin_memory=self.pin_memory, persistent_workers=self.persistent_workers)
+        kwargs = dict(
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
         return _TrainLoader(self, ds, **kwargs) if shuffle else DataLoader(ds, **kwargs)
 
     # --- exact resume: the training loader's state (stored in every checkpoint by Lightning) -----------
@@ -204,8 +214,11 @@ class DerainDataModule(L.LightningDataModule):
         batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if isinstance(sampler, ProgressiveSampler):  # the whole run is one epoch: batches processed = global step
             return {"progressive_step": int(batches), "world_size": int(trainer.world_size)}
-        return {"epoch": int(sampler.epoch), "samples_drawn": int(batches * self.batch_size_per_device),
-                "world_size": int(trainer.world_size)}
+        return {
+            "epoch": int(sampler.epoch),
+            "samples_drawn": int(batches * self.batch_size_per_device),
+            "world_size": int(trainer.world_size),
+        }
 
     def _resume_train_order(self, state: dict) -> None:
         if not state or self._train_sampler is None:
@@ -214,11 +227,13 @@ class DerainDataModule(L.LightningDataModule):
         if state.get("world_size", world) != world:
             raise ValueError(
                 f"the checkpoint was written by {state['world_size']} processes, this run has {world}: the data "
-                f"order cannot continue exactly; resume with the same trainer.devices x trainer.num_nodes")
+                f"order cannot continue exactly; resume with the same trainer.devices x trainer.num_nodes"
+            )
         if isinstance(self._train_sampler, ProgressiveSampler):
             if "progressive_step" not in state:
-                raise ValueError("the checkpoint was written by a run without schedule.progressive; resume it with "
-                                 "its own schedule")
+                raise ValueError(
+                    "the checkpoint was written by a run without schedule.progressive; resume it with its own schedule"
+                )
             self._train_sampler.resume(state["progressive_step"])
             return
         self._train_sampler.resume(state["epoch"], state["samples_drawn"])
@@ -242,20 +257,37 @@ class DerainDataModule(L.LightningDataModule):
         check_stage_processes(self.stages, world)
         accumulate = getattr(self.trainer, "accumulate_grad_batches", 1)
         if accumulate != 1:
-            raise ConfigValueError(f"trainer.accumulate_grad_batches={accumulate} with schedule.progressive: the "
-                                   f"stages count iterations of one batch each; leave it at 1")
+            raise ConfigValueError(
+                f"trainer.accumulate_grad_batches={accumulate} with schedule.progressive: the "
+                f"stages count iterations of one batch each; leave it at 1"
+            )
         largest = max(range(len(self.stages)), key=lambda i: self.stages[i].batch)
         if len(self.train_set) < self.stages[largest].batch:
-            raise ValueError(f"the training set has {len(self.train_set)} pairs, fewer than one batch of "
-                             f"schedule.progressive[{largest}].batch={self.stages[largest].batch}")
+            raise ValueError(
+                f"the training set has {len(self.train_set)} pairs, fewer than one batch of "
+                f"schedule.progressive[{largest}].batch={self.stages[largest].batch}"
+            )
         max_steps = getattr(self.trainer, "max_steps", -1) if self.trainer else -1
-        sampler = ProgressiveSampler(self.train_set, self.stages, world, rank, self.seed,
-                                     length=max(self.stages[-1].until, max_steps or 0),
-                                     with_seeds=getattr(self.train_set, "takes_sample_seed", False))
+        sampler = ProgressiveSampler(
+            self.train_set,
+            self.stages,
+            world,
+            rank,
+            self.seed,
+            length=max(self.stages[-1].until, max_steps or 0),
+            with_seeds=getattr(self.train_set, "takes_sample_seed", False),
+        )
         self._train_sampler = sampler
-        return _TrainLoader(self, KeyBatches(self.train_set), batch_size=None, sampler=sampler,
-                            collate_fn=default_collate, num_workers=self.num_workers, pin_memory=self.pin_memory,
-                            persistent_workers=self.persistent_workers)
+        return _TrainLoader(
+            self,
+            KeyBatches(self.train_set),
+            batch_size=None,
+            sampler=sampler,
+            collate_fn=default_collate,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size, False, "validation")

@@ -72,7 +72,7 @@ def file_stats(path: str, halves: bool) -> tuple:
         return "error", str(exc)
     if halves:
         half = arr.shape[1] // 2
-        return "ok", (arr.shape[0], half), (grey_levels(arr[:, :half]), grey_levels(arr[:, half:2 * half])), mode
+        return "ok", (arr.shape[0], half), (grey_levels(arr[:, :half]), grey_levels(arr[:, half : 2 * half])), mode
     return "ok", arr.shape[:2], (grey_levels(arr),), mode
 
 
@@ -87,7 +87,7 @@ def scan_files(files: Iterable[tuple[str, bool]], workers: int = 8, progress: bo
     step = max(1, len(files) // 20)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for start in range(0, len(files), 4096):  # bounded number of futures in flight
-            chunk = files[start:start + 4096]
+            chunk = files[start : start + 4096]
             for key, stats in zip(chunk, pool.map(lambda f: file_stats(*f), chunk)):
                 out[key] = stats
                 if progress and len(out) % step == 0:
@@ -117,19 +117,24 @@ def _pair_diff(pair: Pair, stats: dict, problems: list[str], reported: set) -> O
         mode = stats[(path, halves)][3]
         if mode[1] == "translucent alpha" and path not in reported:
             reported.add(path)
-            problems.append(f"{path}: has a translucent alpha channel ({_describe(mode)}); the readers drop alpha, "
-                            f"they do not composite it: convert the file to RGB first")
+            problems.append(
+                f"{path}: has a translucent alpha channel ({_describe(mode)}); the readers drop alpha, "
+                f"they do not composite it: convert the file to RGB first"
+            )
     if pair.halves is not None:
         _, _, (left, right), _ = stats[(pair.rain, True)]
         return left - right if pair.halves == "rain_clean" else right - left
     _, rain_hw, (rain_mean,), rain_mode = stats[(pair.rain, False)]
     _, clean_hw, (clean_mean,), clean_mode = stats[(pair.clean, False)]
     if rain_mode != clean_mode and "translucent alpha" not in (rain_mode[1], clean_mode[1]):
-        problems.append(f"{pair.rain}: colour mode {_describe(rain_mode)} differs from its clean image "
-                        f"{pair.clean} ({_describe(clean_mode)})")
+        problems.append(
+            f"{pair.rain}: colour mode {_describe(rain_mode)} differs from its clean image "
+            f"{pair.clean} ({_describe(clean_mode)})"
+        )
     if rain_hw != clean_hw:
-        problems.append(f"{pair.rain}: size {rain_hw[1]}x{rain_hw[0]} (WxH) differs from {pair.clean} "
-                        f"({clean_hw[1]}x{clean_hw[0]})")
+        problems.append(
+            f"{pair.rain}: size {rain_hw[1]}x{rain_hw[0]} (WxH) differs from {pair.clean} ({clean_hw[1]}x{clean_hw[0]})"
+        )
         return None
     return rain_mean - clean_mean
 
@@ -142,16 +147,25 @@ def _missing_problem(split: str, result: ReadResult, train_missing_max: float) -
     listed = n_missing + len(result.pairs)
     first = f"first: {result.missing[0]}"
     if split in ("val", "test", "pairs"):
-        return (f"{result.source}: {n_missing} of {listed} {split} pairs have a missing file ({first}); the "
-                f"{split} split would be scored on fewer images than it holds")
+        return (
+            f"{result.source}: {n_missing} of {listed} {split} pairs have a missing file ({first}); the "
+            f"{split} split would be scored on fewer images than it holds"
+        )
     if n_missing > train_missing_max * listed:
-        return (f"{result.source}: {n_missing} of {listed} training pairs ({n_missing / listed:.1%}) have a missing "
-                f"file, more than train_missing_max={train_missing_max:g} ({first})")
+        return (
+            f"{result.source}: {n_missing} of {listed} training pairs ({n_missing / listed:.1%}) have a missing "
+            f"file, more than train_missing_max={train_missing_max:g} ({first})"
+        )
     return None
 
 
-def check_splits(results: dict[str, ReadResult], workers: int = 8, swap_hint: str = "set data.swap=true",
-                 progress: bool = True, train_missing_max: float = 0.01) -> dict:
+def check_splits(
+    results: dict[str, ReadResult],
+    workers: int = 8,
+    swap_hint: str = "set data.swap=true",
+    progress: bool = True,
+    train_missing_max: float = 0.01,
+) -> dict:
     """The report (see the module docstring) for already-read splits."""
     stats = scan_files((f for r in results.values() for p in r.pairs for f in _pair_files(p)), workers, progress)
     report: dict[str, Any] = {}
@@ -171,8 +185,10 @@ def check_splits(results: dict[str, ReadResult], workers: int = 8, swap_hint: st
         if not result.pairs:
             problems.append(f"{result.source}: no image pairs found in the {split} split")
         elif mean is not None and mean <= 0:
-            problems.append(f"{result.source}: rainy images are not brighter than clean ones in the {split} split "
-                            f"({mean:+.2f} grey levels on average): rainy and clean look swapped, {swap_hint}")
+            problems.append(
+                f"{result.source}: rainy images are not brighter than clean ones in the {split} split "
+                f"({mean:+.2f} grey levels on average): rainy and clean look swapped, {swap_hint}"
+            )
         report[split] = section
     report["problems"] = problems
     return report
@@ -197,11 +213,16 @@ def format_report(report: dict) -> str:
         labels = f", labels {section['labels']}" if "labels" in section else ""
         diff = section["mean_rain_minus_clean"]
         diff = "n/a" if diff is None else f"{diff:+.2f}"
-        lines.append(f"{split:>6}: {section['pairs']} pairs, {section['skipped']} skipped{labels}, "
-                     f"mean rain - clean {diff} grey levels  ({section['source']})")
+        lines.append(
+            f"{split:>6}: {section['pairs']} pairs, {section['skipped']} skipped{labels}, "
+            f"mean rain - clean {diff} grey levels  ({section['source']})"
+        )
     problems = report["problems"]
-    lines.append(f"problems: {len(problems)}" + "".join(f"\n  {p}" for p in problems[:50])
-                 + (f"\n  ... and {len(problems) - 50} more (see the report)" if len(problems) > 50 else ""))
+    lines.append(
+        f"problems: {len(problems)}"
+        + "".join(f"\n  {p}" for p in problems[:50])
+        + (f"\n  ... and {len(problems) - 50} more (see the report)" if len(problems) > 50 else "")
+    )
     return "\n".join(lines)
 
 
@@ -229,9 +250,11 @@ def claim_report(report: Optional[str], overwrite: bool) -> Optional[Path]:
     if not overwrite:
         refuse_existing([path], what="report")
     if not _is_report(path):
-        raise ConfigValueError(f"report={path}: this file is not a report of src.data.check (a list file or an image "
-                               f"of the data set?); refusing to replace it even with overwrite=true. Write the "
-                               f"report elsewhere")
+        raise ConfigValueError(
+            f"report={path}: this file is not a report of src.data.check (a list file or an image "
+            f"of the data set?); refusing to replace it even with overwrite=true. Write the "
+            f"report elsewhere"
+        )
     return path
 
 
@@ -243,8 +266,12 @@ def run(cfg: DictConfig) -> int:
             raise ValueError("no data set chosen: pass data=NAME data.root=DIR (--help lists the data configs)")
         require_set(cfg, "data")
         module = hydra.utils.instantiate(cfg.data)
-        report = check_module(module, int(cfg.workers), progress=bool(cfg.progress),
-                              train_missing_max=float(cfg.get("train_missing_max", 0.01)))
+        report = check_module(
+            module,
+            int(cfg.workers),
+            progress=bool(cfg.progress),
+            train_missing_max=float(cfg.get("train_missing_max", 0.01)),
+        )
     except Exception as exc:  # a bad root / config key: report it like any other problem
         cause = exc.__cause__ if exc.__cause__ is not None and "instantiat" in type(exc).__name__.lower() else exc
         report = {"problems": [str(cause)]}

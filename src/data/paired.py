@@ -29,12 +29,14 @@ def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     if pair.halves is not None:
         both = read_array(pair.rain)
         half = both.shape[1] // 2
-        left, right = both[:, :half], both[:, half:2 * half]
+        left, right = both[:, :half], both[:, half : 2 * half]
         return (left, right) if pair.halves == "rain_clean" else (right, left)
     rain, clean = read_array(pair.rain), read_array(pair.clean)
     if rain.shape != clean.shape:
-        raise ValueError(f"size mismatch: {pair.rain} is {rain.shape[1]}x{rain.shape[0]} (WxH) but "
-                         f"{pair.clean} is {clean.shape[1]}x{clean.shape[0]}")
+        raise ValueError(
+            f"size mismatch: {pair.rain} is {rain.shape[1]}x{rain.shape[0]} (WxH) but "
+            f"{pair.clean} is {clean.shape[1]}x{clean.shape[0]}"
+        )
     return rain, clean
 
 
@@ -54,8 +56,13 @@ def rain_minus_clean(pair: Pair) -> float:
     return grey_levels(rain) - grey_levels(clean)
 
 
-def check_orientation(pairs: Sequence[Pair], samples: int = 16, where: str = "data",
-                      hint: str = "set data.swap=true", skip_unreadable: bool = False) -> float:
+def check_orientation(
+    pairs: Sequence[Pair],
+    samples: int = 16,
+    where: str = "data",
+    hint: str = "set data.swap=true",
+    skip_unreadable: bool = False,
+) -> float:
     """Rain brightens pixels: fail when, on ``samples`` evenly spaced pairs, the rainy images are not brighter
     than the clean ones on average. Returns the mean difference (8-bit grey levels). ``skip_unreadable``: leave
     out sampled pairs that cannot be read (``data.on_bad_file=skip``) instead of raising."""
@@ -74,7 +81,8 @@ def check_orientation(pairs: Sequence[Pair], samples: int = 16, where: str = "da
         raise ValueError(
             f"{where}: the rainy images are not brighter than the clean ones ({mean:+.2f} grey levels on "
             f"average over {len(chosen)} pairs, e.g. {chosen[0].rain}); rain brightens pixels, so rainy and "
-            f"clean look swapped: {hint} (or data.check_orientation=false to skip this check)")
+            f"clean look swapped: {hint} (or data.check_orientation=false to skip this check)"
+        )
     return mean
 
 
@@ -112,8 +120,14 @@ class PairedDataset(Dataset):
         return len(self._label)
 
     def pair(self, index: int) -> Pair:
-        return Pair(self._rain[index].decode(), self._clean[index].decode(), self._name[index].decode(),
-                    int(self._label[index]), "", _HALVES[self._halves[index]])
+        return Pair(
+            self._rain[index].decode(),
+            self._clean[index].decode(),
+            self._name[index].decode(),
+            int(self._label[index]),
+            "",
+            _HALVES[self._halves[index]],
+        )
 
     def __getitem__(self, key) -> dict:
         index, seed, patch = (*key, None)[:3] if isinstance(key, tuple) else (key, None, None)
@@ -129,11 +143,14 @@ class PairedDataset(Dataset):
                 errors.append(str(exc).replace("\n", " "))
                 continue
             return {**self._sample(pair, arrays, seed, patch), "bad_files": "\n".join(errors)}
-        raise RuntimeError(f"data.on_bad_file=skip: {len(errors)} unreadable pairs in a row from index {index} "
-                           f"(last: {errors[-1]}); the data set looks broken, check it with python -m src.data.check")
+        raise RuntimeError(
+            f"data.on_bad_file=skip: {len(errors)} unreadable pairs in a row from index {index} "
+            f"(last: {errors[-1]}); the data set looks broken, check it with python -m src.data.check"
+        )
 
-    def _sample(self, pair: Pair, arrays: tuple[np.ndarray, np.ndarray], seed: Optional[int] = None,
-                patch: Optional[int] = None) -> dict:
+    def _sample(
+        self, pair: Pair, arrays: tuple[np.ndarray, np.ndarray], seed: Optional[int] = None, patch: Optional[int] = None
+    ) -> dict:
         rain, clean = arrays
         if self.transform is not None or patch is not None:
             g = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -144,8 +161,12 @@ class PairedDataset(Dataset):
                     rain, clean = sub_crop(rain, clean, patch, g)
             except ValueError as exc:
                 raise ValueError(f"{pair.rain}: {exc}") from exc
-        return {"rain": to_tensor(rain), "clean": to_tensor(clean), "name": pair.name,
-                "label": torch.tensor(pair.label, dtype=torch.int64)}
+        return {
+            "rain": to_tensor(rain),
+            "clean": to_tensor(clean),
+            "name": pair.name,
+            "label": torch.tensor(pair.label, dtype=torch.int64),
+        }
 
     def __repr__(self) -> str:
         return f"PairedDataset({len(self)} pairs, transform={self.transform!r})"

@@ -92,16 +92,27 @@ class FileDataModule(DerainDataModule):
             self.train_patch = train_patch  # refused with the stages when training (check_schedule_keys)
             largest = max(s.patch for s in self.stages)
             train_transform = with_train_patch(train_transform, largest, pad=True)
-            logger.info("schedule.progressive: training on random %sx%s crops (mirrored where an image is smaller), "
-                        "each cut to its stage's patch", largest, largest)
+            logger.info(
+                "schedule.progressive: training on random %sx%s crops (mirrored where an image is smaller), "
+                "each cut to its stage's patch",
+                largest,
+                largest,
+            )
         if on_bad_file not in ("raise", "skip"):
-            raise ValueError(f"data.on_bad_file={on_bad_file!r}: choose 'raise' (stop at the first unreadable "
-                             f"training file) or 'skip' (skip and count them)")
+            raise ValueError(
+                f"data.on_bad_file={on_bad_file!r}: choose 'raise' (stop at the first unreadable "
+                f"training file) or 'skip' (skip and count them)"
+            )
         self.on_bad_file = on_bad_file
         if train_patch is not None:  # a recipe's patch size (schedule.train_patch) wins over the data config's crop
             train_transform = with_train_patch(train_transform, train_patch)
-            logger.info("schedule.train_patch=%s: training on random %sx%s crops (data.train_transform's "
-                        "scale / resized_crop / crop replaced)", train_patch, train_patch, train_patch)
+            logger.info(
+                "schedule.train_patch=%s: training on random %sx%s crops (data.train_transform's "
+                "scale / resized_crop / crop replaced)",
+                train_patch,
+                train_patch,
+                train_patch,
+            )
         if train_flips is not None:  # a recipe's flips (schedule.train_flips) win over the data config's
             train_transform = with_train_flips(train_transform, train_flips)
             logger.info("schedule.train_flips=%s: replaces data.train_transform's flips", dict(train_flips))
@@ -148,13 +159,19 @@ class FileDataModule(DerainDataModule):
                 raise FileNotFoundError(
                     f"{split} ({result.source}): {len(result.missing)} of {len(result.missing) + len(result.pairs)} "
                     f"pairs have a missing file (first: {result.missing[0]}); the {split} split would be scored on "
-                    f"fewer images than it holds. Restore the files (python -m src.data.check lists them)")
+                    f"fewer images than it holds. Restore the files (python -m src.data.check lists them)"
+                )
             warn_missing(result, f"{split} ({result.source})")
             pairs[split] = require_pairs(result, f"{split} ({result.source})")
         if self.check_orientation:
             for split, split_pairs in pairs.items():
-                check_orientation(split_pairs, self.orientation_samples, f"{split} ({results[split].source})",
-                                  self.swap_hint(), skip_unreadable=split == "train" and self.on_bad_file == "skip")
+                check_orientation(
+                    split_pairs,
+                    self.orientation_samples,
+                    f"{split} ({results[split].source})",
+                    self.swap_hint(),
+                    skip_unreadable=split == "train" and self.on_bad_file == "skip",
+                )
         if "pairs" in pairs:  # one folder: every split reads it
             pairs = {"train": pairs["pairs"], "test": pairs["pairs"]}
         train = PairedDataset(pairs["train"], self.train_transform, self.on_bad_file) if "train" in pairs else None
@@ -176,8 +193,10 @@ class FileDataModule(DerainDataModule):
             raise RuntimeError(f"{type(self).__name__} has no {split} split (data.root={self.root})")
         pairs = [ds.pair(i) for i in range(len(ds))]
         if pairs and pairs[0].halves is not None:
-            raise ValueError(f"{pairs[0].rain}: the {split} pairs are side-by-side images, so their ground truth is "
-                             f"half of a file, not a file; evaluate a checkpoint instead (src.eval ckpt_path=...)")
+            raise ValueError(
+                f"{pairs[0].rain}: the {split} pairs are side-by-side images, so their ground truth is "
+                f"half of a file, not a file; evaluate a checkpoint instead (src.eval ckpt_path=...)"
+            )
         return [(p.name, p.clean) for p in pairs]
 
 

@@ -64,8 +64,10 @@ def parse_stages(stages: Any) -> list[Stage]:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigValueError(f"{KEY}[{i}].{field} must be a positive int, got {value!r}")
         if out and stage["until"] <= out[-1].until:
-            raise ConfigValueError(f"{KEY}[{i}].until={stage['until']} must be larger than the previous stage's "
-                                   f"({out[-1].until}): each stage ends after the one before")
+            raise ConfigValueError(
+                f"{KEY}[{i}].until={stage['until']} must be larger than the previous stage's "
+                f"({out[-1].until}): each stage ends after the one before"
+            )
         out.append(Stage(stage["until"], stage["patch"], stage["batch"]))
     return out
 
@@ -76,7 +78,8 @@ def check_processes(stages: Sequence[Stage], world: int) -> None:
         if stage.batch % world:
             raise ConfigValueError(
                 f"{KEY}[{i}].batch={stage.batch} (the global batch of iterations up to {stage.until}) does not "
-                f"divide by the {world} processes of this run; choose a multiple of trainer.devices x num_nodes")
+                f"divide by the {world} processes of this run; choose a multiple of trainer.devices x num_nodes"
+            )
 
 
 def check_schedule_keys(stages: Sequence[Stage], batch_size: int, train_patch: Optional[int]) -> None:
@@ -85,10 +88,13 @@ def check_schedule_keys(stages: Sequence[Stage], batch_size: int, train_patch: O
     if batch_size != stages[0].batch:
         raise ConfigValueError(
             f"data.batch_size={batch_size} (schedule.batch_size) differs from {KEY}[0].batch={stages[0].batch}: "
-            f"with a progressive schedule each stage sets its batch; change {KEY} instead")
+            f"with a progressive schedule each stage sets its batch; change {KEY} instead"
+        )
     if train_patch is not None:
-        raise ConfigValueError(f"data.train_patch={train_patch} (schedule.train_patch) is set together with {KEY}: "
-                               f"each stage sets its patch; set schedule.train_patch=null or change {KEY}")
+        raise ConfigValueError(
+            f"data.train_patch={train_patch} (schedule.train_patch) is set together with {KEY}: "
+            f"each stage sets its patch; set schedule.train_patch=null or change {KEY}"
+        )
 
 
 def stage_index(stages: Sequence[Stage], step: int) -> int:
@@ -113,8 +119,16 @@ def schedule_table(stages: Sequence[Stage], world: int = 1) -> list[dict]:
     """The stages as rows (iterations, patch, global and per-process batch, samples), for logs and docs."""
     rows, start = [], 0
     for stage in stages:
-        rows.append({"from": start, "until": stage.until, "patch": stage.patch, "batch": stage.batch,
-                     "per_process": stage.batch // world, "samples": stage.batch * (stage.until - start)})
+        rows.append(
+            {
+                "from": start,
+                "until": stage.until,
+                "patch": stage.patch,
+                "batch": stage.batch,
+                "per_process": stage.batch // world,
+                "samples": stage.batch * (stage.until - start),
+            }
+        )
         start = stage.until
     return rows
 
@@ -125,8 +139,16 @@ class ProgressiveSampler(DistributedSampler):
     global step ``step`` (a checkpoint's), and ``__len__`` stays ``length`` so that Lightning, which resumes its
     batch count at the checkpoint's, stops where an uninterrupted run does."""
 
-    def __init__(self, dataset: Dataset, stages: Sequence[Stage], num_replicas: int, rank: int, seed: int,
-                 length: int, with_seeds: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        stages: Sequence[Stage],
+        num_replicas: int,
+        rank: int,
+        seed: int,
+        length: int,
+        with_seeds: bool = False,
+    ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
         check_processes(stages, num_replicas)
         self.stages, self.length, self.with_seeds = list(stages), int(length), with_seeds

@@ -36,8 +36,11 @@ LABEL_NAMES = {0: "heavy", 1: "medium", 2: "light"}
 ORDERS = ("rain_clean", "clean_rain")
 LAYOUTS = ("rain100", "rain200", "same_names", "rain1400", "side_by_side")
 #: Default sub-folders (rain_dir, clean_dir) of the two-folder layouts.
-LAYOUT_DIRS = {"rain200": ("rain/X2", "norain"), "same_names": ("input", "target"),
-               "rain1400": ("rainy_image", "ground_truth")}
+LAYOUT_DIRS = {
+    "rain200": ("rain/X2", "norain"),
+    "same_names": ("input", "target"),
+    "rain1400": ("rainy_image", "ground_truth"),
+}
 
 
 class Pair(NamedTuple):
@@ -118,14 +121,20 @@ def warn_missing(result: ReadResult, where: str) -> None:
     """ONE warning that counts the pairs skipped because a file is missing (silent when none)."""
     n = len(result.missing)
     if n:
-        warnings.warn(f"{where}: skipped {n} pairs whose files are missing (first: {result.missing[0]})",
-                      UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{where}: skipped {n} pairs whose files are missing (first: {result.missing[0]})",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def require_pairs(result: ReadResult, where: str) -> list[Pair]:
     if not result.pairs:
-        extra = f" ({len(result.missing)} listed pairs have missing files, first: {result.missing[0]})" \
-            if result.missing else ""
+        extra = (
+            f" ({len(result.missing)} listed pairs have missing files, first: {result.missing[0]})"
+            if result.missing
+            else ""
+        )
         raise FileNotFoundError(f"{where}: no image pairs found{extra}")
     return result.pairs
 
@@ -156,8 +165,10 @@ def _refuse_parent_steps(fields: Sequence[str], list_file: str, lineno: int) -> 
     is a ValueError naming ``list_file:line``, like any other malformed line."""
     for field in fields:
         if ".." in field and ".." in re.split(r"[\\/]", field):
-            raise ValueError(f"{list_file}:{lineno}: {field!r} steps out of its folder with '..'; list lines name "
-                             f"files under the data root")
+            raise ValueError(
+                f"{list_file}:{lineno}: {field!r} steps out of its folder with '..'; list lines name "
+                f"files under the data root"
+            )
 
 
 def read_pair_list(list_file: str, root: str, label: int = -1) -> ReadResult:
@@ -180,12 +191,16 @@ def read_pair_list(list_file: str, root: str, label: int = -1) -> ReadResult:
                 if not fields:
                     continue
                 if len(fields) != 2:
-                    raise ValueError(f"{list_file}:{lineno}: expected '<rainy path> <clean path>', got {line.strip()!r}")
+                    raise ValueError(
+                        f"{list_file}:{lineno}: expected '<rainy path> <clean path>', got {line.strip()!r}"
+                    )
                 _refuse_parent_steps(fields, list_file, lineno)
                 entries.append((fields[0], fields[1]))
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{list_file}:{lineno + 1}: not UTF-8 text ({exc.reason} at byte {exc.start} of the "
-                         f"line); is this the list file?") from None
+        raise ValueError(
+            f"{list_file}:{lineno + 1}: not UTF-8 text ({exc.reason} at byte {exc.start} of the "
+            f"line); is this the list file?"
+        ) from None
 
     index = DirIndex()
     base = _choose_base(entries, [root, os.path.dirname(os.path.abspath(list_file)), ""], index)
@@ -255,8 +270,9 @@ def side_by_side_pairs(folder: str, order: str = "rain_clean", label: int = -1, 
     return ReadResult(pairs, [], folder)
 
 
-def didmdn_train_pairs(folder: str, classes: Mapping[str, int], inner_dir: str = "train2018new",
-                       order: str = "rain_clean") -> ReadResult:
+def didmdn_train_pairs(
+    folder: str, classes: Mapping[str, int], inner_dir: str = "train2018new", order: str = "rain_clean"
+) -> ReadResult:
     """DID-MDN training: ``{folder}/{class}/{inner_dir}/{i}.jpg`` side by side, label from the class folder.
 
     ``classes`` maps folder name -> label, e.g. ``{Rain_Heavy: 0, Rain_Medium: 1, Rain_Light: 2}``.
@@ -344,8 +360,9 @@ def rain1400_pairs(folder: str, rain_dir: str = "rainy_image", clean_dir: str = 
     return _match(list_images(rain_dir), clean_for, rain_dir)
 
 
-def read_layout(folder: str, layout: str, rain_dir: Optional[str] = None, clean_dir: Optional[str] = None,
-                order: str = "rain_clean") -> ReadResult:
+def read_layout(
+    folder: str, layout: str, rain_dir: Optional[str] = None, clean_dir: Optional[str] = None, order: str = "rain_clean"
+) -> ReadResult:
     """Pairs of one folder in a named layout (``LAYOUTS``); ``rain_dir``/``clean_dir`` default per layout."""
     if layout not in LAYOUTS:
         raise ValueError(f"data.layout={layout!r}: choose from {list(LAYOUTS)}")
@@ -379,8 +396,10 @@ def split_groups(pairs: Sequence[Pair], holdout: Union[None, int, Sequence], key
     groups = sorted({p.group for p in pairs}, key=natural_key)
     if isinstance(holdout, int):
         if holdout >= len(groups):
-            raise ConfigValueError(f"data.{key}={holdout} would hold out all {len(groups)} groups, leaving nothing to "
-                                   f"train on; hold out fewer (at most {len(groups) - 1})")
+            raise ConfigValueError(
+                f"data.{key}={holdout} would hold out all {len(groups)} groups, leaving nothing to "
+                f"train on; hold out fewer (at most {len(groups) - 1})"
+            )
         chosen = set(groups[-holdout:])
     else:  # ids match exactly, or by value when numeric (YAML reads `[000, 7]` as [0, 7])
         by_value = {int(g): g for g in groups if g.isdigit()}
@@ -392,7 +411,9 @@ def split_groups(pairs: Sequence[Pair], holdout: Union[None, int, Sequence], key
         chosen = {resolve(g) for g in holdout}
         unknown = sorted(chosen - set(groups), key=natural_key)
         if unknown:
-            raise ConfigValueError(f"data.{key}: unknown ids {unknown} (known: {groups[:10]}{'...' if len(groups) > 10 else ''})")
+            raise ConfigValueError(
+                f"data.{key}: unknown ids {unknown} (known: {groups[:10]}{'...' if len(groups) > 10 else ''})"
+            )
     return [p for p in pairs if p.group not in chosen], [p for p in pairs if p.group in chosen]
 
 

@@ -261,8 +261,17 @@ class SyntheticRainDataModule(DerainDataModule):
 
     def __init__(
         self,
-        train_photos: Sequence[str] = ("astronaut", "rocket", "camera", "coins", "grass", "gravel", "brick",
-                                       "moon", "hubble_deep_field"),
+        train_photos: Sequence[str] = (
+            "astronaut",
+            "rocket",
+            "camera",
+            "coins",
+            "grass",
+            "gravel",
+            "brick",
+            "moon",
+            "hubble_deep_field",
+        ),
         val_photos: Sequence[str] = ("coffee",),
         test_photos: Sequence[str] = ("chelsea", "motorcycle"),
         train_length: int = 2000,
@@ -291,18 +300,28 @@ class SyntheticRainDataModule(DerainDataModule):
         if overlap:
             raise ValueError(f"data.train_photos and the val/test photos overlap: {sorted(overlap)}")
         self.kw = dict(
-            train_photos=list(train_photos), val_photos=list(val_photos), test_photos=list(test_photos),
-            train_length=train_length, patch_size=patch_size, eval_long_side=eval_long_side,
-            haze_prob=haze_prob, seed=seed, eval_seed=eval_seed, flips=flips,
+            train_photos=list(train_photos),
+            val_photos=list(val_photos),
+            test_photos=list(test_photos),
+            train_length=train_length,
+            patch_size=patch_size,
+            eval_long_side=eval_long_side,
+            haze_prob=haze_prob,
+            seed=seed,
+            eval_seed=eval_seed,
+            flips=flips,
         )
 
     def build(self):
         k = self.kw
-        train = SyntheticRainDataset(k["train_photos"], k["seed"], k["train_length"], k["patch_size"],
-                                     haze_prob=k["haze_prob"], flips=k["flips"])
+        train = SyntheticRainDataset(
+            k["train_photos"], k["seed"], k["train_length"], k["patch_size"], haze_prob=k["haze_prob"], flips=k["flips"]
+        )
         # val/test rain depends on eval_seed only, so runs with different training seeds score the same images
-        val = SyntheticRainDataset(k["val_photos"], k["eval_seed"] + 1, long_side=k["eval_long_side"],
-                                   haze_prob=k["haze_prob"])
-        test = SyntheticRainDataset(k["test_photos"], k["eval_seed"] + 2, long_side=k["eval_long_side"],
-                                    haze_prob=k["haze_prob"])
+        val = SyntheticRainDataset(
+            k["val_photos"], k["eval_seed"] + 1, long_side=k["eval_long_side"], haze_prob=k["haze_prob"]
+        )
+        test = SyntheticRainDataset(
+            k["test_photos"], k["eval_seed"] + 2, long_side=k["eval_long_side"], haze_prob=k["haze_prob"]
+        )
         return train, val, test

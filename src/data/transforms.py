@@ -34,8 +34,13 @@ from PIL import Image
 from src.utils.errors import ConfigValueError
 
 Size = Union[int, Sequence[int]]
-_FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST,
-            "lanczos": Image.LANCZOS, "area": Image.BOX}
+_FILTERS = {
+    "bicubic": Image.BICUBIC,
+    "bilinear": Image.BILINEAR,
+    "nearest": Image.NEAREST,
+    "lanczos": Image.LANCZOS,
+    "area": Image.BOX,
+}
 
 
 def _uniform(low: float, high: float, g: Optional[torch.Generator]) -> float:
@@ -64,8 +69,12 @@ def resize(arr: np.ndarray, size_hw: tuple[int, int], interpolation: str = "bicu
     if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
         return np.asarray(Image.fromarray(arr).resize((w, h), resample))
     # 16-bit / float images: resize each channel as a 32-bit float image
-    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(arr[:, :, c], dtype=np.float32), mode="F")
-                        .resize((w, h), resample)) for c in range(arr.shape[2])]
+    chans = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(arr[:, :, c], dtype=np.float32), mode="F").resize((w, h), resample)
+        )
+        for c in range(arr.shape[2])
+    ]
     out = np.stack(chans, axis=2)
     if np.issubdtype(arr.dtype, np.integer):
         info = np.iinfo(arr.dtype)
@@ -87,10 +96,11 @@ class RandomCrop:
             rain, clean = (mirror_pad(a, th, tw) for a in (rain, clean))
             h, w = rain.shape[:2]
         if h < th or w < tw:
-            raise ValueError(f"image of {h}x{w} pixels is smaller than the training crop {th}x{tw} "
-                             f"(lower data.train_transform.crop)")
+            raise ValueError(
+                f"image of {h}x{w} pixels is smaller than the training crop {th}x{tw} (lower data.train_transform.crop)"
+            )
         i, j = _randint(0, h - th, g), _randint(0, w - tw, g)
-        return rain[i:i + th, j:j + tw], clean[i:i + th, j:j + tw]
+        return rain[i : i + th, j : j + tw], clean[i : i + th, j : j + tw]
 
     def __repr__(self) -> str:
         return f"RandomCrop(size={self.size}" + (", pad=True)" if self.pad else ")")
@@ -112,14 +122,19 @@ def sub_crop(rain: np.ndarray, clean: np.ndarray, patch: int, g: Optional[torch.
         raise ValueError(f"image of {h}x{w} pixels is smaller than the stage's patch {patch}")
     top = int((h - patch) * float(torch.rand((), generator=g)))
     left = int((w - patch) * float(torch.rand((), generator=g)))
-    return rain[top:top + patch, left:left + patch], clean[top:top + patch, left:left + patch]
+    return rain[top : top + patch, left : left + patch], clean[top : top + patch, left : left + patch]
 
 
 class RandomResizedCrop:
     """The SPANet release's paired random-resized crop (see the module docstring)."""
 
-    def __init__(self, size: Size = 256, scale: Sequence[float] = (0.8, 1.0),
-                 ratio: Sequence[float] = (3 / 4, 4 / 3), interpolation: str = "bicubic") -> None:
+    def __init__(
+        self,
+        size: Size = 256,
+        scale: Sequence[float] = (0.8, 1.0),
+        ratio: Sequence[float] = (3 / 4, 4 / 3),
+        interpolation: str = "bicubic",
+    ) -> None:
         self.size = _pair_size(size)
         self.scale = (float(scale[0]), float(scale[1]))
         self.ratio = (float(ratio[0]), float(ratio[1]))
@@ -144,8 +159,10 @@ class RandomResizedCrop:
 
     def __call__(self, rain: np.ndarray, clean: np.ndarray, g: Optional[torch.Generator] = None):
         i, j, h, w = self.get_params(*rain.shape[:2], g=g)
-        return (resize(rain[i:i + h, j:j + w], self.size, self.interpolation),
-                resize(clean[i:i + h, j:j + w], self.size, self.interpolation))
+        return (
+            resize(rain[i : i + h, j : j + w], self.size, self.interpolation),
+            resize(clean[i : i + h, j : j + w], self.size, self.interpolation),
+        )
 
     def __repr__(self) -> str:
         return f"RandomResizedCrop(size={self.size}, scale={self.scale}, ratio={self.ratio})"
@@ -177,8 +194,11 @@ class RandomFlip:
         self.hflip, self.vflip, self.transpose = bool(hflip), bool(vflip), bool(transpose)
 
     def __call__(self, rain: np.ndarray, clean: np.ndarray, g: Optional[torch.Generator] = None):
-        for enabled, op in ((self.hflip, lambda a: a[:, ::-1]), (self.vflip, lambda a: a[::-1]),
-                            (self.transpose, lambda a: a.transpose(1, 0, 2))):
+        for enabled, op in (
+            (self.hflip, lambda a: a[:, ::-1]),
+            (self.vflip, lambda a: a[::-1]),
+            (self.transpose, lambda a: a.transpose(1, 0, 2)),
+        ):
             if enabled and float(torch.rand((), generator=g)) < 0.5:
                 rain, clean = op(rain), op(clean)
         return rain, clean
@@ -227,8 +247,9 @@ def check_train_flips(flips: Any) -> dict[str, bool]:
     as ``{"hflip": bool, "vflip": bool, "transpose": bool}``; keys left out are off. A clear error for anything
     else."""
     if not isinstance(flips, Mapping):
-        raise ConfigValueError(f"schedule.train_flips must be null or a mapping of {', '.join(FLIPS)} to true/false, "
-                         f"got {flips!r}")
+        raise ConfigValueError(
+            f"schedule.train_flips must be null or a mapping of {', '.join(FLIPS)} to true/false, got {flips!r}"
+        )
     unknown = sorted(set(flips) - set(FLIPS))
     if unknown:
         raise ConfigValueError(f"schedule.train_flips: unknown key(s) {unknown}; known: {', '.join(FLIPS)}")
@@ -272,8 +293,11 @@ def build_train_transform(
             steps.append(RandomScale(scale))
         key, value = "resized_crop", resized_crop
         if resized_crop is not None:
-            steps.append(RandomResizedCrop(**dict(resized_crop)) if isinstance(resized_crop, Mapping)
-                         else RandomResizedCrop(resized_crop))
+            steps.append(
+                RandomResizedCrop(**dict(resized_crop))
+                if isinstance(resized_crop, Mapping)
+                else RandomResizedCrop(resized_crop)
+            )
         key, value = "crop", crop
         if crop is not None:
             steps.append(RandomCrop(crop, pad=pad))

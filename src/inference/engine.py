@@ -50,8 +50,9 @@ class Derainer:
 
     def __post_init__(self) -> None:
         if self.half and self.device.type != "cuda":
-            raise ValueError("half=true needs a CUDA device (device=cuda or auto on a GPU machine); "
-                             f"this run uses {self.device}")
+            raise ValueError(
+                f"half=true needs a CUDA device (device=cuda or auto on a GPU machine); this run uses {self.device}"
+            )
         if isinstance(self.tile, str) and self.tile != "auto":
             raise ValueError(f"tile={self.tile!r}: expected auto, 0 / null (whole images) or a size in pixels")
         if isinstance(self.tile, int) and self.tile <= 0:
@@ -88,18 +89,29 @@ class Derainer:
             return None, self.tile_overlap, "fits at any network's cost"  # no need to measure
         if self._bpp is None:
             self._bpp, cached = cached_bytes_per_pixel(self.forward, self.net, self.device)
-            log.info("%s: %.0f bytes of %s memory per pixel (%s)", self.label, self._bpp, self.device.type,
-                     "memory probe cached" if cached else "measured now, cached for next time")
+            log.info(
+                "%s: %.0f bytes of %s memory per pixel (%s)",
+                self.label,
+                self._bpp,
+                self.device.type,
+                "memory probe cached" if cached else "measured now, cached for next time",
+            )
         need, budget = batch * h * w * self._bpp, free / self._bpp  # budget: pixels per forward pass
         overlap, source = auto_overlap_and_source(self.net)
         if need <= free:
-            return None, overlap, f"whole: needs {need / 1e9:.2f} GB at {self._bpp:.0f} B/px, {free / 1e9:.2f} GB " \
-                                  f"is {self.memory_fraction:g} of the free memory"
+            return (
+                None,
+                overlap,
+                f"whole: needs {need / 1e9:.2f} GB at {self._bpp:.0f} B/px, {free / 1e9:.2f} GB "
+                f"is {self.memory_fraction:g} of the free memory",
+            )
         side = max(128, overlap + 64, int(math.sqrt(budget / self.batch_size)) // 16 * 16)
         if h <= side and w <= side:
             return None, overlap, f"whole: the {side}-pixel tile that fits covers the image"
-        why = (f"tiles of {side} px with overlap {overlap} ({source}): whole needs {need / 1e9:.2f} GB at "
-               f"{self._bpp:.0f} B/px, {free / 1e9:.2f} GB is {self.memory_fraction:g} of the free memory")
+        why = (
+            f"tiles of {side} px with overlap {overlap} ({source}): whole needs {need / 1e9:.2f} GB at "
+            f"{self._bpp:.0f} B/px, {free / 1e9:.2f} GB is {self.memory_fraction:g} of the free memory"
+        )
         return side, overlap, why
 
     @property
@@ -123,14 +135,15 @@ class Derainer:
         if tile is None:
             step = b if self.tile != "auto" or self.tile_for(b, h, w) is None else 1  # split what does not fit
             for k in range(0, b, step):
-                res = self.forward(x[k:k + step].to(self.device))
+                res = self.forward(x[k : k + step].to(self.device))
                 outs.append(res["out"].float().cpu())
                 att = res.get("att")
                 atts.append(att[0].float().cpu() if att else None)
         else:
             for k in range(b):
-                res = tiled_forward(self.forward, x[k:k + 1], tile, overlap, self.batch_size,
-                                    self.tile_blend, self.device, on_tiles)
+                res = tiled_forward(
+                    self.forward, x[k : k + 1], tile, overlap, self.batch_size, self.tile_blend, self.device, on_tiles
+                )
                 outs.append(res["out"])
                 atts.append(res["att"][0] if res["att"] else None)
         out = torch.cat(outs)

@@ -79,8 +79,11 @@ def check_stems(files: list[Path]) -> None:
             clashes.append(f"{seen[key].name} and {f.name}")
         seen.setdefault(key, f)
     if clashes:
-        raise ConfigValueError("input: inputs with the same name would write the same outputs (<stem>.png): "
-                               + "; ".join(clashes) + ". Rename or move one of each pair.")
+        raise ConfigValueError(
+            "input: inputs with the same name would write the same outputs (<stem>.png): "
+            + "; ".join(clashes)
+            + ". Rename or move one of each pair."
+        )
 
 
 def gt_files(gt: Optional[str], stems: list[str]) -> dict[str, Path]:
@@ -90,8 +93,10 @@ def gt_files(gt: Optional[str], stems: list[str]) -> dict[str, Path]:
     p = Path(gt)
     if p.is_file():
         if len(stems) != 1:
-            raise ConfigValueError(f"gt={gt} is one file but there are {len(stems)} inputs; pass a folder of "
-                                   "ground truths named like the inputs")
+            raise ConfigValueError(
+                f"gt={gt} is one file but there are {len(stems)} inputs; pass a folder of "
+                "ground truths named like the inputs"
+            )
         return {stems[0]: p}
     if not p.is_dir():
         raise InputNotFoundError(f"gt={gt}: no such file or directory")
@@ -133,6 +138,7 @@ def scan_images(files: list[Path], gt: dict[str, Path]) -> tuple[dict[Path, tupl
             problems.append(f"{gt[f.stem]} is {size[0]}x{size[1]}, its input {f} is {sizes[f][0]}x{sizes[f][1]}")
     if problems:
         listed = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        raise GroundTruthError(f"gt: {len(problems)} ground-truth file(s) cannot be used (nothing was written):\n"
-                               f"  {listed}")
+        raise GroundTruthError(
+            f"gt: {len(problems)} ground-truth file(s) cannot be used (nothing was written):\n  {listed}"
+        )
     return sizes, failed

@@ -86,8 +86,13 @@ def model_config(cfg: DictConfig, ckpt: Optional[Checkpoint]) -> tuple[DictConfi
     given = _model_choice() or "model"
     if ckpt is not None and ckpt.kind == "release" and given != RELEASE_MODEL:
         if user_overrode("model"):
-            log.warning("%s is the authors' SPANet release: built as model=%s (the network its weights belong "
-                        "to), not model=%s", ckpt.path, RELEASE_MODEL, given)
+            log.warning(
+                "%s is the authors' SPANet release: built as model=%s (the network its weights belong "
+                "to), not model=%s",
+                ckpt.path,
+                RELEASE_MODEL,
+                given,
+            )
         return stored_with_overrides(cfg, _composed_model(RELEASE_MODEL), "model", str(ckpt.path)), RELEASE_MODEL
     stored = ckpt.run_config.get("model") if ckpt is not None and ckpt.kind == "suite" else None
     if stored and not user_overrode("model"):  # model.* overrides still apply, on top of the stored config
@@ -102,9 +107,11 @@ def build_model(cfg: DictConfig, ckpt_path: Optional[Path], device: torch.device
 
     if ckpt_path is None:
         if not cfg.model.get("init_from"):
-            raise ConfigValueError("ckpt_path: give a checkpoint of src.train or the authors' release file, a list "
-                                   "of them or a run / sweep directory, or a model whose config names its weights, "
-                                   "e.g. model=spanet_release")
+            raise ConfigValueError(
+                "ckpt_path: give a checkpoint of src.train or the authors' release file, a list "
+                "of them or a run / sweep directory, or a model whose config names its weights, "
+                "e.g. model=spanet_release"
+            )
         config, label = model_config(cfg, None)
         model = instantiate(config, optimizer=None, scheduler=None)  # loads model.init_from
         require_complete(model.net, model.init_report, config.init_from)
@@ -134,8 +141,9 @@ def grid_labels(names: Sequence[str], files: Sequence[Optional[Path]]) -> list[s
     overrides = [run_overrides(f) if f is not None else None for f in files]
     runs = [o for o in overrides if o is not None]
     if len(runs) > 1:
-        keys = sorted({k for o in runs for k in o if len({o.get(k) for o in runs}) > 1 and k != "model"},
-                      key=natural_key)
+        keys = sorted(
+            {k for o in runs for k in o if len({o.get(k) for o in runs}) > 1 and k != "model"}, key=natural_key
+        )
         for k, o in enumerate(overrides):
             if o is not None and keys:
                 labels[k] = " ".join([labels[k]] + [f"{key}={o[key]}" for key in keys if key in o])
@@ -163,8 +171,18 @@ def build_derainers(cfg: DictConfig, ckpts: list[Path], device: torch.device) ->
     for path in ckpts or [None]:
         module, name = build_model(cfg, path, device)
         names.append(name)
-        derainers.append(Derainer(module, device, name, tile=cfg.tile or None, tile_overlap=cfg.tile_overlap,
-                                  tile_blend=cfg.tile_blend, batch_size=cfg.batch_size, half=cfg.half))
+        derainers.append(
+            Derainer(
+                module,
+                device,
+                name,
+                tile=cfg.tile or None,
+                tile_overlap=cfg.tile_overlap,
+                tile_blend=cfg.tile_blend,
+                batch_size=cfg.batch_size,
+                half=cfg.half,
+            )
+        )
     labels = [str(x) for x in cfg.labels] if cfg.labels else grid_labels(names, ckpts or [None])
     for d, label in zip(derainers, labels):
         d.label = label

@@ -40,19 +40,26 @@ def pick_device(name: str) -> torch.device:
 def check_options(cfg: DictConfig) -> torch.device:
     """Refuse impossible values of predict's options; returns the device to run on."""
     tile = cfg.tile
-    _require(tile is None or tile == "auto" or (_int(tile) and tile >= 0), "tile", tile,
-             "auto, a tile size in pixels, or 0 / null (whole images)")
+    _require(
+        tile is None or tile == "auto" or (_int(tile) and tile >= 0),
+        "tile",
+        tile,
+        "auto, a tile size in pixels, or 0 / null (whole images)",
+    )
     overlap, blend = cfg.tile_overlap, cfg.tile_blend
     _require(_int(overlap) and overlap >= 0, "tile_overlap", overlap, "an integer >= 0")
     _require(blend is None or (_int(blend) and blend >= 0), "tile_blend", blend, "null or an integer >= 0")
     if _int(tile) and 0 < tile <= overlap:
-        raise ConfigValueError(f"tile={tile} must be larger than tile_overlap={overlap} (tiles overlap by that "
-                               "much); pass a larger tile, a smaller tile_overlap, or tile=0 for whole images")
+        raise ConfigValueError(
+            f"tile={tile} must be larger than tile_overlap={overlap} (tiles overlap by that "
+            "much); pass a larger tile, a smaller tile_overlap, or tile=0 for whole images"
+        )
     for key in ("batch_size", "grid_cell_width"):
         _require(_int(cfg[key]) and cfg[key] >= 1, key, cfg[key], "an integer >= 1")
     fps = cfg.video.fps
-    _require(isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0, "video.fps", fps,
-             "a frame rate > 0")
+    _require(
+        isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0, "video.fps", fps, "a frame rate > 0"
+    )
     _require(cfg.protocol in PROTOCOLS, "protocol", cfg.protocol, " | ".join(PROTOCOLS))
     labels = cfg.labels
     names = isinstance(labels, (list, ListConfig)) and all(isinstance(x, (str, int, float)) for x in labels)

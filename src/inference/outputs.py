@@ -25,13 +25,17 @@ def check_output_dir(output: Path, folders: Iterable[Path], files: Iterable[Path
     """Refuse an output folder equal to, or inside, any input folder, or equal to the folder of an input file."""
     for f in files:
         if os.path.realpath(output) == os.path.realpath(Path(f).parent):
-            raise ConfigValueError(f"output={output} is the folder of the input {f}: outputs would mix with the "
-                                   "inputs; choose another output folder")
+            raise ConfigValueError(
+                f"output={output} is the folder of the input {f}: outputs would mix with the "
+                "inputs; choose another output folder"
+            )
     for folder in folders:
         if is_inside(output, folder):
-            raise ConfigValueError(f"output={output} is {'the' if is_inside(folder, output) else 'inside the'} "
-                                   f"input folder {folder}: outputs would mix with (or replace) the inputs; choose "
-                                   "another output folder")
+            raise ConfigValueError(
+                f"output={output} is {'the' if is_inside(folder, output) else 'inside the'} "
+                f"input folder {folder}: outputs would mix with (or replace) the inputs; choose "
+                "another output folder"
+            )
 
 
 def _links(planned: Sequence[Path], out_dir: Path) -> list[str]:
@@ -51,19 +55,21 @@ def check_outputs(planned: Sequence[Path], out_dir: Path, inputs: Iterable[Path]
     real_inputs = {os.path.realpath(p) for p in inputs}
     hit = [p for p in planned if os.path.realpath(p) in real_inputs]
     if hit:
-        raise ConfigValueError(f"output={out_dir}: {hit[0]} would replace an input file; choose another output "
-                               "folder")
+        raise ConfigValueError(f"output={out_dir}: {hit[0]} would replace an input file; choose another output folder")
     dupes = sorted({str(p) for p in planned if list(planned).count(p) > 1})
     if dupes:
         raise ConfigValueError(f"output={out_dir}: two outputs would be written to the same file: {dupes[:3]}")
     links = _links(planned, Path(out_dir))
     if links:
-        raise ConfigValueError(f"output={out_dir}: {len(links)} output path(s) are symbolic links, which would "
-                               f"write outside the output folder (also with overwrite=true): {'; '.join(links[:5])}. "
-                               "Remove the links or choose another output folder")
+        raise ConfigValueError(
+            f"output={out_dir}: {len(links)} output path(s) are symbolic links, which would "
+            f"write outside the output folder (also with overwrite=true): {'; '.join(links[:5])}. "
+            "Remove the links or choose another output folder"
+        )
     existing = [p for p in planned if p.exists()]
     if existing and not overwrite:
         listed = "\n  ".join(str(p) for p in existing[:10])
         more = f"\n  ... and {len(existing) - 10} more" if len(existing) > 10 else ""
-        raise OutputExistsError(f"{len(existing)} output file(s) exist already (pass overwrite=true to replace "
-                                f"them):\n  {listed}{more}")
+        raise OutputExistsError(
+            f"{len(existing)} output file(s) exist already (pass overwrite=true to replace them):\n  {listed}{more}"
+        )

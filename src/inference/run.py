@@ -95,14 +95,21 @@ def clip_outputs(folder: Path, clip: str, d: Derainer, job: Job) -> dict[str, Pa
 
 
 def plan_image_outputs(files: Sequence[Path], derainers: Sequence[Derainer], job: Job) -> list[Path]:
-    planned = [p for d, folder in zip(derainers, model_dirs(job, derainers)) for f in files
-               for p in image_outputs(folder, f.stem, d, job).values()]
+    planned = [
+        p
+        for d, folder in zip(derainers, model_dirs(job, derainers))
+        for f in files
+        for p in image_outputs(folder, f.stem, d, job).values()
+    ]
     return planned + ([job.out_dir / GRID_NAME] if len(derainers) > 1 else [])
 
 
 def plan_clip_outputs(inputs: Inputs, derainers: Sequence[Derainer], job: Job) -> list[Path]:
-    return [p for d, folder in zip(derainers, model_dirs(job, derainers))
-            for p in clip_outputs(folder, inputs.clip_name, d, job).values()]
+    return [
+        p
+        for d, folder in zip(derainers, model_dirs(job, derainers))
+        for p in clip_outputs(folder, inputs.clip_name, d, job).values()
+    ]
 
 
 def score(protocol: str, pred: np.ndarray, gt: np.ndarray) -> dict:
@@ -122,7 +129,7 @@ def _batches_by_size(sizes: dict[Path, tuple[int, int]], batch_size: int):
         groups.setdefault(size, []).append(f)
     for group in groups.values():
         for k in range(0, len(group), batch_size):
-            yield group[k:k + batch_size]
+            yield group[k : k + batch_size]
 
 
 def _tile_counter(bar) -> Callable[[int], None]:
@@ -158,8 +165,14 @@ def _read_batch(files: Sequence[Path], job: Job, failed: list[str]):
             _unreadable(f, e, failed)
             continue
         if gt is not None and gt.shape != im.shape:
-            _unreadable(f, OSError(f"its ground truth {job.gt[f.stem]} is {gt.shape[1]}x{gt.shape[0]}, the input "
-                                   f"{im.shape[1]}x{im.shape[0]}"), failed)
+            _unreadable(
+                f,
+                OSError(
+                    f"its ground truth {job.gt[f.stem]} is {gt.shape[1]}x{gt.shape[0]}, the input "
+                    f"{im.shape[1]}x{im.shape[0]}"
+                ),
+                failed,
+            )
             continue
         names.append(f), images.append(im), gts.append(gt)
     return names, images, gts
@@ -171,13 +184,16 @@ def _derain_batch(images: list[np.ndarray], derainers: Sequence[Derainer], bar) 
     results = {}
     for d in derainers:
         res = d.derain(x, on_tiles=_tile_counter(bar))
-        results[id(d)] = [(_hwc(res["out"][k]), res["att"][k, 0].numpy() if res["att"] is not None else None)
-                          for k in range(x.shape[0])]
+        results[id(d)] = [
+            (_hwc(res["out"][k]), res["att"][k, 0].numpy() if res["att"] is not None else None)
+            for k in range(x.shape[0])
+        ]
     return results
 
 
-def derain_images(sizes: dict[Path, tuple[int, int]], derainers: Sequence[Derainer], job: Job,
-                  batch_size: int) -> tuple[list[Path], list[str]]:
+def derain_images(
+    sizes: dict[Path, tuple[int, int]], derainers: Sequence[Derainer], job: Job, batch_size: int
+) -> tuple[list[Path], list[str]]:
     """Derain the image files whose headers were read (``sizes``: file -> (W, H), from
     :func:`src.inference.inputs.scan_images`); returns (written files, "path: reason" of every input that could
     not be read after all)."""
@@ -198,8 +214,10 @@ def derain_images(sizes: dict[Path, tuple[int, int]], derainers: Sequence[Derain
                     written += _write_image_outputs(image_outputs(folder, f.stem, d, job), im, y, a, gt, job, d.label)
                     bar.update(1)
             if len(derainers) > 1:
-                grid_rows += [_grid_row(f, im, gt, [(d.label, results[id(d)][k][0]) for d in derainers], job)
-                              for k, (f, im, gt) in enumerate(zip(names, images, gts))]
+                grid_rows += [
+                    _grid_row(f, im, gt, [(d.label, results[id(d)][k][0]) for d in derainers], job)
+                    for k, (f, im, gt) in enumerate(zip(names, images, gts))
+                ]
     finally:
         bar.close()
     if grid_rows:
@@ -211,9 +229,13 @@ def derain_images(sizes: dict[Path, tuple[int, int]], derainers: Sequence[Derain
 
 def _grid_row(f: Path, rain: np.ndarray, gt: Optional[np.ndarray], outputs: list[tuple[str, np.ndarray]], job: Job):
     """One row of the comparison grid: Rain | each model | Ground truth, with scores when there is a ground truth."""
+
     def cell(label, img):
-        return label, _resize(to_uint8(img), job.grid_cell_width), score(job.protocol, img, gt) if gt is not None \
-            else None
+        return (
+            label,
+            _resize(to_uint8(img), job.grid_cell_width),
+            score(job.protocol, img, gt) if gt is not None else None,
+        )
 
     cells = [cell("Rain", rain)] + [cell(label, y) for label, y in outputs]
     if gt is not None:
@@ -243,7 +265,7 @@ def _clip_frames(inputs: Inputs, job: Job, failed: list[str]):
     """(fps, frame count for the progress bar, declared frame count or None, iterator of (name, frame))."""
     if inputs.kind == "video":
         info = video_info(inputs.files[0])
-        names = (f"{inputs.files[0]} frame {k}" for k in range(10 ** 9))
+        names = (f"{inputs.files[0]} frame {k}" for k in range(10**9))
         return info["fps"], info["frames"], info["declared"], zip(names, iter_video(inputs.files[0]))
     return float(job.fps), len(inputs.files), None, _read_frames(inputs.files, failed)
 
@@ -258,8 +280,9 @@ def _writers(inputs: Inputs, derainers: Sequence[Derainer], job: Job, fps: float
     return writers
 
 
-def derain_clip(inputs: Inputs, derainers: Sequence[Derainer], job: Job,
-                batch_size: int) -> tuple[list[Path], list[str]]:
+def derain_clip(
+    inputs: Inputs, derainers: Sequence[Derainer], job: Job, batch_size: int
+) -> tuple[list[Path], list[str]]:
     """Derain a video file or a folder of frames into videos of the same frame rate and size; returns (written
     files, problems: unreadable frames, or a video that decodes to fewer frames than its container declares)."""
     failed: list[str] = []
@@ -274,8 +297,10 @@ def derain_clip(inputs: Inputs, derainers: Sequence[Derainer], job: Job,
             if size is None:
                 size = frame.shape
             elif frame.shape != size:
-                raise ValueError(f"{name}: frame is {frame.shape[1]}x{frame.shape[0]}, earlier frames are "
-                                 f"{size[1]}x{size[0]}; a video needs one frame size")
+                raise ValueError(
+                    f"{name}: frame is {frame.shape[1]}x{frame.shape[0]}, earlier frames are "
+                    f"{size[1]}x{size[0]}; a video needs one frame size"
+                )
             batch.append(frame)
             n_read += 1
             if len(batch) == batch_size:
@@ -288,8 +313,10 @@ def derain_clip(inputs: Inputs, derainers: Sequence[Derainer], job: Job,
             for v in w.values():
                 v.close()
     if declared is not None and n_read < declared:
-        failed.append(f"{inputs.files[0]}: read {n_read} of the {declared} frames its container declares (the file "
-                      f"is cut short or damaged); the derained video has {n_read} frames")
+        failed.append(
+            f"{inputs.files[0]}: read {n_read} of the {declared} frames its container declares (the file "
+            f"is cut short or damaged); the derained video has {n_read} frames"
+        )
         log.warning("%s", failed[-1])
     return [v.path for w in writers for v in w.values() if v.frames], failed
 
@@ -326,11 +353,14 @@ def finish(inputs: Inputs, written: list[Path], failed: list[str], out_dir: Path
     if inputs.kind == "video":
         log.info("derained %s into %s (%d file(s) written)", inputs.root, out_dir, len(written))
     else:
-        log.info("derained %d of %d %s into %s (%d file(s) written)", total - len(failed), total, what, out_dir,
-                 len(written))
+        log.info(
+            "derained %d of %d %s into %s (%d file(s) written)", total - len(failed), total, what, out_dir, len(written)
+        )
     if not written:  # e.g. a video that decodes to no frames: nothing was derained, so this is no success
-        raise ImageReadError(f"input={inputs.root}: no image or frame could be derained; nothing was written"
-                             + "".join(f"\n  {m}" for m in failed))
+        raise ImageReadError(
+            f"input={inputs.root}: no image or frame could be derained; nothing was written"
+            + "".join(f"\n  {m}" for m in failed)
+        )
     if inputs.kind == "video" and failed:
         raise VideoReadError(f"input={inputs.root}: the video was derained only in part:\n  " + "\n  ".join(failed))
     if failed:

@@ -115,8 +115,8 @@ def tiled_forward(
     att: Optional[Tensor] = None
     norm = torch.zeros(1, 1, h, w, dtype=torch.float32)
     for k in range(0, len(boxes), batch_size):
-        chunk = boxes[k:k + batch_size]
-        batch = torch.cat([x[..., ys[i]:ys[i] + th, xs[j]:xs[j] + tw] for i, j in chunk]).to(device)
+        chunk = boxes[k : k + batch_size]
+        batch = torch.cat([x[..., ys[i] : ys[i] + th, xs[j] : xs[j] + tw] for i, j in chunk]).to(device)
         res = forward(batch)
         y = res["out"].float().cpu()
         a = res["att"][0].float().cpu() if res.get("att") else None
@@ -125,10 +125,10 @@ def tiled_forward(
         for n, (i, j) in enumerate(chunk):
             wgt = (wy[i][:, None] * wx[j][None, :])[None, None]
             region = (..., slice(ys[i], ys[i] + th), slice(xs[j], xs[j] + tw))
-            out[region] += y[n:n + 1] * wgt
+            out[region] += y[n : n + 1] * wgt
             norm[region] += wgt
             if a is not None:
-                att[region] += a[n:n + 1] * wgt
+                att[region] += a[n : n + 1] * wgt
         if on_tiles:
             on_tiles(len(chunk))
     if bool((norm <= 0).any()):  # cannot happen with tile_starts' spacing; guards future edits
@@ -222,8 +222,9 @@ def _cuda_peak(run: Callable[[], object], device: torch.device) -> int:
     return torch.cuda.max_memory_allocated(device) - base
 
 
-def cached_bytes_per_pixel(forward: Forward, net, device: torch.device, dtype: torch.dtype = torch.float32,
-                           cache: Optional[Path] = None) -> tuple[float, bool]:
+def cached_bytes_per_pixel(
+    forward: Forward, net, device: torch.device, dtype: torch.dtype = torch.float32, cache: Optional[Path] = None
+) -> tuple[float, bool]:
     """:func:`bytes_per_pixel`, measured once per network, device, dtype and code version and kept on disk
     (``cache``, default ``<cache_dir()>/memory_probe.json``). Returns (bytes per pixel, whether it was cached)."""
     path = cache or cache_dir() / "memory_probe.json"
@@ -268,8 +269,9 @@ def _code_hash() -> str:
 _CODE_HASH: dict = {}
 
 
-def bytes_per_pixel(forward: Forward, device: torch.device, dtype: torch.dtype = torch.float32,
-                    probe: tuple[int, int] = (96, 192)) -> float:
+def bytes_per_pixel(
+    forward: Forward, device: torch.device, dtype: torch.dtype = torch.float32, probe: tuple[int, int] = (96, 192)
+) -> float:
     """Memory one forward pass needs per input pixel, from the peak at two probe sizes (slope, so fixed costs
     such as the weights cancel). CUDA: the allocator's peak; CPU on Linux: peak resident memory; elsewhere a
     conservative 4 KB per pixel."""

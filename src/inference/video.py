@@ -48,9 +48,9 @@ def _boxes(data: bytes, start: int = 0, end: Optional[int] = None) -> Iterator[t
     """(type, payload start, payload end) of the ISO base media boxes in ``data[start:end]``."""
     end = len(data) if end is None else end
     while start + 8 <= end:
-        size, kind, head = int.from_bytes(data[start:start + 4], "big"), data[start + 4:start + 8], 8
+        size, kind, head = int.from_bytes(data[start : start + 4], "big"), data[start + 4 : start + 8], 8
         if size == 1 and start + 16 <= end:
-            size, head = int.from_bytes(data[start + 8:start + 16], "big"), 16
+            size, head = int.from_bytes(data[start + 8 : start + 16], "big"), 16
         elif size == 0:
             size = end - start
         if size < head:
@@ -101,11 +101,11 @@ def declared_frames(path: Path) -> Optional[int]:
         return None
     for kind, a, b in _boxes(moov):
         hdlr = _child(moov, (a, b), b"mdia", b"hdlr") if kind == b"trak" else None
-        if hdlr is None or moov[hdlr[0] + 8:hdlr[0] + 12] != b"vide":  # handler type: video
+        if hdlr is None or moov[hdlr[0] + 8 : hdlr[0] + 12] != b"vide":  # handler type: video
             continue
         table = _child(moov, (a, b), b"mdia", b"minf", b"stbl")
         sizes = _child(moov, table, b"stsz") or _child(moov, table, b"stz2")
-        count = int.from_bytes(moov[sizes[0] + 8:sizes[0] + 12], "big") if sizes else 0
+        count = int.from_bytes(moov[sizes[0] + 8 : sizes[0] + 12], "big") if sizes else 0
         return count or None
     return None
 
@@ -137,13 +137,20 @@ class VideoWriter:
 
             pix = "yuv420p" if h % 2 == 0 and w % 2 == 0 else "yuv444p"
             self._writer = iio2.get_writer(
-                self.path, format="FFMPEG", mode="I", fps=self.fps, codec=self.codec, quality=self.quality,
-                pixelformat=pix, macro_block_size=1,  # 1: never resize to a multiple of 16
+                self.path,
+                format="FFMPEG",
+                mode="I",
+                fps=self.fps,
+                codec=self.codec,
+                quality=self.quality,
+                pixelformat=pix,
+                macro_block_size=1,  # 1: never resize to a multiple of 16
             )
             self._size = (h, w)
         elif (h, w) != self._size:
-            raise ValueError(f"{self.path}: frame {self.frames} is {h}x{w}, earlier frames were "
-                             f"{self._size[0]}x{self._size[1]}")
+            raise ValueError(
+                f"{self.path}: frame {self.frames} is {h}x{w}, earlier frames were {self._size[0]}x{self._size[1]}"
+            )
         self._writer.append_data(frame)
         self.frames += 1
 

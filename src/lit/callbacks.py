@@ -73,8 +73,9 @@ class ImageGridLogger(L.Callback):
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._rows, self._titles = [], []
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs: Any, batch: dict, batch_idx: int,
-                                dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs: Any, batch: dict, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         if trainer.sanity_checking or not isinstance(outputs, dict):
             return
         vis = {k: v for k, v in (outputs.get("vis") or {}).items() if torch.is_tensor(v)}
@@ -112,7 +113,9 @@ class BeforeAfterFigure(L.Callback):
 
     def __init__(self, protocol: str = "spanet", min_width: int = 384) -> None:
         if protocol not in PROTOCOL_FUNCTIONS:
-            raise ConfigValueError(f"callbacks.before_after.protocol: {protocol!r} is not one of {sorted(PROTOCOL_FUNCTIONS)}")
+            raise ConfigValueError(
+                f"callbacks.before_after.protocol: {protocol!r} is not one of {sorted(PROTOCOL_FUNCTIONS)}"
+            )
         self.protocol = protocol
         self.psnr = PROTOCOL_FUNCTIONS[protocol][0]
         self.min_width = min_width
@@ -121,8 +124,9 @@ class BeforeAfterFigure(L.Callback):
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self._sample = None
 
-    def on_test_batch_end(self, trainer, pl_module, outputs: Any, batch: dict, batch_idx: int,
-                          dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self, trainer, pl_module, outputs: Any, batch: dict, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         if not trainer.is_global_zero or not isinstance(outputs, dict):
             return
         rain_psnr = self.psnr(batch["rain"].float(), batch["clean"].float())
@@ -131,16 +135,21 @@ class BeforeAfterFigure(L.Callback):
             return
         attention = (outputs.get("vis") or {}).get("attention")
         self._sample = {
-            "name": str(batch["name"][i]), "rain_psnr": float(rain_psnr[i]),
-            "rain": _as_rgb(batch["rain"][i]), "derained": _as_rgb(outputs["out"][i]), "gt": _as_rgb(batch["clean"][i]),
+            "name": str(batch["name"][i]),
+            "rain_psnr": float(rain_psnr[i]),
+            "rain": _as_rgb(batch["rain"][i]),
+            "derained": _as_rgb(outputs["out"][i]),
+            "gt": _as_rgb(batch["clean"][i]),
             "attention": attention[i, 0].detach().float().cpu().clamp(0, 1) if torch.is_tensor(attention) else None,
         }
 
     def _scores(self, pl_module, name: str) -> Optional[dict]:
         reports = getattr(pl_module, "reports", {})
         try:
-            return {who: reports[key]["per_image"][name][self.protocol]
-                    for who, key in (("rain", "test_input"), ("derained", "test"))}
+            return {
+                who: reports[key]["per_image"][name][self.protocol]
+                for who, key in (("rain", "test_input"), ("derained", "test"))
+            }
         except KeyError:
             return None
 
@@ -151,12 +160,21 @@ class BeforeAfterFigure(L.Callback):
         from src.metrics.figures import compare_figure  # matplotlib: imported when a figure is drawn
 
         factor = max(1, -(-self.min_width // sample["rain"].shape[-1]))
-        panels = {k: None if v is None else _enlarge(v.numpy(), factor) for k, v in sample.items()
-                  if k in ("rain", "derained", "gt", "attention")}
+        panels = {
+            k: None if v is None else _enlarge(v.numpy(), factor)
+            for k, v in sample.items()
+            if k in ("rain", "derained", "gt", "attention")
+        }
         scores = self._scores(pl_module, sample["name"])
         figure, _ = compare_figure(
-            panels["rain"], panels["derained"], attention=panels["attention"], gt=panels["gt"], scores=scores,
-            protocol=self.protocol, title=f"Derained ({sample['name']})")
+            panels["rain"],
+            panels["derained"],
+            attention=panels["attention"],
+            gt=panels["gt"],
+            scores=scores,
+            protocol=self.protocol,
+            title=f"Derained ({sample['name']})",
+        )
         log_image(trainer, "test/before_after", figure, trainer.global_step, sample["name"])
         iio.imwrite(_images_dir(trainer) / BEFORE_AFTER, figure)
 

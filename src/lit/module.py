@@ -62,9 +62,7 @@ class DerainModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
-        self.metrics = nn.ModuleDict(
-            {k: ProtocolMetrics() for k in ("val", "val_input", "test", "test_input")}
-        )
+        self.metrics = nn.ModuleDict({k: ProtocolMetrics() for k in ("val", "val_input", "test", "test_input")})
         self.input_scores = {k: ScoreCache() for k in ("val", "test")}  # the rainy input's scores, per stage
         self.reports: dict[str, dict] = {}  # last full report per stage (see ProtocolMetrics.report)
         self.suite_config: Optional[dict] = None  # resolved run config, stored in checkpoints by train.py
@@ -121,8 +119,7 @@ class DerainModule(L.LightningModule):
             self.reports[key] = report
             prefix = f"{stage}/" if key == stage else f"{stage}/input_"
             for name, value in metric.compute().items():
-                self.log(f"{prefix}{name}", value, prog_bar=(key == stage and name == "psnr_spanet"),
-                         sync_dist=False)
+                self.log(f"{prefix}{name}", value, prog_bar=(key == stage and name == "psnr_spanet"), sync_dist=False)
             metric.reset()
 
     def on_validation_epoch_end(self) -> None:
@@ -135,11 +132,17 @@ class DerainModule(L.LightningModule):
         where = f"step {self.global_step}, {stage}"
         require_finite_weights(dict(self.named_parameters()), where)
         report = self.reports.get(stage) or {}
-        bad = [f"{proto} {m}" for proto, scores in report.get("mean", {}).items() for m, v in scores.items()
-               if isinstance(v, float) and not math.isfinite(v)]
+        bad = [
+            f"{proto} {m}"
+            for proto, scores in report.get("mean", {}).items()
+            for m, v in scores.items()
+            if isinstance(v, float) and not math.isfinite(v)
+        ]
         if bad:
-            raise NonFiniteError(f"{where}: non-finite validation metrics ({', '.join(bad)}); the network output "
-                                 f"is not a number (lower the learning rate, schedule.optimizer.lr)")
+            raise NonFiniteError(
+                f"{where}: non-finite validation metrics ({', '.join(bad)}); the network output "
+                f"is not a number (lower the learning rate, schedule.optimizer.lr)"
+            )
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")

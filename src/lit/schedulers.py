@@ -25,10 +25,13 @@ from torch.optim.lr_scheduler import LRScheduler, SequentialLR
 from src.utils.errors import ConfigValueError
 
 
-def sequential(optimizer: Optimizer, schedulers: Sequence[Callable[..., LRScheduler]],
-               milestones: Sequence[int]) -> SequentialLR:
+def sequential(
+    optimizer: Optimizer, schedulers: Sequence[Callable[..., LRScheduler]], milestones: Sequence[int]
+) -> SequentialLR:
     """``SequentialLR(optimizer, [make(optimizer=optimizer) for make in schedulers], milestones)``."""
     if len(milestones) != len(schedulers) - 1:
-        raise ConfigValueError(f"schedule.scheduler.milestones={list(milestones)}: expected {len(schedulers) - 1} "
-                         f"milestone(s) between the {len(schedulers)} schedulers")
+        raise ConfigValueError(
+            f"schedule.scheduler.milestones={list(milestones)}: expected {len(schedulers) - 1} "
+            f"milestone(s) between the {len(schedulers)} schedulers"
+        )
     return SequentialLR(optimizer, [make(optimizer=optimizer) for make in schedulers], list(milestones))

@@ -23,8 +23,13 @@ log = logging.getLogger(__name__)
 
 
 class SpeedOptions(L.Callback):
-    def __init__(self, channels_last: bool = False, compile: bool = False, compile_mode: str = "default",
-                 compile_backend: str = "inductor") -> None:
+    def __init__(
+        self,
+        channels_last: bool = False,
+        compile: bool = False,
+        compile_mode: str = "default",
+        compile_backend: str = "inductor",
+    ) -> None:
         modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
         if compile_mode not in modes:
             raise ValueError(f"speed.compile_mode={compile_mode!r}: expected one of {modes}")
@@ -46,6 +51,7 @@ class SpeedOptions(L.Callback):
                 net.compile(mode=self.compile_mode)
             else:  # e.g. "aot_eager": traced like inductor but not code-generated (a quick check of tracing)
                 net.compile(backend=self.compile_backend)
-            log.info("speed.compile: torch.compile(network, backend=%s, mode=%s)", self.compile_backend,
-                     self.compile_mode)
+            log.info(
+                "speed.compile: torch.compile(network, backend=%s, mode=%s)", self.compile_backend, self.compile_mode
+            )
         self._done = True

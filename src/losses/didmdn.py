@@ -46,8 +46,9 @@ class VGG16Relu12Relu22(nn.Module):
                         self.register_buffer(f"{name}_{p}", state_dict[key].detach().float().clone(), persistent=False)
                         break
                 else:
-                    raise KeyError(f"{source}: no VGG16 weights for {name}.{p} (looked for {name}.{p} and "
-                                   f"features.{idx}.{p})")
+                    raise KeyError(
+                        f"{source}: no VGG16 weights for {name}.{p} (looked for {name}.{p} and features.{idx}.{p})"
+                    )
 
     def _conv_relu(self, x: Tensor, name: str) -> Tensor:
         return F.relu(F.conv2d(x, getattr(self, f"{name}_weight"), getattr(self, f"{name}_bias"), padding=1))

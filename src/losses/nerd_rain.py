@@ -26,16 +26,23 @@ from src.losses.pixel import charbonnier, edge_loss, fft_l1
 class NeRDRainLoss(nn.Module):
     """Charbonnier + FFT + edge losses on the three scale outputs, L1 on the two INR outputs (module docstring)."""
 
-    def __init__(self, char_weight: float = 1.0, fft_weight: float = 0.01, edge_weight: float = 0.05,
-                 inr_weight: float = 0.1) -> None:
+    def __init__(
+        self, char_weight: float = 1.0, fft_weight: float = 0.01, edge_weight: float = 0.05, inr_weight: float = 0.1
+    ) -> None:
         super().__init__()
-        self.weights = {"char": float(char_weight), "fft": float(fft_weight), "edge": float(edge_weight),
-                        "l1_inr": float(inr_weight)}
+        self.weights = {
+            "char": float(char_weight),
+            "fft": float(fft_weight),
+            "edge": float(edge_weight),
+            "l1_inr": float(inr_weight),
+        }
 
     def forward(self, outputs: dict, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
         if "scales" not in outputs or "inr" not in outputs:
-            raise ValueError("NeRDRainLoss needs the network's 'scales' and 'inr' outputs (NeRDRain in training "
-                             "mode or with win_size null); got keys " + ", ".join(sorted(outputs)))
+            raise ValueError(
+                "NeRDRainLoss needs the network's 'scales' and 'inr' outputs (NeRDRain in training "
+                "mode or with win_size null); got keys " + ", ".join(sorted(outputs))
+            )
         target = build_pyramid(batch["clean"], 3)
         pairs = list(zip(outputs["scales"], target))
         parts = {

@@ -22,9 +22,7 @@ def gaussian_window(window_size: int = 11, sigma: float = 1.5, dtype: torch.dtyp
     return get_gaussian_kernel2d((window_size, window_size), (sigma, sigma), dtype=dtype).unsqueeze(0)
 
 
-def ssim_zero_pad(
-    pred: Tensor, target: Tensor, window: Tensor | None = None, data_range: float = 1.0
-) -> Tensor:
+def ssim_zero_pad(pred: Tensor, target: Tensor, window: Tensor | None = None, data_range: float = 1.0) -> Tensor:
     """Mean SSIM as computed by the SPANet release (its ``cal_ssim.py``), differentiable.
 
     pred, target: (B, C, H, W) on the scale ``[0, data_range]`` (pred may leave it; it is not clamped).
@@ -37,8 +35,10 @@ def ssim_zero_pad(
     image border from the zero padding the release trains with.
     """
     if pred.shape != target.shape or pred.ndim != 4:
-        raise ValueError(f"ssim_zero_pad: expected two (B, C, H, W) tensors of equal shape, got {tuple(pred.shape)} "
-                         f"and {tuple(target.shape)}")
+        raise ValueError(
+            f"ssim_zero_pad: expected two (B, C, H, W) tensors of equal shape, got {tuple(pred.shape)} "
+            f"and {tuple(target.shape)}"
+        )
     if window is None:
         window = gaussian_window(dtype=pred.dtype)
     channels = pred.shape[1]
@@ -123,8 +123,10 @@ class SPANetLoss(nn.Module):
         if self.attention_loss:
             maps = outputs.get("att") or []
             if not maps:
-                raise ValueError("loss.attention_loss is true but the network returned no attention map "
-                                 "(outputs['att'] is missing or empty, e.g. variant b_a): set loss.attention_loss=false")
+                raise ValueError(
+                    "loss.attention_loss is true but the network returned no attention map "
+                    "(outputs['att'] is missing or empty, e.g. variant b_a): set loss.attention_loss=false"
+                )
             mask = rain_mask(batch["rain"], clean, self.mask_threshold, self.mask_rule)
             parts["att"] = F.mse_loss(maps[0], mask)
             total = total + self.att_weight * parts["att"]

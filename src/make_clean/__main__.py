@@ -42,11 +42,22 @@ OPTIONS = {
 
 def main(cfg: DictConfig) -> int:
     opts = read_options(cfg, OPTIONS, required=("input", "output"), nullable=("frames", "cache_dir"))
-    record = generate(opts["input"], opts["output"], opts["frames"], opts["start"], opts["density"],
-                      opts["cache_dir"], opts["band_pixels"], opts["notebook_compat"], overwrite=opts["overwrite"])
-    print(f"{opts['output']}: p_hat={record['p_hat']} from {record['frames']} frames "
-          f"(start {record['start']}), size {record['size'][0]}x{record['size'][1]}; "
-          f"record {record_path(opts['output'])}")
+    record = generate(
+        opts["input"],
+        opts["output"],
+        opts["frames"],
+        opts["start"],
+        opts["density"],
+        opts["cache_dir"],
+        opts["band_pixels"],
+        opts["notebook_compat"],
+        overwrite=opts["overwrite"],
+    )
+    print(
+        f"{opts['output']}: p_hat={record['p_hat']} from {record['frames']} frames "
+        f"(start {record['start']}), size {record['size'][0]}x{record['size'][1]}; "
+        f"record {record_path(opts['output'])}"
+    )
     return 0
 
 

@@ -161,7 +161,7 @@ def notebook_vote_mask(h: int, w: int) -> np.ndarray:
             rows, cols = int(h2) - int(h1), int(w2) - int(w1)
             counted = np.zeros(rows * cols, bool)
             counted[: int(h2 - h1) * int(w2 - w1)] = True
-            mask[int(h1):int(h2), int(w1):int(w2)] = counted.reshape(rows, cols)
+            mask[int(h1) : int(h2), int(w1) : int(w2)] = counted.reshape(rows, cols)
     return mask
 
 
@@ -291,8 +291,9 @@ def _bands(frames: Frames, band_pixels: int):
         else:
             band = np.asarray(frames.read_rows(r0, r1))
             if band.dtype != np.uint8 or band.shape != (n, r1 - r0, w, 3):
-                raise ValueError(f"read_rows({r0}, {r1}) returned {band.dtype} {band.shape}, "
-                                 f"expected uint8 {(n, r1 - r0, w, 3)}")
+                raise ValueError(
+                    f"read_rows({r0}, {r1}) returned {band.dtype} {band.shape}, expected uint8 {(n, r1 - r0, w, 3)}"
+                )
         yield r0, r1, band
 
 

@@ -103,8 +103,11 @@ def accepted_clips(out_dir: PathLike) -> dict[str, dict]:
     if not state["clips"]:
         raise ValueError(f"{out_dir / STATE_FILE}: no clips; run python -m src.make_clean.review first")
     decisions = read_decisions(out_dir / DECISIONS_FILE, sorted(state["clips"]))
-    return {name: entry for name, entry in sorted(state["clips"].items())
-            if decisions.verdict.get((name, entry["versions"][-1]["frames"])) == "accept"}
+    return {
+        name: entry
+        for name, entry in sorted(state["clips"].items())
+        if decisions.verdict.get((name, entry["versions"][-1]["frames"])) == "accept"
+    }
 
 
 def plan_scenes(out_dir: PathLike, patch: int) -> list[Scene]:
@@ -117,8 +120,10 @@ def plan_scenes(out_dir: PathLike, patch: int) -> list[Scene]:
     names = {clip: scene_name(clip) for clip in clips}
     clash = {s for s in names.values() if list(names.values()).count(s) > 1}
     if clash:
-        raise ValueError(f"clips {[c for c, s in names.items() if s in clash]} give the same scene name; rename "
-                         f"them so that their letters and digits differ")
+        raise ValueError(
+            f"clips {[c for c, s in names.items() if s in clash]} give the same scene name; rename "
+            f"them so that their letters and digits differ"
+        )
     scenes = []
     for clip, entry in clips.items():
         version = entry["versions"][-1]
@@ -130,10 +135,13 @@ def plan_scenes(out_dir: PathLike, patch: int) -> list[Scene]:
         if patch > min(h, w):
             raise ValueError(f"clip {clip}: frames are {h}x{w}, smaller than patch={patch}")
         if not Path(entry["source"]).exists():
-            raise FileNotFoundError(f"clip {clip}: {entry['source']} not found (moved or deleted since the review); "
-                                    f"put it back or run python -m src.make_clean.review again")
-        scenes.append(Scene(clip, names[clip], entry["source"], int(version["frames"]), clean,
-                            int(version["p_hat"]), (h, w)))
+            raise FileNotFoundError(
+                f"clip {clip}: {entry['source']} not found (moved or deleted since the review); "
+                f"put it back or run python -m src.make_clean.review again"
+            )
+        scenes.append(
+            Scene(clip, names[clip], entry["source"], int(version["frames"]), clean, int(version["p_hat"]), (h, w))
+        )
     return scenes
 
 
@@ -144,21 +152,23 @@ def write_scene(s: Scene, root: Path, patch: int) -> list[str]:
     grid = patch_grid(h, w, patch)
     size_y, size_x = (h, w) if patch == 0 else (patch, patch)
     for x, y in grid:
-        write_image(root / CLEAN_DIR / s.scene / f"{s.scene}_{x}_{y}.png", clean[y:y + size_y, x:x + size_x])
+        write_image(root / CLEAN_DIR / s.scene / f"{s.scene}_{x}_{y}.png", clean[y : y + size_y, x : x + size_x])
     lines: list[str] = []
     used = 0
     for f, frame in enumerate(iter_frames(s.source, 0, s.frames)):
         if frame.shape != clean.shape:
-            raise ValueError(f"{s.source} frame {f}: size {frame.shape[:2]} differs from its clean image {s.clean} "
-                             f"({h}x{w})")
+            raise ValueError(
+                f"{s.source} frame {f}: size {frame.shape[:2]} differs from its clean image {s.clean} ({h}x{w})"
+            )
         for x, y in grid:
             rain_rel = f"{RAIN_DIR}/{s.scene}/{s.scene}-{f}/{s.scene}-{f}_{x}_{y}.png"
-            write_image(root / rain_rel, frame[y:y + size_y, x:x + size_x])
+            write_image(root / rain_rel, frame[y : y + size_y, x : x + size_x])
             lines.append(f"/{rain_rel} /{CLEAN_DIR}/{s.scene}/{s.scene}_{x}_{y}.png")
         used += 1
     if used != s.frames:
-        raise ValueError(f"{s.source}: has {used} frames now, but its clean image used {s.frames}; the clip changed "
-                         f"since the review")
+        raise ValueError(
+            f"{s.source}: has {used} frames now, but its clean image used {s.frames}; the clip changed since the review"
+        )
     return lines
 
 
@@ -206,16 +216,20 @@ def data_config_path(name: Optional[str], overwrite: bool) -> Optional[Path]:
     if not name:
         return None
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
-        raise ConfigValueError(f"data_config={name}: expected a name of letters, digits, '_' and '-' (it becomes "
-                               f"conf/data/{name}.yaml, selected with data={name})")
+        raise ConfigValueError(
+            f"data_config={name}: expected a name of letters, digits, '_' and '-' (it becomes "
+            f"conf/data/{name}.yaml, selected with data={name})"
+        )
     path = DATA_CONFIG_DIR / f"{name}.yaml"
     if not path.exists():
         return path
     if not overwrite:
         refuse_existing([path], what="data config")
     if not path.read_text(encoding="utf-8").startswith(DATA_CONFIG_MARK):
-        raise ConfigValueError(f"data_config={name}: {path} is not a data config written by this command (a preset "
-                               f"of the suite?); refusing to replace it even with overwrite=true. Choose another name")
+        raise ConfigValueError(
+            f"data_config={name}: {path} is not a data config written by this command (a preset "
+            f"of the suite?); refusing to replace it even with overwrite=true. Choose another name"
+        )
     return path
 
 
@@ -231,31 +245,43 @@ def data_settings(dataset_dir: Path, n_scenes: int, list_name: str) -> dict[str,
 
 def data_config_text(name: str, settings: dict, n_scenes: int, n_pairs: int) -> str:
     test = "null" if settings.get("test_dir", TEST_DIR) is None else TEST_DIR
-    lines = [f"{DATA_CONFIG_MARK}: {n_scenes} scenes, {n_pairs} pairs in SPA-Data's layout.",
-             f"# python -m src.train data={name} model=spanet      (docs/howto.md)",
-             "defaults:", "  - realrain", "  - _self_", "",
-             f"root: {settings['root']}",
-             f"list_file: {settings.get('list_file', 'real_world.txt')}",
-             f"val_scenes: {settings['val_scenes']}      # whole scenes held out for validation (of {n_scenes})",
-             f"test_dir: {test}" + ("      # no real_test_1000/ in the data set: no test split" if test == "null"
-                                     else "")]
+    lines = [
+        f"{DATA_CONFIG_MARK}: {n_scenes} scenes, {n_pairs} pairs in SPA-Data's layout.",
+        f"# python -m src.train data={name} model=spanet      (docs/howto.md)",
+        "defaults:",
+        "  - realrain",
+        "  - _self_",
+        "",
+        f"root: {settings['root']}",
+        f"list_file: {settings.get('list_file', 'real_world.txt')}",
+        f"val_scenes: {settings['val_scenes']}      # whole scenes held out for validation (of {n_scenes})",
+        f"test_dir: {test}" + ("      # no real_test_1000/ in the data set: no test split" if test == "null" else ""),
+    ]
     return "\n".join(lines) + "\n"
 
 
 def train_command(settings: dict, dataset: str, config_name: Optional[str]) -> str:
     """The ``src.train`` command for the set, or why there is none (one scene and no test split: no validation)."""
     if settings["val_scenes"] == 0 and settings.get("test_dir", TEST_DIR) is None:
-        return ("no train command: with one scene nothing can be held out for validation (data.val_scenes holds "
-                f"out whole scenes) and there is no test split; assemble more clips, or put test pairs in "
-                f"{Path(dataset) / TEST_DIR}/rain and gt/ and train with data.val_scenes=0")
+        return (
+            "no train command: with one scene nothing can be held out for validation (data.val_scenes holds "
+            f"out whole scenes) and there is no test split; assemble more clips, or put test pairs in "
+            f"{Path(dataset) / TEST_DIR}/rain and gt/ and train with data.val_scenes=0"
+        )
     if config_name:
         return f"python -m src.train data={config_name} model=spanet"
     words = [f"data.{k}={'null' if v is None else v}" for k, v in settings.items() if k != "root"]
     return " ".join(["python -m src.train data=realrain", f"data.root={dataset}", *words, "model=spanet"])
 
 
-def assemble(out_dir: PathLike, dataset_dir: PathLike, patch: int = 256, list_name: str = "real_world.txt",
-             overwrite: bool = False, data_config: Optional[str] = None) -> dict:
+def assemble(
+    out_dir: PathLike,
+    dataset_dir: PathLike,
+    patch: int = 256,
+    list_name: str = "real_world.txt",
+    overwrite: bool = False,
+    data_config: Optional[str] = None,
+) -> dict:
     """Write the accepted clips of ``out_dir`` into ``dataset_dir`` (see the module docstring). Returns
     ``{"scenes": {clip: scene}, "pairs": number of list lines, "list": path of the list file, "data": the
     data=realrain settings, "data_config": path written or None, "train": the train command}``."""
@@ -277,21 +303,26 @@ def assemble(out_dir: PathLike, dataset_dir: PathLike, patch: int = 256, list_na
     settings = data_settings(dataset_dir, len(scenes), list_name)
     if config_path is not None:
         atomic_write(config_path, data_config_text(config_path.stem, settings, len(scenes), n_pairs))
-    return {"scenes": {s.clip: s.scene for s in scenes}, "pairs": n_pairs, "list": str(dataset_dir / list_name),
-            "data": settings, "data_config": None if config_path is None else str(config_path),
-            "train": train_command(settings, str(dataset_dir), config_path and config_path.stem)}
+    return {
+        "scenes": {s.clip: s.scene for s in scenes},
+        "pairs": n_pairs,
+        "list": str(dataset_dir / list_name),
+        "data": settings,
+        "data_config": None if config_path is None else str(config_path),
+        "train": train_command(settings, str(dataset_dir), config_path and config_path.stem),
+    }
 
 
-OPTIONS = {"out": text, "dataset": text, "patch": integer(0), "list": text, "data_config": text,
-           "overwrite": boolean}
+OPTIONS = {"out": text, "dataset": text, "patch": integer(0), "list": text, "data_config": text, "overwrite": boolean}
 
 
 def main(cfg: DictConfig) -> int:
     opts = read_options(cfg, OPTIONS, required=("out", "dataset"), nullable=("data_config",))
-    result = assemble(opts["out"], opts["dataset"], opts["patch"], opts["list"], opts["overwrite"],
-                      opts["data_config"])
-    print(f"{result['list']}: {result['pairs']} pairs from {len(result['scenes'])} scenes "
-          f"({', '.join(f'{c} -> {s}' for c, s in result['scenes'].items())})")
+    result = assemble(opts["out"], opts["dataset"], opts["patch"], opts["list"], opts["overwrite"], opts["data_config"])
+    print(
+        f"{result['list']}: {result['pairs']} pairs from {len(result['scenes'])} scenes "
+        f"({', '.join(f'{c} -> {s}' for c, s in result['scenes'].items())})"
+    )
     if result["data_config"]:
         print(f"data config: {result['data_config']}")
     print(f"train: {result['train']}" if result["train"].startswith("python") else result["train"])

@@ -45,8 +45,9 @@ class FrameCache:
 
     def append(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(f"frame {self.n}: expected uint8 {(self.height, self.width, 3)}, "
-                             f"got {frame.dtype} {frame.shape}")
+            raise ValueError(
+                f"frame {self.n}: expected uint8 {(self.height, self.width, 3)}, got {frame.dtype} {frame.shape}"
+            )
         self._file.seek(self.n * self.height * self.width * 3)
         self._file.write(np.ascontiguousarray(frame).tobytes())
         self.n += 1
@@ -93,8 +94,9 @@ class FrameCache:
             pass
 
 
-def cache_frames(path: PathLike, start: int = 0, count: Optional[int] = None,
-                 cache_dir: Optional[PathLike] = None) -> FrameCache:
+def cache_frames(
+    path: PathLike, start: int = 0, count: Optional[int] = None, cache_dir: Optional[PathLike] = None
+) -> FrameCache:
     """Frames ``start .. start + count - 1`` of a clip (fewer if the clip ends first) in a :class:`FrameCache`.
     Raises ValueError when the clip has no frame at ``start``."""
     cache: Optional[FrameCache] = None

@@ -48,8 +48,10 @@ def generate(
     if output.suffix.lower() != ".png":
         raise ValueError(f"output={output}: the clean image is written as PNG; give a file name ending in .png")
     if Path(input).is_dir() and is_inside(output, input):
-        raise ValueError(f"output={output} lies inside the input clip {input}: it would be read as one of its "
-                         f"frames next time; write it outside the frame folder")
+        raise ValueError(
+            f"output={output} lies inside the input clip {input}: it would be read as one of its "
+            f"frames next time; write it outside the frame folder"
+        )
     if not overwrite:
         refuse_existing([output, record_path(output)], what="clean image (or its .json record)")
     n = frames_for_density(density) if frames is None else int(frames)

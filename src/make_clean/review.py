@@ -69,8 +69,9 @@ def discover_clips(clips_dir: PathLike) -> dict[str, Path]:
             continue
         name = path.name if path.is_dir() else path.stem
         if name in clips:
-            raise ValueError(f"{clips_dir}: two clips are both named {name!r} ({clips[name].name}, {path.name}); "
-                             f"rename one")
+            raise ValueError(
+                f"{clips_dir}: two clips are both named {name!r} ({clips[name].name}, {path.name}); rename one"
+            )
         clips[name] = path
     if not clips:
         raise ValueError(f"{clips_dir}: no clips (video files or folders of frames)")
@@ -109,19 +110,24 @@ def read_decisions(path: PathLike, clips: Sequence[str]) -> Decisions:
                 raise ValueError(f"{path}:{line}: unknown clip {clip!r} (clips: {', '.join(clips)})")
             verdict = (row.get("decision") or "").strip().lower()
             if verdict not in ("",) + DECISIONS:
-                raise ValueError(f"{path}:{line}: decision {row.get('decision')!r} for {clip}: write accept, "
-                                 f"reject or leave it empty")
+                raise ValueError(
+                    f"{path}:{line}: decision {row.get('decision')!r} for {clip}: write accept, "
+                    f"reject or leave it empty"
+                )
             density = (row.get("density") or "").strip().lower()
             if density:
                 if density not in DENSITY_FRAMES:
-                    raise ValueError(f"{path}:{line}: density {density!r} for {clip}: choose one of "
-                                     f"{', '.join(DENSITY_FRAMES)}")
+                    raise ValueError(
+                        f"{path}:{line}: density {density!r} for {clip}: choose one of {', '.join(DENSITY_FRAMES)}"
+                    )
                 out.density[clip] = density
             raw_frames = (row.get("frames") or "").strip()
             if not raw_frames:
                 if verdict:
-                    raise ValueError(f"{path}:{line}: {clip} has a decision but no frames; the frames column "
-                                     f"names the version judged (see index.html)")
+                    raise ValueError(
+                        f"{path}:{line}: {clip} has a decision but no frames; the frames column "
+                        f"names the version judged (see index.html)"
+                    )
                 continue
             try:
                 frames = int(raw_frames)
@@ -168,22 +174,26 @@ def _index_html(state: dict, statuses: dict[str, str]) -> str:
         latest = entry["versions"][-1]
         history = "<br>".join(
             f"{v['frames']} frames: p_hat={v['p_hat']}, {html.escape(v.get('decision') or 'not judged')}"
-            for v in entry["versions"])
+            for v in entry["versions"]
+        )
         rows.append(
             f"<tr><td><b>{html.escape(name)}</b><br>{html.escape(statuses.get(name, 'missing source'))}<br>"
             f"{latest['frames']} of {entry['length']} frames<br>density {entry['density']}</td>"
             f"<td>{history}</td>"
-            f"<td><a href=\"{html.escape(latest['sheet'])}\"><img src=\"{html.escape(latest['sheet'])}\" "
-            f"style=\"max-width:100%\"></a></td></tr>")
+            f'<td><a href="{html.escape(latest["sheet"])}"><img src="{html.escape(latest["sheet"])}" '
+            f'style="max-width:100%"></a></td></tr>'
+        )
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>clean-image review</title>\n"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>clean-image review</title>\n'
         "<style>body{font-family:sans-serif} td{vertical-align:top;padding:6px;border-bottom:1px solid #ccc}"
         "</style></head><body>\n<h1>Clean-image review</h1>\n"
         f"<p>Each sheet: first rain frame | clean image | difference x{state['gain']:g}. Judge the latest "
         f"version of each clip in <code>{DECISIONS_FILE}</code> (columns {','.join(COLUMNS)}: write accept "
         f"or reject in the row with that clip and number of frames), then run the review command again.</p>\n"
         "<table><tr><th>clip</th><th>versions</th><th>latest sheet</th></tr>\n"
-        + "\n".join(rows) + "\n</table></body></html>\n")
+        + "\n".join(rows)
+        + "\n</table></body></html>\n"
+    )
 
 
 # --- the loop ---------------------------------------------------------------------------------------------
@@ -200,8 +210,16 @@ def load_state(out_dir: Path) -> dict:
     return state
 
 
-def _new_version(name: str, source: Path, frames: int, density: str, out_dir: Path, gain: float,
-                 cache_dir: Optional[PathLike], band_pixels: int) -> dict:
+def _new_version(
+    name: str,
+    source: Path,
+    frames: int,
+    density: str,
+    out_dir: Path,
+    gain: float,
+    cache_dir: Optional[PathLike],
+    band_pixels: int,
+) -> dict:
     stem = f"{name}_f{frames:04d}"
     clean_rel, sheet_rel = f"clean/{name}/{stem}.png", f"sheets/{stem}.png"
     print(f"[review] {name}: clean image from {frames} frames ...", flush=True)
@@ -210,12 +228,24 @@ def _new_version(name: str, source: Path, frames: int, density: str, out_dir: Pa
     clean = iio.imread(out_dir / clean_rel)
     rain = next(iter_frames(source, 0, 1))
     write_image(out_dir / sheet_rel, review_sheet(rain, clean, gain))
-    return {"frames": frames, "p_hat": record["p_hat"], "density": density, "clean": clean_rel,
-            "sheet": sheet_rel, "decision": None}
+    return {
+        "frames": frames,
+        "p_hat": record["p_hat"],
+        "density": density,
+        "clean": clean_rel,
+        "sheet": sheet_rel,
+        "decision": None,
+    }
 
 
-def review(clips_dir: PathLike, out_dir: PathLike, density: str = "normal", gain: float = 4.0,
-           cache_dir: Optional[PathLike] = None, band_pixels: int = BAND_PIXELS) -> dict[str, list[str]]:
+def review(
+    clips_dir: PathLike,
+    out_dir: PathLike,
+    density: str = "normal",
+    gain: float = 4.0,
+    cache_dir: Optional[PathLike] = None,
+    band_pixels: int = BAND_PIXELS,
+) -> dict[str, list[str]]:
     """One round of the loop (see the module docstring). Returns the clip names by state:
     ``{"accepted": [...], "exhausted": [...], "waiting": [...], "regenerated": [...], "new": [...]}``."""
     frames_for_density(density)  # validate the default
@@ -244,8 +274,12 @@ def review(clips_dir: PathLike, out_dir: PathLike, density: str = "normal", gain
             length = count_frames(source)
             if length < 1:
                 raise ValueError(f"{source}: the clip has no frames")
-            entry = {"source": str(source.resolve()), "length": length,
-                     "density": decisions.density.get(name, density), "versions": []}
+            entry = {
+                "source": str(source.resolve()),
+                "length": length,
+                "density": decisions.density.get(name, density),
+                "versions": [],
+            }
             state["clips"][name] = entry
             make(name, entry, min(frames_for_density(entry["density"]), length))
             summary["new"].append(name)
@@ -266,16 +300,26 @@ def review(clips_dir: PathLike, out_dir: PathLike, density: str = "normal", gain
             status = "waiting"
         entry["status"] = status
         summary[status].append(name)
-        statuses[name] = {"accepted": "accepted", "waiting": "waiting for a decision",
-                          "exhausted": f"exhausted: rejected with all {entry['length']} frames"}[status]
+        statuses[name] = {
+            "accepted": "accepted",
+            "waiting": "waiting for a decision",
+            "exhausted": f"exhausted: rejected with all {entry['length']} frames",
+        }[status]
 
-    for (clip, frames) in sorted(set(decisions.verdict) - {(c, v["frames"]) for c, e in state["clips"].items()
-                                                          for v in e["versions"]}):
-        warnings.warn(f"{decisions_path}: the decision for {clip} at {frames} frames matches no generated version",
-                      stacklevel=2)
-    append_rows(decisions_path, [(name, e["versions"][-1]["frames"], "", e["density"])
-                                 for name, e in sorted(state["clips"].items())
-                                 if name in clips and (name, e["versions"][-1]["frames"]) not in decisions.rows])
+    for clip, frames in sorted(
+        set(decisions.verdict) - {(c, v["frames"]) for c, e in state["clips"].items() for v in e["versions"]}
+    ):
+        warnings.warn(
+            f"{decisions_path}: the decision for {clip} at {frames} frames matches no generated version", stacklevel=2
+        )
+    append_rows(
+        decisions_path,
+        [
+            (name, e["versions"][-1]["frames"], "", e["density"])
+            for name, e in sorted(state["clips"].items())
+            if name in clips and (name, e["versions"][-1]["frames"]) not in decisions.rows
+        ],
+    )
     write_json(out_dir / STATE_FILE, state)
     (out_dir / INDEX_FILE).write_text(_index_html(state, statuses), encoding="utf-8")
     return summary
@@ -284,20 +328,28 @@ def review(clips_dir: PathLike, out_dir: PathLike, density: str = "normal", gain
 def report(summary: dict[str, list[str]], out_dir: PathLike) -> str:
     lines = [f"{k}: {len(v)}" + (f" ({', '.join(v)})" if v else "") for k, v in summary.items()]
     done = not summary["waiting"]
-    lines.append("done: every clip is accepted or exhausted" if done else
-                 f"next: judge the waiting clips in {Path(out_dir) / DECISIONS_FILE} "
-                 f"(sheets in {Path(out_dir) / INDEX_FILE}) and run again")
+    lines.append(
+        "done: every clip is accepted or exhausted"
+        if done
+        else f"next: judge the waiting clips in {Path(out_dir) / DECISIONS_FILE} "
+        f"(sheets in {Path(out_dir) / INDEX_FILE}) and run again"
+    )
     return "\n".join(lines)
 
 
-OPTIONS = {"clips": text, "out": text, "density": choice(*DENSITY_FRAMES), "gain": number, "cache_dir": text,
-           "band_pixels": integer(1)}
+OPTIONS = {
+    "clips": text,
+    "out": text,
+    "density": choice(*DENSITY_FRAMES),
+    "gain": number,
+    "cache_dir": text,
+    "band_pixels": integer(1),
+}
 
 
 def main(cfg: DictConfig) -> int:
     opts = read_options(cfg, OPTIONS, required=("clips", "out"), nullable=("cache_dir",))
-    summary = review(opts["clips"], opts["out"], opts["density"], opts["gain"], opts["cache_dir"],
-                     opts["band_pixels"])
+    summary = review(opts["clips"], opts["out"], opts["density"], opts["gain"], opts["cache_dir"], opts["band_pixels"])
     print(report(summary, opts["out"]))
     return 0
 

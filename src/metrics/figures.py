@@ -132,8 +132,11 @@ def compare_figure(
     """
     panels: list[tuple[str, np.ndarray, list[str]]] = [
         ("rain", to_uint8(rain), ["Rain"] + score_lines((scores or {}).get("rain"), protocol or "")),
-        ("derained", to_uint8(derained), [title or "Derained"] + score_lines((scores or {}).get("derained"),
-                                                                             protocol or "")),
+        (
+            "derained",
+            to_uint8(derained),
+            [title or "Derained"] + score_lines((scores or {}).get("derained"), protocol or ""),
+        ),
     ]
     if attention is not None:
         panels.append(("attention", heat_map(attention), ["Attention"]))
@@ -154,8 +157,8 @@ def compare_figure(
     boxes = {}
     for k, ((name, img, _), cap) in enumerate(zip(panels, captions)):
         left = k * (w + GAP)
-        canvas[:h, left:left + w] = img
-        canvas[h:, left:left + w] = cap
+        canvas[:h, left : left + w] = img
+        canvas[h:, left : left + w] = cap
         boxes[name] = (0, left, h, left + w)
     return canvas, boxes
 
@@ -199,8 +202,10 @@ def comparison_grid(
         for (label, _, _), img in zip(cells, imgs):
             if img.shape[0] != h:
                 raise ValueError(f"comparison_grid: row {name!r}: column {label!r} has another aspect ratio")
-        lines = [[name if k == 0 else ""] + ((score_lines(scores, protocol or "") or [""]) if any_scores else [])
-                 for k, (_, _, scores) in enumerate(cells)]
+        lines = [
+            [name if k == 0 else ""] + ((score_lines(scores, protocol or "") or [""]) if any_scores else [])
+            for k, (_, _, scores) in enumerate(cells)
+        ]
         caps = caption_strips(cell_width, lines, int(size * 0.8))
         row = np.concatenate(_with_gaps([np.concatenate([i, c], axis=0) for i, c in zip(imgs, caps)], axis=1), axis=1)
         for k, (label, _, _) in enumerate(cells):
@@ -209,8 +214,9 @@ def comparison_grid(
         blocks += [np.full((GAP, width, 3), BACKGROUND, np.uint8), row]
         top += GAP + row.shape[0]
     if protocol and any_scores:
-        blocks.append(text_strip(width, [f"PSNR (dB) / SSIM against the ground truth, protocol {protocol}"],
-                                 int(size * 0.8)))
+        blocks.append(
+            text_strip(width, [f"PSNR (dB) / SSIM against the ground truth, protocol {protocol}"], int(size * 0.8))
+        )
     return np.concatenate(blocks, axis=0), boxes
 
 

@@ -189,8 +189,10 @@ class _PairReader(Dataset):
                 f"ground truth {gt_file} is {gt.shape[2]}x{gt.shape[1]} (WxH)"
             )
         elif min(pred.shape[1:]) < GAUSS_WIN:
-            item["problems"].append(f"{pred_file}: images of {pred.shape[1]}x{pred.shape[2]} pixels are smaller "
-                                    f"than the {GAUSS_WIN}x{GAUSS_WIN} SSIM window")
+            item["problems"].append(
+                f"{pred_file}: images of {pred.shape[1]}x{pred.shape[2]} pixels are smaller "
+                f"than the {GAUSS_WIN}x{GAUSS_WIN} SSIM window"
+            )
         elif self.score:
             scores = score_all(pred[None], gt[None])
             item["scores"] = {f"{m}_{p}": float(scores[p][m][0]) for p in PROTOCOLS for m in MEASURES}
@@ -243,8 +245,11 @@ def score_folders(
     metrics = ProtocolMetrics().to(device)
     grayscale: list[str] = []
     loader = DataLoader(
-        _PairReader(pairs, score=on_cpu), batch_size=batch_size, num_workers=num_workers,
-        collate_fn=_as_list, pin_memory=not on_cpu and num_workers > 0,
+        _PairReader(pairs, score=on_cpu),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_as_list,
+        pin_memory=not on_cpu and num_workers > 0,
     )
     with _progress_bar(len(pairs), progress) as advance:
         for items in loader:
@@ -256,8 +261,9 @@ def score_folders(
                     batch.append(item)
             if on_cpu:
                 for item in batch:
-                    metrics.update_scores({k: torch.tensor([v], dtype=torch.float64) for k, v in
-                                           item["scores"].items()}, [item["name"]])
+                    metrics.update_scores(
+                        {k: torch.tensor([v], dtype=torch.float64) for k, v in item["scores"].items()}, [item["name"]]
+                    )
             else:
                 _score_on_device(metrics, batch, device)
             advance(len(items))
@@ -273,8 +279,12 @@ def score_folders(
             "%d grayscale image(s) were repeated to 3 channels, e.g. %s", len(grayscale), ", ".join(grayscale[:3])
         )
     if matching.left_out:
-        log.info("left out %d side file(s) of src.predict (%s, e.g. %s)", len(matching.left_out),
-                 ", ".join(f"{f}/" for f in PREDICT_SIDE_FOLDERS), matching.left_out[0])
+        log.info(
+            "left out %d side file(s) of src.predict (%s, e.g. %s)",
+            len(matching.left_out),
+            ", ".join(f"{f}/" for f in PREDICT_SIDE_FOLDERS),
+            matching.left_out[0],
+        )
     return {**metrics.report(), "n_expected": matching.n_expected, "n_left_out": len(matching.left_out)}
 
 
@@ -304,8 +314,15 @@ class _progress_bar:
             return lambda n: None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-        self.bar = Progress("scoring", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), "eta",
-                            TimeRemainingColumn(), transient=False)
+        self.bar = Progress(
+            "scoring",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            "eta",
+            TimeRemainingColumn(),
+            transient=False,
+        )
         self.bar.start()
         task = self.bar.add_task("scoring", total=self.total)
         return lambda n: self.bar.advance(task, n)

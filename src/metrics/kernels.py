@@ -107,8 +107,14 @@ def copy_channels(rows_x: Tensor, rows_y: Tensor, out_x: Tensor, out_y: Tensor) 
 
 
 def ssim_means(
-    x: Tensor, y: Tensor, taps: tuple[float, ...], c1: float, c2: float, cov_norm: float = 1.0,
-    channels: Channels = copy_channels, n_channels: Optional[int] = None,
+    x: Tensor,
+    y: Tensor,
+    taps: tuple[float, ...],
+    c1: float,
+    c2: float,
+    cov_norm: float = 1.0,
+    channels: Channels = copy_channels,
+    n_channels: Optional[int] = None,
 ) -> tuple[Tensor, Tensor]:
     """Mean of the SSIM map over the 'valid' region, and the sum of squared differences, per image and channel.
 
@@ -147,16 +153,25 @@ def ssim_means(
             r = min(rows, h_out - r0)
             own = r if r0 + r < h_out else r + k - 1  # rows this band counts in the squared error
             band_ssim, band_sse = _band_sums(
-                xt[r0 : r0 + r + k - 1, first:last], yt[r0 : r0 + r + k - 1, first:last], band[:r, : r + k - 1],
-                taps, c1, c2, cov_norm, channels, c, own,
+                xt[r0 : r0 + r + k - 1, first:last],
+                yt[r0 : r0 + r + k - 1, first:last],
+                band[:r, : r + k - 1],
+                taps,
+                c1,
+                c2,
+                cov_norm,
+                channels,
+                c,
+                own,
             )
             ssim[first:last] += band_ssim
             sse[first:last] += band_sse
     return ssim / (h_out * w_out), sse
 
 
-def sse_per_channel(x: Tensor, y: Tensor, channels: Channels = copy_channels, n_channels: Optional[int] = None,
-                    rows: int = 64) -> Tensor:
+def sse_per_channel(
+    x: Tensor, y: Tensor, channels: Channels = copy_channels, n_channels: Optional[int] = None, rows: int = 64
+) -> Tensor:
     """Sum over all pixels of ``(x_c - y_c)^2`` per image and channel (B, C), computed ``rows`` rows at a time
     (no full-size intermediate image)."""
     b, c_in, h, w = x.shape
@@ -173,8 +188,16 @@ def sse_per_channel(x: Tensor, y: Tensor, channels: Channels = copy_channels, n_
 
 
 def _band_sums(
-    xs: Tensor, ys: Tensor, band: Tensor, taps: tuple[float, ...], c1: float, c2: float, cov_norm: float,
-    channels: Channels, c: int, own: int,
+    xs: Tensor,
+    ys: Tensor,
+    band: Tensor,
+    taps: tuple[float, ...],
+    c1: float,
+    c2: float,
+    cov_norm: float,
+    channels: Channels,
+    c: int,
+    own: int,
 ) -> tuple[Tensor, Tensor]:
     """SSIM-map sums (b, c) over one band of output rows and squared-error sums (b, c) over its first ``own``
     input rows. xs, ys: (r + k - 1, b, C_in, W) input rows."""

@@ -84,7 +84,10 @@ class ProtocolMetrics(Metric):
         self.add_state("names", default=[], dist_reduce_fx="cat")
 
     def update(
-        self, pred: Optional[Tensor] = None, target: Optional[Tensor] = None, names: Optional[Sequence[str]] = None,
+        self,
+        pred: Optional[Tensor] = None,
+        target: Optional[Tensor] = None,
+        names: Optional[Sequence[str]] = None,
         scores: Optional[dict[str, Tensor]] = None,
     ) -> None:
         """Score a batch: pred/target (B, 3, H, W) RGB [0, 1] scale; names: B strings (or None).
@@ -98,8 +101,11 @@ class ProtocolMetrics(Metric):
             missing = {_key(m, p) for p in PROTOCOLS for m in MEASURES} - set(scores)
             if missing:
                 raise ValueError(f"update: no scores for {sorted(missing)}")
-            self._append(lambda protocol, measure: scores[_key(measure, protocol)],
-                         len(scores[_key(MEASURES[0], PROTOCOLS[0])]), names)
+            self._append(
+                lambda protocol, measure: scores[_key(measure, protocol)],
+                len(scores[_key(MEASURES[0], PROTOCOLS[0])]),
+                names,
+            )
             return
         if pred is None or target is None:
             raise ValueError("update: give pred and target (or scores)")
@@ -137,9 +143,7 @@ class ProtocolMetrics(Metric):
             return torch.cat(state) if isinstance(state, list) else state
 
         names = _decode_names(cat(self.names))
-        scores = {
-            _key(m, p): cat(getattr(self, _key(m, p))).to(torch.float64) for p in PROTOCOLS for m in MEASURES
-        }
+        scores = {_key(m, p): cat(getattr(self, _key(m, p))).to(torch.float64) for p in PROTOCOLS for m in MEASURES}
         keep, seen = [], set()
         for i, name in enumerate(names):
             if not name:

@@ -68,8 +68,9 @@ class PaperTable:
         for p in (self.protocol, *(r.protocol for r in self.rows.values())):
             if p is not None and p != TABLE_PROTOCOL and p not in PROTOCOLS:
                 raise ValueError(f"{self.name}: unknown protocol {p!r}; expected one of {PROTOCOLS} or None")
-        rows = {k: replace(r, protocol=self.protocol) if r.protocol == TABLE_PROTOCOL else r
-                for k, r in self.rows.items()}
+        rows = {
+            k: replace(r, protocol=self.protocol) if r.protocol == TABLE_PROTOCOL else r for k, r in self.rows.items()
+        }
         object.__setattr__(self, "rows", rows)
 
 
@@ -203,8 +204,16 @@ LATER_PAPERS_SPA = PaperTable(
     dataset="SPA-Data test set (1000 real rain images)",
     protocol="y_matlab",
     source="SPA-Data tables of later deraining papers under the MATLAB Y protocol",
-    rows={"spanet": PaperRow("SPANet", 40.24, 0.981, "SPANet as later papers report it (not the SPANet authors' "
-                             "number: theirs is 38.06 / 0.9867 under protocol spanet)", copied=True)},
+    rows={
+        "spanet": PaperRow(
+            "SPANet",
+            40.24,
+            0.981,
+            "SPANet as later papers report it (not the SPANet authors' "
+            "number: theirs is 38.06 / 0.9867 under protocol spanet)",
+            copied=True,
+        )
+    },
 )
 
 # The later papers' SPA-Data tables, newest first.
@@ -219,8 +228,7 @@ _TABLES_BY_DATA: dict[str, tuple[PaperTable, ...]] = {
 _ALIASES = {"didmdn": {"b_f": "spanet"}}
 
 
-def paper_reference(data: str, model: str, protocol: Optional[str] = None
-                    ) -> Optional[tuple[PaperTable, PaperRow]]:
+def paper_reference(data: str, model: str, protocol: Optional[str] = None) -> Optional[tuple[PaperTable, PaperRow]]:
     """The published (table, row) for ``model`` (a model config name, or "input") trained and tested on the
     data config ``data``; None when the paper has no counterpart (e.g. the synthetic smoke data). With
     ``protocol`` given, the first row computed under that protocol (SPANet on SPA-Data: the SPANet paper's

@@ -118,8 +118,10 @@ def _check_pair(pred: Tensor, target: Tensor, min_side: int) -> tuple[Tensor, Te
         raise ValueError(f"images of {h}x{w} pixels are smaller than the {min_side}x{min_side} SSIM window")
     for t in (pred, target):
         if not t.is_floating_point() and t.dtype not in _INTEGER_SCALES:
-            raise TypeError(f"pred and target must be floating-point images on the [0, 1] scale (or uint8 / uint16 "
-                            f"images), got {pred.dtype} and {target.dtype}")
+            raise TypeError(
+                f"pred and target must be floating-point images on the [0, 1] scale (or uint8 / uint16 "
+                f"images), got {pred.dtype} and {target.dtype}"
+            )
     return pred.detach(), target.detach()
 
 

@@ -269,8 +269,7 @@ class DIDMDN(nn.Module):
             raise ValueError(f"DIDMDN: got {label.numel()} labels for a batch of {batch} images")
         if ((label < -1) | (label > 2)).any():
             raise ValueError(
-                f"DIDMDN: density labels must be -1 (unknown), 0 (heavy), 1 (medium) or 2 (light), got "
-                f"{label.tolist()}"
+                f"DIDMDN: density labels must be -1 (unknown), 0 (heavy), 1 (medium) or 2 (light), got {label.tolist()}"
             )
         return label
 
@@ -316,8 +315,10 @@ class DIDMDN(nn.Module):
                 continue
             if key in own:
                 if tuple(value.shape) != tuple(own[key].shape):
-                    raise ValueError(f"DIDMDN release weights: {key!r} has shape {tuple(value.shape)}, the network "
-                                     f"expects {tuple(own[key].shape)}")
+                    raise ValueError(
+                        f"DIDMDN release weights: {key!r} has shape {tuple(value.shape)}, the network "
+                        f"expects {tuple(own[key].shape)}"
+                    )
                 kept[key] = value
             elif not (self.bn_batch_stats and key.endswith((".running_mean", ".running_var", ".num_batches_tracked"))):
                 raise KeyError(f"DIDMDN release weights: unexpected key {key!r}")

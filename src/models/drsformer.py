@@ -92,8 +92,13 @@ class FeedForward(nn.Module):
 # --- MEFC: mixture-of-experts feature compensator -------------------------------------------------------------
 def sep_conv(c: int, k: int) -> nn.Module:
     """Separable conv applied twice: depthwise kxk, 1x1, ReLU, depthwise kxk, 1x1 (no biases)."""
-    return _Op(nn.Conv2d(c, c, k, padding=k // 2, groups=c, bias=False), nn.Conv2d(c, c, 1, bias=False), nn.ReLU(),
-               nn.Conv2d(c, c, k, padding=k // 2, groups=c, bias=False), nn.Conv2d(c, c, 1, bias=False))
+    return _Op(
+        nn.Conv2d(c, c, k, padding=k // 2, groups=c, bias=False),
+        nn.Conv2d(c, c, 1, bias=False),
+        nn.ReLU(),
+        nn.Conv2d(c, c, k, padding=k // 2, groups=c, bias=False),
+        nn.Conv2d(c, c, 1, bias=False),
+    )
 
 
 def dil_conv(c: int, k: int) -> nn.Module:
@@ -114,8 +119,16 @@ class _Op(nn.Module):
 
 def expert_ops(c: int) -> list[nn.Module]:
     """The 8 candidate operations of an MEFC step, in the authors' order (their weights are indexed by it)."""
-    return [sep_conv(c, 1), sep_conv(c, 3), sep_conv(c, 5), sep_conv(c, 7), dil_conv(c, 3), dil_conv(c, 5),
-            dil_conv(c, 7), nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)]
+    return [
+        sep_conv(c, 1),
+        sep_conv(c, 3),
+        sep_conv(c, 5),
+        sep_conv(c, 7),
+        dil_conv(c, 3),
+        dil_conv(c, 5),
+        dil_conv(c, 7),
+        nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+    ]
 
 
 class OperationLayer(nn.Module):
@@ -179,12 +192,21 @@ class DRSformer(Restormer):
     attention = Attention
     feedforward = FeedForward
 
-    def __init__(self, inp_channels: int = 3, out_channels: int = 3, dim: int = 48,
-                 num_blocks: Sequence[int] = (4, 6, 6, 8), heads: Sequence[int] = (1, 2, 4, 8),
-                 ffn_expansion_factor: float = 2.66, bias: bool = False, LayerNorm_type: str = "WithBias",  # noqa: N803
-                 mefc: bool = True) -> None:
-        super().__init__(inp_channels, out_channels, dim, num_blocks, 0, heads, ffn_expansion_factor, bias,
-                         LayerNorm_type)
+    def __init__(
+        self,
+        inp_channels: int = 3,
+        out_channels: int = 3,
+        dim: int = 48,
+        num_blocks: Sequence[int] = (4, 6, 6, 8),
+        heads: Sequence[int] = (1, 2, 4, 8),
+        ffn_expansion_factor: float = 2.66,
+        bias: bool = False,
+        LayerNorm_type: str = "WithBias",  # noqa: N803
+        mefc: bool = True,
+    ) -> None:
+        super().__init__(
+            inp_channels, out_channels, dim, num_blocks, 0, heads, ffn_expansion_factor, bias, LayerNorm_type
+        )
         self.mefc = mefc
         if mefc:
             self.encoder_level0 = MEFC(dim)
@@ -197,6 +219,8 @@ class DRSformer(Restormer):
     def missing_weights_hint(self, missing: Sequence[str]) -> Optional[str]:
         """What a weights file that lacks only ``missing`` most likely is (see :mod:`src.utils.checkpoint`)."""
         if self.mefc and all(k.startswith(MEFC_MODULES) for k in missing):
-            return ("this looks like the authors' SPA-Data or Rain200L weights, trained without MEFC: use "
-                    "model=drsformer_spa")
+            return (
+                "this looks like the authors' SPA-Data or Rain200L weights, trained without MEFC: use "
+                "model=drsformer_spa"
+            )
         return None

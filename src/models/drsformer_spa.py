@@ -20,9 +20,17 @@ from src.models.drsformer import DRSformer
 class DRSformerSPA(DRSformer):
     """DRSformer without the MEFC; arguments and defaults as in the authors' class."""
 
-    def __init__(self, inp_channels: int = 3, out_channels: int = 3, dim: int = 48,
-                 num_blocks: Sequence[int] = (4, 6, 6, 8), heads: Sequence[int] = (1, 2, 4, 8),
-                 ffn_expansion_factor: float = 2.66, bias: bool = False,
-                 LayerNorm_type: str = "WithBias") -> None:  # noqa: N803 (the authors' argument name)
-        super().__init__(inp_channels, out_channels, dim, num_blocks, heads, ffn_expansion_factor, bias,
-                         LayerNorm_type, mefc=False)
+    def __init__(
+        self,
+        inp_channels: int = 3,
+        out_channels: int = 3,
+        dim: int = 48,
+        num_blocks: Sequence[int] = (4, 6, 6, 8),
+        heads: Sequence[int] = (1, 2, 4, 8),
+        ffn_expansion_factor: float = 2.66,
+        bias: bool = False,
+        LayerNorm_type: str = "WithBias",
+    ) -> None:  # noqa: N803 (the authors' argument name)
+        super().__init__(
+            inp_channels, out_channels, dim, num_blocks, heads, ffn_expansion_factor, bias, LayerNorm_type, mefc=False
+        )

@@ -162,8 +162,14 @@ class IRNN(nn.Module):
     forward: x (B, C, H, W) -> (B, 4, C, H, W), directions up, right, down, left.
     """
 
-    def __init__(self, channels: int, init: str = "release", init_weight: Optional[float] = None,
-                 border: str = "relu", backend: str = "auto"):
+    def __init__(
+        self,
+        channels: int,
+        init: str = "release",
+        init_weight: Optional[float] = None,
+        border: str = "relu",
+        backend: str = "auto",
+    ):
         super().__init__()
         if channels < 1:
             raise ValueError(f"IRNN channels must be >= 1, got {channels}")
@@ -240,9 +246,18 @@ def build_c_library() -> Path:
     return C_LIBRARY.build()
 
 
-def irnn_vertical(x: Tensor, direction: int, weight: Tensor, bias: Tensor, out: Tensor,
-                  scale: Optional[Tensor] = None, init: Optional[Tensor] = None, final: Optional[Tensor] = None,
-                  final_row: int = -1, border: str = "relu") -> None:
+def irnn_vertical(
+    x: Tensor,
+    direction: int,
+    weight: Tensor,
+    bias: Tensor,
+    out: Tensor,
+    scale: Optional[Tensor] = None,
+    init: Optional[Tensor] = None,
+    final: Optional[Tensor] = None,
+    final_row: int = -1,
+    border: str = "relu",
+) -> None:
     """One vertical IRNN direction (``direction``: 0 up or 2 down) of x (C, rows, W) into ``out``; no autograd.
 
     Band sweeps for the memory-lean inference path (:mod:`src.models.spanet_lean`): ``x`` and ``out`` are
@@ -263,9 +278,23 @@ def irnn_vertical(x: Tensor, direction: int, weight: Tensor, bias: Tensor, out: 
     if _use_c(x, out, scale):
         C, rows, W = x.shape
         rc = getattr(C_LIBRARY.load(), f"irnn_sweep_v_{_C_TYPES[x.dtype]}")(
-            x.data_ptr(), x.stride(0), out.data_ptr(), out.stride(0), _ptr(scale), C, rows, W, w.data_ptr(),
-            b.data_ptr(), int(d.reverse), int(border == "relu"), _ptr(init), _ptr(final), final_row,
-            _c_threads(x.numel()))
+            x.data_ptr(),
+            x.stride(0),
+            out.data_ptr(),
+            out.stride(0),
+            _ptr(scale),
+            C,
+            rows,
+            W,
+            w.data_ptr(),
+            b.data_ptr(),
+            int(d.reverse),
+            int(border == "relu"),
+            _ptr(init),
+            _ptr(final),
+            final_row,
+            _c_threads(x.numel()),
+        )
         if rc != 0:
             raise MemoryError("IRNN C sweep: could not allocate scratch memory")
         return
@@ -281,9 +310,16 @@ def irnn_vertical(x: Tensor, direction: int, weight: Tensor, bias: Tensor, out: 
             final.copy_(h)
 
 
-def irnn_horizontal(x: Tensor, weight: Tensor, bias: Tensor, right: Tensor, left: Tensor,
-                    scale_right: Optional[Tensor] = None, scale_left: Optional[Tensor] = None,
-                    border: str = "relu") -> None:
+def irnn_horizontal(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    right: Tensor,
+    left: Tensor,
+    scale_right: Optional[Tensor] = None,
+    scale_left: Optional[Tensor] = None,
+    border: str = "relu",
+) -> None:
     """The right and left IRNN directions of x (C, rows, W) into ``right`` and ``left``; no autograd.
 
     Shapes and ``scale_*`` as in :func:`irnn_vertical`; ``weight`` and ``bias`` are the full (4, C) parameters.
@@ -297,14 +333,31 @@ def irnn_horizontal(x: Tensor, weight: Tensor, bias: Tensor, right: Tensor, left
     if _use_c(x, right, scale_right) and _use_c(x, left, scale_left) and right.stride(0) == left.stride(0):
         C, rows, W = x.shape
         rc = getattr(C_LIBRARY.load(), f"irnn_sweep_h_{_C_TYPES[x.dtype]}")(
-            x.data_ptr(), x.stride(0), right.data_ptr(), left.data_ptr(), right.stride(0), _ptr(scale_right),
-            _ptr(scale_left), C, rows, W, w.data_ptr(), b.data_ptr(), int(border == "relu"), _c_threads(x.numel()))
+            x.data_ptr(),
+            x.stride(0),
+            right.data_ptr(),
+            left.data_ptr(),
+            right.stride(0),
+            _ptr(scale_right),
+            _ptr(scale_left),
+            C,
+            rows,
+            W,
+            w.data_ptr(),
+            b.data_ptr(),
+            int(border == "relu"),
+            _c_threads(x.numel()),
+        )
         if rc != 0:
             raise MemoryError("IRNN C sweep: could not allocate scratch memory")
         return
     if x.device.type == "cuda" and x.dtype in _TRITON_DTYPES and _triton_available():
-        full = _forward_triton(x[None].contiguous(), weight.detach().to(x.dtype).contiguous(),
-                               bias.detach().to(x.dtype).contiguous(), border == "relu")[0]
+        full = _forward_triton(
+            x[None].contiguous(),
+            weight.detach().to(x.dtype).contiguous(),
+            bias.detach().to(x.dtype).contiguous(),
+            border == "relu",
+        )[0]
         for out, d, scale in ((right, RIGHT, scale_right), (left, LEFT, scale_left)):
             torch.mul(full[d], 1 if scale is None else scale, out=out)
         return
@@ -410,8 +463,18 @@ def _forward_c(x: Tensor, w: Tensor, b: Tensor, border_relu: bool) -> Tensor:
     out = POOL.empty((B, 4, C, H, W), x.dtype)
     if out.numel():
         fn = getattr(C_LIBRARY.load(), f"irnn_forward_{_C_TYPES[x.dtype]}")
-        rc = fn(x.data_ptr(), w.data_ptr(), b.data_ptr(), out.data_ptr(),
-                B, C, H, W, int(border_relu), _c_threads(x.numel()))
+        rc = fn(
+            x.data_ptr(),
+            w.data_ptr(),
+            b.data_ptr(),
+            out.data_ptr(),
+            B,
+            C,
+            H,
+            W,
+            int(border_relu),
+            _c_threads(x.numel()),
+        )
         if rc != 0:
             raise MemoryError("IRNN C scan: could not allocate scratch memory")
     return out
@@ -425,9 +488,21 @@ def _backward_c(x: Tensor, grad_h: Tensor, w: Tensor, b: Tensor, border_relu: bo
     db_part = torch.zeros((B, 4, C), dtype=x.dtype)
     if x.numel():
         fn = getattr(C_LIBRARY.load(), f"irnn_backward_{_C_TYPES[x.dtype]}")
-        rc = fn(x.data_ptr(), grad_h.data_ptr(), w.data_ptr(), b.data_ptr(), dx.data_ptr(),
-                dw_part.data_ptr(), db_part.data_ptr(), B, C, H, W, int(border_relu),
-                _c_threads(dx.numel()))
+        rc = fn(
+            x.data_ptr(),
+            grad_h.data_ptr(),
+            w.data_ptr(),
+            b.data_ptr(),
+            dx.data_ptr(),
+            dw_part.data_ptr(),
+            db_part.data_ptr(),
+            B,
+            C,
+            H,
+            W,
+            int(border_relu),
+            _c_threads(dx.numel()),
+        )
         if rc != 0:
             raise MemoryError("IRNN C scan: could not allocate scratch memory")
     return dx, dw_part.sum(0), db_part.sum(0)
@@ -517,6 +592,7 @@ def _triton_available() -> bool:
     if "ok" not in _triton_state:
         try:
             from src.models import irnn_triton  # noqa: F401
+
             _triton_state["ok"] = True
         except Exception as e:  # ImportError, or triton failing to find a driver
             logger.info("triton unavailable (%s); CUDA tensors use the 'torch' backend", e)
@@ -573,6 +649,17 @@ def _irnn_naive(x: Tensor, weight: Tensor, bias: Tensor, border: str = "relu") -
     return torch.stack([up, right, down, left], dim=1)
 
 
-__all__ = ["IRNN", "irnn", "irnn_vertical", "irnn_horizontal", "resolve_backend", "c_backend_available",
-           "build_c_library",
-           "Direction", "DIRECTIONS", "BACKENDS", "BORDERS", "INITS"]
+__all__ = [
+    "IRNN",
+    "irnn",
+    "irnn_vertical",
+    "irnn_horizontal",
+    "resolve_backend",
+    "c_backend_available",
+    "build_c_library",
+    "Direction",
+    "DIRECTIONS",
+    "BACKENDS",
+    "BORDERS",
+    "INITS",
+]

@@ -29,8 +29,22 @@ BLOCK = 32  # lanes per program: one warp
 
 
 @triton.jit
-def _irnn_fwd_kernel(x_ptr, out_ptr, w_ptr, b_ptr, C, L, M, step_stride, lane_stride, plane_size,
-                     d, REVERSE: tl.constexpr, BORDER_RELU: tl.constexpr, BLOCK: tl.constexpr):
+def _irnn_fwd_kernel(
+    x_ptr,
+    out_ptr,
+    w_ptr,
+    b_ptr,
+    C,
+    L,
+    M,
+    step_stride,
+    lane_stride,
+    plane_size,
+    d,
+    REVERSE: tl.constexpr,
+    BORDER_RELU: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     plane = tl.program_id(0).to(tl.int64)  # b * C + c
     bi = plane // C
     c = plane % C
@@ -63,9 +77,25 @@ def _irnn_fwd_kernel(x_ptr, out_ptr, w_ptr, b_ptr, C, L, M, step_stride, lane_st
 
 
 @triton.jit
-def _irnn_bwd_kernel(h_ptr, gh_ptr, dx_ptr, w_ptr, dw_part_ptr, db_part_ptr, C, L, M,
-                     step_stride, lane_stride, plane_size, d, n_lane_blocks,
-                     REVERSE: tl.constexpr, BORDER_RELU: tl.constexpr, BLOCK: tl.constexpr):
+def _irnn_bwd_kernel(
+    h_ptr,
+    gh_ptr,
+    dx_ptr,
+    w_ptr,
+    dw_part_ptr,
+    db_part_ptr,
+    C,
+    L,
+    M,
+    step_stride,
+    lane_stride,
+    plane_size,
+    d,
+    n_lane_blocks,
+    REVERSE: tl.constexpr,
+    BORDER_RELU: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     plane = tl.program_id(0).to(tl.int64)
     bi = plane // C
     c = plane % C
@@ -122,8 +152,23 @@ def irnn_forward_triton(x: Tensor, w: Tensor, b: Tensor, border_relu: bool = Tru
     for d, direction in enumerate(DIRECTIONS):
         L, M, step, lane = _geometry(direction.vertical, H, W)
         grid = (B * C, triton.cdiv(M, BLOCK))
-        _irnn_fwd_kernel[grid](x, out, w, b, C, L, M, step, lane, H * W, d,
-                               REVERSE=direction.reverse, BORDER_RELU=bool(border_relu), BLOCK=BLOCK, num_warps=1)
+        _irnn_fwd_kernel[grid](
+            x,
+            out,
+            w,
+            b,
+            C,
+            L,
+            M,
+            step,
+            lane,
+            H * W,
+            d,
+            REVERSE=direction.reverse,
+            BORDER_RELU=bool(border_relu),
+            BLOCK=BLOCK,
+            num_warps=1,
+        )
     return out
 
 
@@ -138,9 +183,26 @@ def irnn_backward_triton(h: Tensor, grad_h: Tensor, w: Tensor, border_relu: bool
         for d, direction in enumerate(DIRECTIONS):
             L, M, step, lane = _geometry(direction.vertical, H, W)
             grid = (B * C, triton.cdiv(M, BLOCK))
-            _irnn_bwd_kernel[grid](h, grad_h, dx, w, dw_part, db_part, C, L, M, step, lane,
-                                   H * W, d, n_blocks, REVERSE=direction.reverse, BORDER_RELU=bool(border_relu),
-                                   BLOCK=BLOCK, num_warps=1)
+            _irnn_bwd_kernel[grid](
+                h,
+                grad_h,
+                dx,
+                w,
+                dw_part,
+                db_part,
+                C,
+                L,
+                M,
+                step,
+                lane,
+                H * W,
+                d,
+                n_blocks,
+                REVERSE=direction.reverse,
+                BORDER_RELU=bool(border_relu),
+                BLOCK=BLOCK,
+                num_warps=1,
+            )
     dw = dw_part.view(4, B, C, n_blocks).sum((1, 3)).to(w.dtype)
     db = db_part.view(4, B, C, n_blocks).sum((1, 3)).to(w.dtype)
     return dx.to(h.dtype), dw, db

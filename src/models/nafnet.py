@@ -81,12 +81,20 @@ class NAFBlock(nn.Module):
 class NAFNet(nn.Module):
     """NAFNet; arguments as in the authors' class, defaults their SIDD width-32 configuration."""
 
-    def __init__(self, img_channel: int = 3, width: int = 32, middle_blk_num: int = 12,
-                 enc_blk_nums: Sequence[int] = (2, 2, 4, 8), dec_blk_nums: Sequence[int] = (2, 2, 2, 2)) -> None:
+    def __init__(
+        self,
+        img_channel: int = 3,
+        width: int = 32,
+        middle_blk_num: int = 12,
+        enc_blk_nums: Sequence[int] = (2, 2, 4, 8),
+        dec_blk_nums: Sequence[int] = (2, 2, 2, 2),
+    ) -> None:
         super().__init__()
         if len(enc_blk_nums) != len(dec_blk_nums):
-            raise ValueError(f"enc_blk_nums={list(enc_blk_nums)} and dec_blk_nums={list(dec_blk_nums)} need the "
-                             "same number of levels")
+            raise ValueError(
+                f"enc_blk_nums={list(enc_blk_nums)} and dec_blk_nums={list(dec_blk_nums)} need the "
+                "same number of levels"
+            )
         self.intro = nn.Conv2d(img_channel, width, kernel_size=3, padding=1)
         self.ending = nn.Conv2d(width, img_channel, kernel_size=3, padding=1)
         self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()

@@ -185,10 +185,18 @@ def _name(kind: str, scale: str, k: int) -> str:
 class NeRDRain(nn.Module):
     """NeRD-Rain (see the module docstring); defaults are the authors' (NeRD-Rain; NeRD-Rain-S has ``dim`` 32)."""
 
-    def __init__(self, dim: int = 48, num_blocks: Sequence[int] = (2, 3, 3), heads: Sequence[int] = (1, 2, 4),
-                 ffn_expansion_factor: float = 2.66, bias: bool = False, LayerNorm_type: str = "WithBias",
-                 hidden_list: Sequence[int] = (256, 256, 256), L: int = 4,  # noqa: N803 (the authors' names)
-                 win_size: Optional[int] = 256) -> None:
+    def __init__(
+        self,
+        dim: int = 48,
+        num_blocks: Sequence[int] = (2, 3, 3),
+        heads: Sequence[int] = (1, 2, 4),
+        ffn_expansion_factor: float = 2.66,
+        bias: bool = False,
+        LayerNorm_type: str = "WithBias",
+        hidden_list: Sequence[int] = (256, 256, 256),
+        L: int = 4,  # noqa: N803 (the authors' names)
+        win_size: Optional[int] = 256,
+    ) -> None:
         super().__init__()
         _check_sizes(dim, num_blocks, heads, win_size)
         self.win_size = int(win_size) if win_size else None
@@ -196,18 +204,26 @@ class NeRDRain(nn.Module):
         block = dict(ffn_expansion_factor=ffn_expansion_factor, bias=bias, LayerNorm_type=LayerNorm_type)
 
         def blocks(level: int) -> nn.Sequential:
-            return nn.Sequential(*[TransformerBlock(chans[level], heads[level], **block)
-                                   for _ in range(num_blocks[level])])
+            return nn.Sequential(
+                *[TransformerBlock(chans[level], heads[level], **block) for _ in range(num_blocks[level])]
+            )
 
         for scale, passes in PASSES.items():
             setattr(self, f"patch_embed_{scale}", OverlapPatchEmbed(3, dim))
             for k in range(1, passes + 1):
-                parts = {"encoder_level1": blocks(0), "down1_2": Downsample(chans[0]), "encoder_level2": blocks(1),
-                         "down2_3": Downsample(chans[1]), "latent": blocks(2), "up3_2": Upsample(chans[2]),
-                         "reduce_chan_level2": nn.Conv2d(chans[2], chans[1], kernel_size=1, bias=bias),
-                         "decoder_level2": blocks(1), "up2_1": Upsample(chans[1]),
-                         "reduce_chan_level1": nn.Conv2d(chans[1], chans[0], kernel_size=1, bias=bias),
-                         "decoder_level1": blocks(0)}
+                parts = {
+                    "encoder_level1": blocks(0),
+                    "down1_2": Downsample(chans[0]),
+                    "encoder_level2": blocks(1),
+                    "down2_3": Downsample(chans[1]),
+                    "latent": blocks(2),
+                    "up3_2": Upsample(chans[2]),
+                    "reduce_chan_level2": nn.Conv2d(chans[2], chans[1], kernel_size=1, bias=bias),
+                    "decoder_level2": blocks(1),
+                    "up2_1": Upsample(chans[1]),
+                    "reduce_chan_level1": nn.Conv2d(chans[1], chans[0], kernel_size=1, bias=bias),
+                    "decoder_level1": blocks(0),
+                }
                 if (scale, k) == ("max", 3):
                     del parts["reduce_chan_level1"]  # never called by the release (see the module docstring)
                 for kind, module in parts.items():
@@ -283,10 +299,10 @@ class NeRDRain(nn.Module):
         rows, cols = window_spans(h, self.win_size), window_spans(w, self.win_size)
         wh, ww = min(h, self.win_size), min(w, self.win_size)
         spans = list(product(rows, cols))
-        y = self.whole(torch.cat([x[:, :, r:r + wh, c:c + ww] for (r, _), (c, _) in spans]))["out"]
+        y = self.whole(torch.cat([x[:, :, r : r + wh, c : c + ww] for (r, _), (c, _) in spans]))["out"]
         out = x.new_empty(b, y.shape[1], h, w)
         for i, ((r, keep_r), (c, keep_c)) in enumerate(spans):
-            out[:, :, keep_r:r + wh, keep_c:c + ww] = y[i * b:(i + 1) * b, :, keep_r - r:, keep_c - c:]
+            out[:, :, keep_r : r + wh, keep_c : c + ww] = y[i * b : (i + 1) * b, :, keep_r - r :, keep_c - c :]
         return out
 
     def forward(self, x: Tensor) -> dict:
@@ -318,12 +334,17 @@ class NeRDRain(nn.Module):
 
 def _check_sizes(dim: int, num_blocks: Sequence[int], heads: Sequence[int], win_size: Optional[int]) -> None:
     if len(num_blocks) != 3 or len(heads) != 3:
-        raise ConfigValueError(f"model.net.num_blocks={list(num_blocks)} and model.net.heads={list(heads)} need one "
-                               "entry per U-Net level (3)")
+        raise ConfigValueError(
+            f"model.net.num_blocks={list(num_blocks)} and model.net.heads={list(heads)} need one "
+            "entry per U-Net level (3)"
+        )
     for level, h in enumerate(heads):
-        if (dim * 2 ** level) % h:
-            raise ConfigValueError(f"model.net.heads[{level}]={h} does not divide the {dim * 2 ** level} channels of "
-                                   f"level {level + 1} (model.net.dim={dim})")
+        if (dim * 2**level) % h:
+            raise ConfigValueError(
+                f"model.net.heads[{level}]={h} does not divide the {dim * 2**level} channels of "
+                f"level {level + 1} (model.net.dim={dim})"
+            )
     if win_size and (win_size < 0 or win_size % SIZE_MULTIPLE):
-        raise ConfigValueError(f"model.net.win_size={win_size}: must be a positive multiple of {SIZE_MULTIPLE} "
-                               "(or null: whole images)")
+        raise ConfigValueError(
+            f"model.net.win_size={win_size}: must be a positive multiple of {SIZE_MULTIPLE} (or null: whole images)"
+        )

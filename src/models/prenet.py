@@ -52,8 +52,9 @@ class PReNet(nn.Module):
         c = CHANNELS
         self.conv0 = _conv(6, c, nn.ReLU())
         for k in range(1, RES_BLOCKS + 1):
-            self.add_module(f"res_conv{k}", nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), nn.ReLU(),
-                                                          nn.Conv2d(c, c, 3, 1, 1), nn.ReLU()))
+            self.add_module(
+                f"res_conv{k}", nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), nn.ReLU(), nn.Conv2d(c, c, 3, 1, 1), nn.ReLU())
+            )
         self.conv_i = _conv(2 * c, c, nn.Sigmoid())
         self.conv_f = _conv(2 * c, c, nn.Sigmoid())
         self.conv_g = _conv(2 * c, c, nn.Tanh())

@@ -40,8 +40,14 @@ def count_macs(net: nn.Module, inputs: dict) -> int:
     was_training = net.training
     net.eval()
     try:
-        macs, _ = get_model_complexity_info(net, shape, input_constructor=lambda _: dict(inputs), as_strings=False,
-                                            print_per_layer_stat=False, backend="aten")
+        macs, _ = get_model_complexity_info(
+            net,
+            shape,
+            input_constructor=lambda _: dict(inputs),
+            as_strings=False,
+            print_per_layer_stat=False,
+            backend="aten",
+        )
     finally:
         net.train(was_training)
     if macs is None:

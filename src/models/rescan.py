@@ -171,13 +171,12 @@ class RESCAN(nn.Module):
         if frame not in FRAMES:
             raise ValueError(f"model.net.frame must be one of {FRAMES}, got {frame!r}")
         if stages < 1 or not dilations:
-            raise ValueError(f"model.net.stages must be >= 1 and model.net.dilations non-empty, got {stages}, "
-                             f"{dilations}")
+            raise ValueError(
+                f"model.net.stages must be >= 1 and model.net.dilations non-empty, got {stages}, {dilations}"
+            )
         self.stages, self.frame = int(stages), frame
         cls = UNITS[unit]
-        self.units = nn.ModuleList(
-            cls(3 if j == 0 else channels, channels, int(d)) for j, d in enumerate(dilations)
-        )
+        self.units = nn.ModuleList(cls(3 if j == 0 else channels, channels, int(d)) for j, d in enumerate(dilations))
         self.decoder = nn.Sequential(
             nn.Conv2d(channels, channels, 3, padding=1),
             SEBlock(channels),
@@ -214,12 +213,16 @@ class RESCAN(nn.Module):
         for key, target in own.items():
             src = release_key(key)
             if src not in release:
-                raise KeyError(f"RESCAN release weights: missing key {src!r} (for {key!r}); is the unit type / "
-                               "depth the release's?")
+                raise KeyError(
+                    f"RESCAN release weights: missing key {src!r} (for {key!r}); is the unit type / "
+                    "depth the release's?"
+                )
             value = release[src]
             if tuple(value.shape) != tuple(target.shape):
-                raise ValueError(f"RESCAN release weights: {src!r} has shape {tuple(value.shape)}, the network "
-                                 f"expects {tuple(target.shape)} (channels?)")
+                raise ValueError(
+                    f"RESCAN release weights: {src!r} has shape {tuple(value.shape)}, the network "
+                    f"expects {tuple(target.shape)} (channels?)"
+                )
             if key.startswith("units.0.conv_x.") and key.endswith(".weight"):
                 value = value.flip(1)  # BGR input channels -> RGB
             elif key.startswith(f"decoder.{len(self.decoder) - 1}."):
@@ -227,8 +230,10 @@ class RESCAN(nn.Module):
             converted[key] = value
         unexpected = sorted(set(release) - {release_key(k) for k in own})
         if unexpected:
-            raise KeyError(f"RESCAN release weights: unexpected keys {unexpected[:5]} ({len(unexpected)} in all); "
-                           "is the unit type the release's?")
+            raise KeyError(
+                f"RESCAN release weights: unexpected keys {unexpected[:5]} ({len(unexpected)} in all); "
+                "is the unit type the release's?"
+            )
         return converted
 
     def load_release_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
@@ -251,12 +256,12 @@ def release_key(key: str) -> str:
     ``rnns.<j>.conv_x`` / ``conv_h`` for the RNN unit (our gate ``h``) and ``rnns.<j>.conv`` for the plain conv
     unit (our gate ``x``); ``units.<j>.se`` is ``rnns.<j>.se``; ``decoder`` is ``dec``."""
     if key.startswith("decoder."):
-        return "dec." + key[len("decoder."):]
+        return "dec." + key[len("decoder.") :]
     m = _UNIT_CONV.match(key)
     if m:
         j, kind, gate, param = m.groups()
         name = "conv" if gate == "x" else kind if gate == "h" else kind + gate
         return f"rnns.{j}.{name}.{param}"
     if key.startswith("units."):
-        return "rnns." + key[len("units."):]
+        return "rnns." + key[len("units.") :]
     raise KeyError(f"RESCAN: no release name for parameter {key!r}")

@@ -92,8 +92,10 @@ class Attention(nn.Module):
         """(the C/heads x C/heads scores ``normalize(q) @ normalize(k)^T * temperature`` per head, v as
         (B, heads, C/heads, H*W)), q, k, v from the 1x1 and depthwise 3x3 convs of (B, C, H, W) ``x``."""
         b, c, h, w = x.shape
-        q, k, v = (t.reshape(b, self.num_heads, c // self.num_heads, h * w)
-                   for t in self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1))
+        q, k, v = (
+            t.reshape(b, self.num_heads, c // self.num_heads, h * w)
+            for t in self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
+        )
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         return (q @ k.transpose(-2, -1)) * self.temperature, v
 
@@ -121,8 +123,16 @@ class FeedForward(nn.Module):
 class TransformerBlock(nn.Module):
     """``x + attn(norm1(x))``, then ``x + ffn(norm2(x))``; ``attention`` / ``feedforward`` are the classes."""
 
-    def __init__(self, dim: int, num_heads: int, ffn_expansion_factor: float, bias: bool, LayerNorm_type: str,
-                 attention: type = Attention, feedforward: type = FeedForward) -> None:  # noqa: N803
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        ffn_expansion_factor: float,
+        bias: bool,
+        LayerNorm_type: str,
+        attention: type = Attention,
+        feedforward: type = FeedForward,
+    ) -> None:  # noqa: N803
         super().__init__()
         self.norm1 = LayerNorm(dim, LayerNorm_type)
         self.attn = attention(dim, num_heads, bias)
@@ -176,10 +186,19 @@ class Restormer(nn.Module):
     attention: type = Attention
     feedforward: type = FeedForward
 
-    def __init__(self, inp_channels: int = 3, out_channels: int = 3, dim: int = 48,
-                 num_blocks: Sequence[int] = (4, 6, 6, 8), num_refinement_blocks: int = 4,
-                 heads: Sequence[int] = (1, 2, 4, 8), ffn_expansion_factor: float = 2.66, bias: bool = False,
-                 LayerNorm_type: str = "WithBias", dual_pixel_task: bool = False) -> None:  # noqa: N803
+    def __init__(
+        self,
+        inp_channels: int = 3,
+        out_channels: int = 3,
+        dim: int = 48,
+        num_blocks: Sequence[int] = (4, 6, 6, 8),
+        num_refinement_blocks: int = 4,
+        heads: Sequence[int] = (1, 2, 4, 8),
+        ffn_expansion_factor: float = 2.66,
+        bias: bool = False,
+        LayerNorm_type: str = "WithBias",
+        dual_pixel_task: bool = False,
+    ) -> None:  # noqa: N803
         super().__init__()
         if len(num_blocks) != 4 or len(heads) != 4:
             raise ValueError(f"num_blocks={list(num_blocks)} and heads={list(heads)} need one entry per level (4)")
@@ -209,8 +228,12 @@ class Restormer(nn.Module):
 
     def blocks(self, n: int, dim: int, heads: int) -> nn.Sequential:
         """``n`` transformer blocks of this network's kind at ``dim`` channels and ``heads`` heads."""
-        return nn.Sequential(*[TransformerBlock(dim, heads, **self.block_args, attention=self.attention,
-                                                feedforward=self.feedforward) for _ in range(n)])
+        return nn.Sequential(
+            *[
+                TransformerBlock(dim, heads, **self.block_args, attention=self.attention, feedforward=self.feedforward)
+                for _ in range(n)
+            ]
+        )
 
     def embed(self, x: Tensor) -> Tensor:
         """Image -> level-1 features (DRSformer adds its feature compensator here)."""

@@ -209,7 +209,9 @@ class SPANet(nn.Module):
         super().__init__()
         key = str(variant).lower()
         if key not in VARIANTS:
-            raise ValueError(f"model.net.variant: unknown SPANet variant {variant!r}; expected one of {sorted(VARIANTS)}")
+            raise ValueError(
+                f"model.net.variant: unknown SPANet variant {variant!r}; expected one of {sorted(VARIANTS)}"
+            )
         preset_mode, preset_attention = VARIANTS[key]
         sam_mode = preset_mode if sam_mode is None else str(sam_mode).lower()
         if sam_mode not in SAM_MODES:
@@ -273,9 +275,15 @@ class SPANet(nn.Module):
         ``torch.inference_mode`` (no autograd graph), outside autocast, not compiled (``net.compile()``, whose
         frames can run eagerly when dynamo gives up on them) nor being traced by ``torch.compile``, with the
         weights in the default (NCHW) memory format, unless ``lean_inference`` is False."""
-        return (self.lean_inference and torch.is_inference_mode_enabled() and x.numel() > 0
-                and not torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling()
-                and getattr(self, "_compiled_call_impl", None) is None and self.conv_out.weight.is_contiguous())
+        return (
+            self.lean_inference
+            and torch.is_inference_mode_enabled()
+            and x.numel() > 0
+            and not torch.is_autocast_enabled(x.device.type)
+            and not torch.compiler.is_compiling()
+            and getattr(self, "_compiled_call_impl", None) is None
+            and self.conv_out.weight.is_contiguous()
+        )
 
     # --- the authors' released weights (src/models/spanet_release.py) --------------------------------
     @staticmethod

@@ -38,7 +38,7 @@ BAND_BYTES = {"cpu": 8 << 20, "cuda": 128 << 20}
 
 def forward_lean(net, x: Tensor) -> dict:
     """``net`` (a :class:`~src.models.spanet.SPANet`) on x (B, 3, H, W), one image at a time, no autograd."""
-    results = [_forward_one(net, x[i:i + 1]) for i in range(x.shape[0])]
+    results = [_forward_one(net, x[i : i + 1]) for i in range(x.shape[0])]
     out, maps = results[0]
     if len(results) > 1:
         out = torch.cat([r[0] for r in results])
@@ -81,7 +81,7 @@ def _block(block, trunk: Tensor, attention: Optional[Tensor], rows: int) -> None
         t = conv(_relu(conv(_relu(conv(band, body.conv1)), body.conv2)), body.conv3)
         res = t.t
         if attention is not None:
-            res.mul_(attention[:, :, t.top:t.bottom])
+            res.mul_(attention[:, :, t.top : t.bottom])
         return t.like(res.add_(band.rows(t.top, t.bottom)).relu_())
 
     stream(trunk, trunk, fn, body.conv2.padding[0], rows)
@@ -133,13 +133,23 @@ def _irnn_round(irnn: IRNN, src: Tensor, dst: Tensor, up: Tensor, weights: Optio
     def fn(band: Band) -> Band:
         a, n = band.top, band.t.shape[2]
         z = torch.empty((4, c, n, band.t.shape[3]), dtype=src.dtype, device=src.device)  # directions x C
-        x, s = band.t[0], [None if t is None else t[a:a + n] for t in scale]
-        z[UP] = up[0, :, a:a + n]
+        x, s = band.t[0], [None if t is None else t[a : a + n] for t in scale]
+        z[UP] = up[0, :, a : a + n]
         irnn_horizontal(x, w, b, z[RIGHT], z[LEFT], s[RIGHT], s[LEFT], border=border)
         last = band.want[1] == band.height  # else the next band starts at want[1] - halo
         kept = None if last else torch.empty_like(x[:, 0])
-        irnn_vertical(x, DOWN, w[DOWN], b[DOWN], z[DOWN], s[DOWN], init=state["down"], final=kept,
-                      final_row=band.want[1] - halo - 1 - a, border=border)
+        irnn_vertical(
+            x,
+            DOWN,
+            w[DOWN],
+            b[DOWN],
+            z[DOWN],
+            s[DOWN],
+            init=state["down"],
+            final=kept,
+            final_row=band.want[1] - halo - 1 - a,
+            border=border,
+        )
         state["down"] = kept
         return mix(band.like(z.view(1, 4 * c, n, -1)))
 

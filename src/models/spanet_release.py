@@ -54,8 +54,10 @@ def convert_release_state_dict(release: Mapping[str, Tensor], net: SPANet, sourc
     pre = f"{source}: " if source else ""
     if not isinstance(net, SPANet) or net.sam_mode != "shared":
         mode = getattr(net, "sam_mode", type(net).__name__)
-        raise ValueError(f"{pre}the release is a shared-SAM SPANet; it cannot be loaded into {mode!r} "
-                         "(use variant b_d, or b_f / b_e to fine-tune)")
+        raise ValueError(
+            f"{pre}the release is a shared-SAM SPANet; it cannot be loaded into {mode!r} "
+            "(use variant b_d, or b_f / b_e to fine-tune)"
+        )
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     used: set[str] = set()
 
@@ -63,8 +65,10 @@ def convert_release_state_dict(release: Mapping[str, Tensor], net: SPANet, sourc
         if key not in release:
             raise ValueError(f"{pre}release key {key!r} is missing")
         if tuple(release[key].shape) != tuple(shape):
-            raise ValueError(f"{pre}release key {key!r} has shape {tuple(release[key].shape)}, expected "
-                             f"{tuple(shape)} for variant {net.variant!r} (is model.net.channels 32?)")
+            raise ValueError(
+                f"{pre}release key {key!r} has shape {tuple(release[key].shape)}, expected "
+                f"{tuple(shape)} for variant {net.variant!r} (is model.net.channels 32?)"
+            )
         used.add(key)
         return release[key]
 
@@ -85,23 +89,32 @@ def convert_release_state_dict(release: Mapping[str, Tensor], net: SPANet, sourc
     for irnn in ("irnn1", "irnn2"):
         # release: per direction a depthwise 1x1 conv, weight (C, 1, 1, 1), bias (C,); ours: (4, C) each
         out[f"sams.0.{irnn}.weight"] = torch.stack(
-            [take(f"SAM1.{irnn}.{d.name}_weight.weight", (channels, 1, 1, 1)).reshape(-1) for d in DIRECTIONS])
+            [take(f"SAM1.{irnn}.{d.name}_weight.weight", (channels, 1, 1, 1)).reshape(-1) for d in DIRECTIONS]
+        )
         out[f"sams.0.{irnn}.bias"] = torch.stack(
-            [take(f"SAM1.{irnn}.{d.name}_weight.bias", (channels,)) for d in DIRECTIONS])
+            [take(f"SAM1.{irnn}.{d.name}_weight.bias", (channels,)) for d in DIRECTIONS]
+        )
 
     attention_keys = sorted(k for k in release if k.startswith(_RELEASE_ATTENTION_PREFIX))
     if net.direction_attention:
         for key in attention_keys:
-            ours = "sams.0.attention_layer." + key[len(_RELEASE_ATTENTION_PREFIX):]
+            ours = "sams.0.attention_layer." + key[len(_RELEASE_ATTENTION_PREFIX) :]
             if ours not in expected:
                 raise ValueError(f"{pre}release key {key!r} has no counterpart {ours!r} in the network")
             out[ours] = take(key, expected[ours])
-        log.warning("Loading the release's direction-attention weights into variant %r; the release never used "
-                    "them (they are untrained initial values), so outputs differ from the release's", net.variant)
+        log.warning(
+            "Loading the release's direction-attention weights into variant %r; the release never used "
+            "them (they are untrained initial values), so outputs differ from the release's",
+            net.variant,
+        )
     else:
         used.update(attention_keys)
-        log.info("Dropped the release's %d attention-branch tensors (%s*): the release discards the direction "
-                 "weights, so it is variant b_d", len(attention_keys), _RELEASE_ATTENTION_PREFIX)
+        log.info(
+            "Dropped the release's %d attention-branch tensors (%s*): the release discards the direction "
+            "weights, so it is variant b_d",
+            len(attention_keys),
+            _RELEASE_ATTENTION_PREFIX,
+        )
 
     out["conv_out.weight"] = take("conv_out.0.weight", expected["conv_out.weight"]).flip(0)  # BGR -> RGB outputs
 
@@ -110,8 +123,9 @@ def convert_release_state_dict(release: Mapping[str, Tensor], net: SPANet, sourc
         raise ValueError(f"{pre}release keys not understood: {unused}")
     for key, tensor in out.items():  # catches the (4, C) IRNN stacks
         if tuple(tensor.shape) != expected[key]:
-            raise ValueError(f"{pre}{key!r} has shape {tuple(tensor.shape)} after conversion, the network "
-                             f"expects {expected[key]}")
+            raise ValueError(
+                f"{pre}{key!r} has shape {tuple(tensor.shape)} after conversion, the network expects {expected[key]}"
+            )
     missing = sorted(set(expected) - set(out))
     if missing:
         raise ValueError(f"{pre}the release has no tensors for {missing}")

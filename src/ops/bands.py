@@ -38,7 +38,7 @@ class Band:
 
     def rows(self, a: int, b: int) -> Tensor:
         """Image rows [a, b) of the band."""
-        return self.t[:, :, a - self.top:b - self.top]
+        return self.t[:, :, a - self.top : b - self.top]
 
     def like(self, t: Tensor) -> Band:
         """Another tensor over the same rows (an element-wise result)."""
@@ -86,5 +86,5 @@ def stream(src: Tensor, dst: Tensor, fn: Callable[[Band], Band], halo: int, rows
         if out.top > r0 or out.bottom < r1:
             raise RuntimeError(f"band function returned rows [{out.top}, {out.bottom}), expected [{r0}, {r1})")
         if in_place and halo and r1 < height:
-            kept = src[:, :, max(r1 - halo, 0):r1].clone()
+            kept = src[:, :, max(r1 - halo, 0) : r1].clone()
         dst[:, :, r0:r1] = out.rows(r0, r1)

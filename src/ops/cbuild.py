@@ -63,8 +63,15 @@ class CLibrary:
         unavailable: the start of the warning when it cannot be built (what is lost, what is used instead).
     """
 
-    def __init__(self, name: str, sources: Sequence[Path], flag_sets: Sequence[Sequence[str]],
-                 common_flags: Sequence[str], declare: Callable[[ctypes.CDLL], None], unavailable: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        sources: Sequence[Path],
+        flag_sets: Sequence[Sequence[str]],
+        common_flags: Sequence[str],
+        declare: Callable[[ctypes.CDLL], None],
+        unavailable: str,
+    ) -> None:
         self.name = name
         self.sources = tuple(Path(s) for s in sources)
         self.flag_sets = tuple(list(f) for f in flag_sets)

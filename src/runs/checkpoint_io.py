@@ -34,6 +34,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        require_finite_weights(checkpoint.get("state_dict", {}),
-                               f"step {checkpoint.get('global_step')}: not saving {path}")
+        require_finite_weights(
+            checkpoint.get("state_dict", {}), f"step {checkpoint.get('global_step')}: not saving {path}"
+        )
         atomic_write(Path(path), lambda f: torch.save(checkpoint, f))

@@ -30,29 +30,50 @@ import warnings
 from typing import Any
 
 #: the versions every entry below was checked against
-CHECKED_WITH = {"lightning": "2.6.6", "hydra-core": "1.3.8", "hydra-submitit-launcher": "1.2.0",
-                "submitit": "1.5.4", "torch": "2.13.0"}
+CHECKED_WITH = {
+    "lightning": "2.6.6",
+    "hydra-core": "1.3.8",
+    "hydra-submitit-launcher": "1.2.0",
+    "submitit": "1.5.4",
+    "torch": "2.13.0",
+}
 
 #: name here -> (module, name there, who uses it)
 PRIVATE_CLASSES = {
-    "MultiProcessingLauncher": ("lightning.pytorch.strategies.launchers", "_MultiProcessingLauncher",
-                                "src/runs/trainer.py"),
-    "SubprocessScriptLauncher": ("lightning.pytorch.strategies.launchers.subprocess_script",
-                                 "_SubprocessScriptLauncher", "src/runs/ddp.py"),
-    "BasicSweeper": ("hydra._internal.core_plugins.basic_sweeper", "BasicSweeper",
-                     "hydra_plugins/derain_sweeper, src/table/read.py"),
+    "MultiProcessingLauncher": (
+        "lightning.pytorch.strategies.launchers",
+        "_MultiProcessingLauncher",
+        "src/runs/trainer.py",
+    ),
+    "SubprocessScriptLauncher": (
+        "lightning.pytorch.strategies.launchers.subprocess_script",
+        "_SubprocessScriptLauncher",
+        "src/runs/ddp.py",
+    ),
+    "BasicSweeper": (
+        "hydra._internal.core_plugins.basic_sweeper",
+        "BasicSweeper",
+        "hydra_plugins/derain_sweeper, src/table/read.py",
+    ),
 }
 
 #: private methods and attributes that suite subclasses override or call: (module, class, name, who)
 OVERRIDDEN = (
-    ("lightning.pytorch.strategies.launchers.subprocess_script", "_SubprocessScriptLauncher",
-     "_call_children_scripts", "src/runs/ddp.py"),
-    ("lightning.pytorch.strategies.launchers.subprocess_script", "_SubprocessScriptLauncher",
-     "_check_can_spawn_children", "src/runs/ddp.py"),
+    (
+        "lightning.pytorch.strategies.launchers.subprocess_script",
+        "_SubprocessScriptLauncher",
+        "_call_children_scripts",
+        "src/runs/ddp.py",
+    ),
+    (
+        "lightning.pytorch.strategies.launchers.subprocess_script",
+        "_SubprocessScriptLauncher",
+        "_check_can_spawn_children",
+        "src/runs/ddp.py",
+    ),
     ("lightning.pytorch.strategies", "DDPStrategy", "_configure_launcher", "src/runs/ddp.py"),
     ("lightning.pytorch.loggers.csv_logs", "ExperimentWriter", "_check_log_dir_exists", "src/runs/logs.py"),
-    ("hydra._internal.core_plugins.basic_sweeper", "BasicSweeper", "_parse_config",
-     "hydra_plugins/derain_sweeper"),
+    ("hydra._internal.core_plugins.basic_sweeper", "BasicSweeper", "_parse_config", "hydra_plugins/derain_sweeper"),
     ("submitit.slurm.slurm", "SlurmExecutor", "_make_submission_file_text", "src/runs/launchers.py"),
 )
 
@@ -159,11 +180,22 @@ def _instances() -> dict[str, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     folder = tempfile.mkdtemp(prefix="suite-compat-")
-    return {"trainer": trainer, "checkpoint": ModelCheckpoint(dirpath=folder), "job": JobReturn(),
-            "csv": CSVLogger(folder, name="csv", version=""), "wandb": WandbLogger(save_dir=folder, offline=True)}
+    return {
+        "trainer": trainer,
+        "checkpoint": ModelCheckpoint(dirpath=folder),
+        "job": JobReturn(),
+        "csv": CSVLogger(folder, name="csv", version=""),
+        "wandb": WandbLogger(save_dir=folder, offline=True),
+    }
 
 
 def _attribute_problems() -> list[str]:

@@ -34,9 +34,15 @@ from src.runs.result import RunResult, read_result
 from src.utils.errors import ConfigValueError
 
 # keys of torch's lr schedulers that count iterations, by class name (the last part of ``_target_``)
-_ITERATION_KEYS = {"MultiStepLR": ("milestones",), "CosineAnnealingLR": ("T_max",), "LinearLR": ("total_iters",),
-                   "ConstantLR": ("total_iters",), "StepLR": ("step_size",), "sequential": ("milestones",),
-                   "SequentialLR": ("milestones",)}
+_ITERATION_KEYS = {
+    "MultiStepLR": ("milestones",),
+    "CosineAnnealingLR": ("T_max",),
+    "LinearLR": ("total_iters",),
+    "ConstantLR": ("total_iters",),
+    "StepLR": ("step_size",),
+    "sequential": ("milestones",),
+    "SequentialLR": ("milestones",),
+}
 
 
 def schedule_samples(schedule: DictConfig) -> int:
@@ -56,8 +62,10 @@ def _scale_scheduler(node: Any, factor: float, where: str) -> None:
         return
     name = str(node.get("_target_", "")).rsplit(".", 1)[-1]
     if name not in _ITERATION_KEYS:
-        raise ConfigValueError(f"{where}._target_={node.get('_target_')}: compute= cannot rescale this scheduler "
-                               f"(known: {', '.join(sorted(_ITERATION_KEYS))}); use compute=authors")
+        raise ConfigValueError(
+            f"{where}._target_={node.get('_target_')}: compute= cannot rescale this scheduler "
+            f"(known: {', '.join(sorted(_ITERATION_KEYS))}); use compute=authors"
+        )
     for key in _ITERATION_KEYS[name]:
         value = node.get(key)
         if value is not None:
@@ -81,8 +89,10 @@ def ledger_gpu_hours(ledger: str, model: str, schedule: str) -> tuple[float, str
     under the sweep dir ``ledger`` (mean over its seeds)."""
     root = Path(str(ledger)).expanduser()
     if not root.is_dir():
-        raise ConfigValueError(f"compute.ledger={ledger}: folder not found (a finished sweep dir of the recipes "
-                               f"under compute=authors, on the GPUs these runs will use)")
+        raise ConfigValueError(
+            f"compute.ledger={ledger}: folder not found (a finished sweep dir of the recipes "
+            f"under compute=authors, on the GPUs these runs will use)"
+        )
     hours, devices = [], set()
     for path in sorted(root.rglob("metrics.json")):
         run = read_result(path)
@@ -94,8 +104,10 @@ def ledger_gpu_hours(ledger: str, model: str, schedule: str) -> tuple[float, str
         hours.append(float(cost["gpu_hours"]))
         devices.add(f"{cost.get('device_count')} x {cost.get('device')}")
     if not hours:
-        raise ConfigValueError(f"compute.ledger={ledger}: no complete GPU run of model={model} schedule={schedule} "
-                               f"under its authors' schedule (metrics.json with cost.gpu_hours)")
+        raise ConfigValueError(
+            f"compute.ledger={ledger}: no complete GPU run of model={model} schedule={schedule} "
+            f"under its authors' schedule (metrics.json with cost.gpu_hours)"
+        )
     return math.fsum(hours) / len(hours), ", ".join(sorted(devices))
 
 

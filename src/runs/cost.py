@@ -98,9 +98,12 @@ class RunCost(L.Callback):
     # --- checkpoints: a resumed run adds its earlier parts --------------------------------------
     def state_dict(self) -> dict:
         wall, steps = self._this_part(self._trainer) if getattr(self, "_trainer", None) else (0.0, 0)
-        return {"wall_time_s": self.previous["wall_time_s"] + wall,
-                "train_steps": self.previous["train_steps"] + steps, "parts": self.previous["parts"] + 1,
-                "started": self.started()}
+        return {
+            "wall_time_s": self.previous["wall_time_s"] + wall,
+            "train_steps": self.previous["train_steps"] + steps,
+            "parts": self.previous["parts"] + 1,
+            "started": self.started(),
+        }
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._trainer = trainer

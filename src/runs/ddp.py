@@ -43,7 +43,9 @@ def child_command(local_rank: int) -> list[str]:
         module = f"src.{hc.job.name}"  # the entry point's job name is its module's (src/train.py: "train")
     entry = ["-m", module] if module else [os.path.abspath(sys.argv[0])]
     return [
-        sys.executable, *entry, *hc.overrides.task,
+        sys.executable,
+        *entry,
+        *hc.overrides.task,
         f"hydra.run.dir={hc.runtime.output_dir}",
         "hydra.output_subdir=null",
         f"hydra.job.name={hc.job.name}_rank{local_rank}",
@@ -61,8 +63,11 @@ class _HydraJobLauncher(SubprocessScriptLauncher):
         self.procs = []
         env = self.cluster_environment
         os.environ.update(
-            MASTER_ADDR=env.main_address, MASTER_PORT=str(env.main_port), NODE_RANK=str(env.node_rank()),
-            LOCAL_RANK=str(env.local_rank()), WORLD_SIZE=str(self.num_processes * self.num_nodes),
+            MASTER_ADDR=env.main_address,
+            MASTER_PORT=str(env.main_port),
+            NODE_RANK=str(env.node_rank()),
+            LOCAL_RANK=str(env.local_rank()),
+            WORLD_SIZE=str(self.num_processes * self.num_nodes),
         )
         for local_rank in range(1, self.num_processes):
             child_env = {**os.environ, "LOCAL_RANK": str(local_rank)}
@@ -136,9 +141,11 @@ def choose_strategy(trainer_cfg: DictConfig) -> DictConfig:
     n, on_gpu = processes_per_node(trainer_cfg)
     nodes = int(trainer_cfg.get("num_nodes", 1) or 1)
     if accelerator == "auto" and not on_gpu and n > 1:
-        raise ConfigValueError(f"trainer.devices={devices} asks for {n} devices, but this machine has no GPU (trainer."
-                               f"accelerator=auto found only the CPU). To run {n} CPU processes with DDP on purpose, "
-                               "add trainer.accelerator=cpu")
+        raise ConfigValueError(
+            f"trainer.devices={devices} asks for {n} devices, but this machine has no GPU (trainer."
+            f"accelerator=auto found only the CPU). To run {n} CPU processes with DDP on purpose, "
+            "add trainer.accelerator=cpu"
+        )
     with open_dict(trainer_cfg):
         if n > 1 or nodes > 1:
             if trainer_cfg.get("strategy") in (None, "auto"):
@@ -146,6 +153,12 @@ def choose_strategy(trainer_cfg: DictConfig) -> DictConfig:
             if on_gpu and "sync_batchnorm" not in trainer_cfg:
                 trainer_cfg.sync_batchnorm = True
             where = f"{n} GPU(s)" if on_gpu else f"{n} CPU processes"
-            log.info("trainer: DDP over %s x %d node(s) (%s)", where, nodes, trainer_cfg.strategy.get("_target_")
-                     if OmegaConf.is_dict(trainer_cfg.strategy) else trainer_cfg.strategy)
+            log.info(
+                "trainer: DDP over %s x %d node(s) (%s)",
+                where,
+                nodes,
+                trainer_cfg.strategy.get("_target_")
+                if OmegaConf.is_dict(trainer_cfg.strategy)
+                else trainer_cfg.strategy,
+            )
     return trainer_cfg

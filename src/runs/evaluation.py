@@ -68,8 +68,12 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
 
 def check_result(report: dict, what: str) -> list[str]:
     """Why ``report`` cannot be trusted: non-finite mean scores, fewer images than expected (empty: fine)."""
-    problems = [f"{proto} {m} is {v}" for proto, scores in report.get("mean", {}).items() for m, v in scores.items()
-                if not math.isfinite(v)]
+    problems = [
+        f"{proto} {m} is {v}"
+        for proto, scores in report.get("mean", {}).items()
+        for m, v in scores.items()
+        if not math.isfinite(v)
+    ]
     expected = report.get("n_expected")
     if expected is not None and report["n_images"] < expected:
         problems.append(f"scored {report['n_images']} of {expected} images")
@@ -103,8 +107,9 @@ def check_request(cfg: DictConfig) -> None:
     if cfg.ckpt_path and cfg.pred_dir:
         raise ConfigValueError("give one of ckpt_path=FILE or pred_dir=DIR, not both")
     if not cfg.ckpt_path and not cfg.pred_dir and not cfg.model.get("init_from"):
-        raise ConfigValueError("give ckpt_path=FILE, pred_dir=DIR, or a model whose config names its weights "
-                               "(model=spanet_release)")
+        raise ConfigValueError(
+            "give ckpt_path=FILE, pred_dir=DIR, or a model whose config names its weights (model=spanet_release)"
+        )
     if cfg.split not in ("test", "val"):
         raise ConfigValueError(f"split={cfg.split!r}: expected 'test' or 'val'")
 
@@ -115,11 +120,13 @@ def evaluate(cfg: DictConfig) -> dict:
     result = reports["output"]
     problems = check_result(result, str(cfg.ckpt_path or cfg.pred_dir))
     ScoreResult(report=result, complete=not problems, problems=problems).write(
-        f"{cfg.paths.output_dir}/{METRICS_FILE}", cfg.get("metrics_file"))
+        f"{cfg.paths.output_dir}/{METRICS_FILE}", cfg.get("metrics_file")
+    )
     from rich.console import Console
 
     Console().print(report_table(reports, title=f"eval: {cfg.ckpt_path or cfg.pred_dir}"))
     if problems:
-        raise IncompleteResultError("the result cannot be trusted (written with complete: false):\n  "
-                                    + "\n  ".join(problems))
+        raise IncompleteResultError(
+            "the result cannot be trusted (written with complete: false):\n  " + "\n  ".join(problems)
+        )
     return reports

@@ -34,8 +34,15 @@ from src.runs.rundir import (
 from src.utils.errors import ConfigValueError
 from src.utils.files import atomic_write, is_inside
 
-__all__ = ["RunGuard", "RunDirExistsError", "RunDirInUseError", "ResumeConfigError", "refuse_existing_run",
-           "check_train_config", "write_error_file"]
+__all__ = [
+    "RunGuard",
+    "RunDirExistsError",
+    "RunDirInUseError",
+    "ResumeConfigError",
+    "refuse_existing_run",
+    "check_train_config",
+    "write_error_file",
+]
 
 #: what a finished run leaves in its run dir, per task
 RUN_OUTPUTS = {
@@ -73,12 +80,16 @@ def refuse_existing_run(run_dir: str | os.PathLike, cfg: Mapping[str, Any], hydr
             RunDir(run_dir).refuse_changed_resume(cfg)
         return
     run_dir = Path(run_dir)
-    found = [n for n in names + ((".hydra",) if hydra_files else ())
-             if (run_dir / n).is_file() or ((run_dir / n).is_dir() and any((run_dir / n).iterdir()))]
+    found = [
+        n
+        for n in names + ((".hydra",) if hydra_files else ())
+        if (run_dir / n).is_file() or ((run_dir / n).is_dir() and any((run_dir / n).iterdir()))
+    ]
     if found:
         raise RunDirExistsError(
             f"{run_dir} already holds a {cfg.get('task')} run ({', '.join(found)}); refusing to write over it. "
-            f"Choose a new run dir, resume it (ckpt_path=.../checkpoints/last.ckpt), or pass overwrite=true")
+            f"Choose a new run dir, resume it (ckpt_path=.../checkpoints/last.ckpt), or pass overwrite=true"
+        )
 
 
 def _key_of(trainer_cfg: Any, key: str, schedule_key: str) -> str:

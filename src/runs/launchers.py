@@ -61,11 +61,13 @@ def gpu_slots(gpus: Sequence[int], gpus_per_job: int, n_parallel: Optional[int])
         return [()] * max(1, n_parallel or 1)
     if gpus_per_job > len(gpus):
         raise ValueError(f"hydra.launcher.gpus_per_job={gpus_per_job} but only {len(gpus)} GPU(s) are visible")
-    slots = [tuple(gpus[i * gpus_per_job:(i + 1) * gpus_per_job]) for i in range(len(gpus) // gpus_per_job)]
+    slots = [tuple(gpus[i * gpus_per_job : (i + 1) * gpus_per_job]) for i in range(len(gpus) // gpus_per_job)]
     if n_parallel:
         if n_parallel > len(slots):
-            raise ValueError(f"hydra.launcher.n_parallel={n_parallel} jobs x gpus_per_job={gpus_per_job} needs "
-                             f"{n_parallel * gpus_per_job} GPUs; {len(gpus)} are visible")
+            raise ValueError(
+                f"hydra.launcher.n_parallel={n_parallel} jobs x gpus_per_job={gpus_per_job} needs "
+                f"{n_parallel * gpus_per_job} GPUs; {len(gpus)} are visible"
+            )
         slots = slots[:n_parallel]
     return slots
 
@@ -101,9 +103,11 @@ def died_job_return(launcher, overrides: Sequence[str], num: int, job: Any, err:
 
     folder = job_dir(launcher, overrides, num)
     output = ", ".join(str(p) for p in (getattr(job.paths, "stdout", None), getattr(job.paths, "stderr", None)) if p)
-    exc = JobDiedError(f"job {num} ended without a result: its process stopped before it could return one (killed "
-                       f"by a signal such as SIGKILL, out of memory, or a crash of Python; submitit: "
-                       f"{type(err).__name__}, state {job.state}); its output: {output}")
+    exc = JobDiedError(
+        f"job {num} ended without a result: its process stopped before it could return one (killed "
+        f"by a signal such as SIGKILL, out of memory, or a crash of Python; submitit: "
+        f"{type(err).__name__}, state {job.state}); its output: {output}"
+    )
     Path(folder).mkdir(parents=True, exist_ok=True)
     write_error_file(folder, exc)
     ret = JobReturn(overrides=list(overrides), working_dir=folder, task_name=str(launcher.config.hydra.job.name))

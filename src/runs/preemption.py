@@ -68,8 +68,9 @@ class SignalGuard:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt  # second Ctrl-C: stop now
         if self.received is None:
-            log.warning("received %s: stopping at the end of this training step with a checkpoint",
-                        signal.Signals(signum).name)
+            log.warning(
+                "received %s: stopping at the end of this training step with a checkpoint", signal.Signals(signum).name
+            )
             self.received = signum
 
     def install(self) -> None:

@@ -35,8 +35,10 @@ def report_table(rows: dict[str, Optional[dict]], title: str) -> Table:
 
 #: What ``src.train`` records (metrics.json ``test_note``) and prints instead of a test table when its data set has no
 #: test split: the validation split is not reported a second time under "test".
-NO_TEST_SPLIT = ("no test split in this data set (e.g. data.test_dir=null): nothing was tested; the scores above are "
-                 "the validation split's, which chose the checkpoint")
+NO_TEST_SPLIT = (
+    "no test split in this data set (e.g. data.test_dir=null): nothing was tested; the scores above are "
+    "the validation split's, which chose the checkpoint"
+)
 
 
 def print_report(result, title: str) -> None:
@@ -45,7 +47,11 @@ def print_report(result, title: str) -> None:
     console = Console()
     for split in ("val", "test"):
         if result.report(split):
-            console.print(report_table({"output": result.report(split), "rain input": result.report(f"{split}_input")},
-                                       title=f"{title}: {split}"))
+            console.print(
+                report_table(
+                    {"output": result.report(split), "rain input": result.report(f"{split}_input")},
+                    title=f"{title}: {split}",
+                )
+            )
     if result.test_note and not result.test:
         console.print(f"{title}: test: {result.test_note}")

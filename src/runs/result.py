@@ -45,10 +45,33 @@ class ResultVersionError(ValueError):
 
 #: the keys of a training run's metrics.json, in the order they are written (``extra`` run_info keys follow
 #: ``schedule``)
-TRAIN_KEYS = ("version", "task", "experiment", "model", "data", "schedule", "seed", "test_ckpt", "ckpt_path",
-              "global_step", "max_steps", "complete", "incomplete", "shortened_on_purpose", "bad_files", "val",
-              "val_input", "test", "test_input", "test_note", "cost", "compute", "resumed_from", "interruptions",
-              "started")
+TRAIN_KEYS = (
+    "version",
+    "task",
+    "experiment",
+    "model",
+    "data",
+    "schedule",
+    "seed",
+    "test_ckpt",
+    "ckpt_path",
+    "global_step",
+    "max_steps",
+    "complete",
+    "incomplete",
+    "shortened_on_purpose",
+    "bad_files",
+    "val",
+    "val_input",
+    "test",
+    "test_input",
+    "test_note",
+    "cost",
+    "compute",
+    "resumed_from",
+    "interruptions",
+    "started",
+)
 
 
 @dataclass
@@ -135,8 +158,12 @@ class ScoreResult:
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> ScoreResult:
         body = {k: v for k, v in record.items() if k not in ("version", "complete", "problems")}
-        return cls(report=body, complete=record.get("complete"), problems=list(record.get("problems") or []),
-                   version=record.get("version", 1))
+        return cls(
+            report=body,
+            complete=record.get("complete"),
+            problems=list(record.get("problems") or []),
+            version=record.get("version", 1),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"version": self.version, **self.report, "complete": self.complete}
@@ -154,8 +181,10 @@ def parse_result(record: Any, source: str = "metrics.json") -> Union[RunResult, 
         raise ValueError(f"{source}: holds a {type(record).__name__}, not a metrics.json object")
     version = record.get("version", 1)
     if not isinstance(version, int) or version > VERSION:
-        raise ResultVersionError(f"{source}: metrics.json version {version!r}, but this suite reads versions 1 to "
-                                 f"{VERSION}; update the suite to read it")
+        raise ResultVersionError(
+            f"{source}: metrics.json version {version!r}, but this suite reads versions 1 to "
+            f"{VERSION}; update the suite to read it"
+        )
     return RunResult.from_dict(record) if "model" in record else ScoreResult.from_dict(record)
 
 

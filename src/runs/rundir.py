@@ -38,12 +38,28 @@ LOCK_FILE = ".lock"
 RESUME_CHOICES = (None, "auto", "never")
 
 #: what a resumed run may change: where the data lie, how they are loaded, how long the run goes on
-RESUME_MAY_CHANGE = ("schedule.max_steps", "data.root", "data.num_workers", "data.pin_memory",
-                     "data.persistent_workers", "data.on_bad_file")
+RESUME_MAY_CHANGE = (
+    "schedule.max_steps",
+    "data.root",
+    "data.num_workers",
+    "data.pin_memory",
+    "data.persistent_workers",
+    "data.on_bad_file",
+)
 #: what must stay as the interrupted run had it (its .hydra/config.yaml): what it learns from, and the numerics
-RESUME_MUST_MATCH = ("model", "data", "schedule", "seed", "compute", "matmul_precision", "trainer.precision",
-                     "trainer.gradient_clip_val", "trainer.gradient_clip_algorithm",
-                     "trainer.accumulate_grad_batches", "trainer.deterministic")
+RESUME_MUST_MATCH = (
+    "model",
+    "data",
+    "schedule",
+    "seed",
+    "compute",
+    "matmul_precision",
+    "trainer.precision",
+    "trainer.gradient_clip_val",
+    "trainer.gradient_clip_algorithm",
+    "trainer.accumulate_grad_batches",
+    "trainer.deterministic",
+)
 
 
 class RunDirExistsError(OutputExistsError):
@@ -97,8 +113,11 @@ def resume_command(checkpoint: str | None) -> str | None:
         return None
     overrides = []
     if HydraConfig.initialized():
-        overrides = [o for o in HydraConfig.get().overrides.task
-                     if not o.lstrip("+~").startswith(("ckpt_path=", "resume=", "hydra."))]
+        overrides = [
+            o
+            for o in HydraConfig.get().overrides.task
+            if not o.lstrip("+~").startswith(("ckpt_path=", "resume=", "hydra."))
+        ]
     return " ".join(["python -m src.train", *map(shlex.quote, overrides), shlex.quote(f"ckpt_path={checkpoint}")])
 
 
@@ -168,15 +187,20 @@ class RunDirLock:
 
     def _refuse(self, holder: bytes) -> None:
         who = holder.decode(errors="replace").strip() or "another process"
-        raise RunDirInUseError(f"run dir {self.path.parent} is in use by {who}: two runs must not write one run dir; "
-                               f"wait for that run to end, or choose another dir (hydra.run.dir=...)") from None
+        raise RunDirInUseError(
+            f"run dir {self.path.parent} is in use by {who}: two runs must not write one run dir; "
+            f"wait for that run to end, or choose another dir (hydra.run.dir=...)"
+        ) from None
 
     def note_holder(self) -> None:
         """Write this process (host, pid, since when) into the lock file, once."""
         if self._fd is not None and not self._noted:
             os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, f"host {socket.gethostname()} pid {os.getpid()} since "
-                                f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+            os.pwrite(
+                self._fd,
+                f"host {socket.gethostname()} pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(),
+                0,
+            )
             self._noted = True
 
     def release(self) -> None:
@@ -241,8 +265,11 @@ class RunDir:
         if self.last_checkpoint.is_file():
             log.info("resuming from %s", self.last_checkpoint)
             return str(self.last_checkpoint)
-        log.info("resume=%s: %s does not exist yet, starting from scratch", resume or "auto (SLURM requeue)",
-                 self.last_checkpoint)
+        log.info(
+            "resume=%s: %s does not exist yet, starting from scratch",
+            resume or "auto (SLURM requeue)",
+            self.last_checkpoint,
+        )
         return None
 
     def finished(self, max_steps: int) -> Optional[RunResult]:
@@ -268,16 +295,21 @@ class RunDir:
         from omegaconf import OmegaConf
 
         before, now = _flat_keys(OmegaConf.load(saved)), _flat_keys(cfg)
-        diffs = [f"{k}: {before.get(k, '<unset>')!r} in the run, {now.get(k, '<unset>')!r} now"
-                 for k in sorted(set(before) | set(now))
-                 if k not in RESUME_MAY_CHANGE and before.get(k) != now.get(k)]
+        diffs = [
+            f"{k}: {before.get(k, '<unset>')!r} in the run, {now.get(k, '<unset>')!r} now"
+            for k in sorted(set(before) | set(now))
+            if k not in RESUME_MAY_CHANGE and before.get(k) != now.get(k)
+        ]
         if diffs:
             overrides = self.path / ".hydra" / "overrides.yaml"
             raise ResumeConfigError(
                 f"{self.path}: this command would resume that run with another configuration ({len(diffs)} "
-                "difference(s): " + "; ".join(diffs[:6]) + ("; ..." if len(diffs) > 6 else "")
+                "difference(s): "
+                + "; ".join(diffs[:6])
+                + ("; ..." if len(diffs) > 6 else "")
                 + f"). Resume with the run's own overrides (listed in {overrides}; interrupted.json, when the run "
-                "was interrupted, holds the whole command), or start a new run with model.init_from=<its checkpoint>")
+                "was interrupted, holds the whole command), or start a new run with model.init_from=<its checkpoint>"
+            )
 
     # --- records ----------------------------------------------------------------------------------------------
 

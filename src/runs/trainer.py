@@ -38,8 +38,11 @@ def shortened_on_purpose(trainer: L.Trainer) -> bool:
     """True when the config asked Lightning to run less than the whole schedule / data (the debug configs)."""
     limits = (trainer.limit_train_batches, trainer.limit_val_batches, trainer.limit_test_batches)
     # an int is a number of batches (1 = one batch), a float a fraction (1.0 = all)
-    return bool(trainer.fast_dev_run) or bool(trainer.overfit_batches) or any(
-        isinstance(x, int) or x != 1.0 for x in limits)
+    return (
+        bool(trainer.fast_dev_run)
+        or bool(trainer.overfit_batches)
+        or any(isinstance(x, int) or x != 1.0 for x in limits)
+    )
 
 
 def build_trainer(cfg: DictConfig, loggers: list, extra_callbacks: tuple = ()) -> L.Trainer:
@@ -63,7 +66,8 @@ def build_trainer(cfg: DictConfig, loggers: list, extra_callbacks: tuple = ()) -
             f"trainer.strategy={type(trainer.strategy).__name__} starts its processes by spawning/forking "
             f"({getattr(trainer.strategy, '_start_method', '?')}), and their results (best checkpoint, metric "
             f"reports) do not come back to this process. Use trainer=ddp (one process per device, started as "
-            f"a script) instead")
+            f"a script) instead"
+        )
     return trainer
 
 

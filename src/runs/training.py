@@ -69,8 +69,11 @@ class TrainingRun:
             self.ckpt_path = self.dir.resume_checkpoint(cfg.get("resume"), cfg.get("ckpt_path"))
             self.finished = self.dir.finished(cfg.trainer.max_steps) if self.ckpt_path else None
             if self.finished is not None:
-                log.info("%s already finished at step %s (its metrics.json): nothing to do", self.dir.path,
-                         self.finished.global_step)
+                log.info(
+                    "%s already finished at step %s (its metrics.json): nothing to do",
+                    self.dir.path,
+                    self.finished.global_step,
+                )
             else:
                 if self.ckpt_path:  # only a checkpoint of a src.train run of this model
                     ckpt = check_resumable(self.ckpt_path, model=cfg.run_info.model)
@@ -95,11 +98,19 @@ class TrainingRun:
         log.error("%s", exc)
         if self.rank0:
             sweep_dir, job = sweep_job()
-            self.dir.record_interruption({
-                "signal": exc.signal_name, "exit_code": exc.code, "step": exc.step, "checkpoint": exc.checkpoint,
-                "requeued": exc.requeued, "run_dir": str(self.dir.path), **job,
-                "resume": resume_command(exc.checkpoint),
-            }, sweep_dir)
+            self.dir.record_interruption(
+                {
+                    "signal": exc.signal_name,
+                    "exit_code": exc.code,
+                    "step": exc.step,
+                    "checkpoint": exc.checkpoint,
+                    "requeued": exc.requeued,
+                    "run_dir": str(self.dir.path),
+                    **job,
+                    "resume": resume_command(exc.checkpoint),
+                },
+                sweep_dir,
+            )
         return exc
 
     def trainer(self, model) -> L.Trainer:
@@ -137,15 +148,27 @@ class TrainingRun:
         cfg, info = self.cfg, dict(self.cfg.run_info)
         n_bad = count_bad_files(trainer, model)
         result = RunResult(
-            task=cfg.task, experiment=cfg.get("experiment_name"), model=info.pop("model", None),
-            data=info.pop("data", None), schedule=info.pop("schedule", None), extra=info, seed=cfg.seed,
-            test_ckpt=cfg.get("test_ckpt", "best"), ckpt_path=tested, global_step=trainer.global_step,
-            max_steps=trainer.max_steps, shortened_on_purpose=shortened_on_purpose(trainer),
+            task=cfg.task,
+            experiment=cfg.get("experiment_name"),
+            model=info.pop("model", None),
+            data=info.pop("data", None),
+            schedule=info.pop("schedule", None),
+            extra=info,
+            seed=cfg.seed,
+            test_ckpt=cfg.get("test_ckpt", "best"),
+            ckpt_path=tested,
+            global_step=trainer.global_step,
+            max_steps=trainer.max_steps,
+            shortened_on_purpose=shortened_on_purpose(trainer),
             bad_files={"skipped": n_bad, "first": list(dict.fromkeys(model.bad_files))[:20]},
-            val=model.reports.get("val"), val_input=model.reports.get("val_input"),
-            test=model.reports.get("test"), test_input=model.reports.get("test_input"),
+            val=model.reports.get("val"),
+            val_input=model.reports.get("val_input"),
+            test=model.reports.get("test"),
+            test_input=model.reports.get("test_input"),
             test_note=NO_TEST_SPLIT if cfg.get("test") and datamodule.test_set is None else None,
-            cost=self.cost.report(trainer), compute=compute, resumed_from=self.ckpt_path,
+            cost=self.cost.report(trainer),
+            compute=compute,
+            resumed_from=self.ckpt_path,
             interruptions=self.dir.interruptions(),
             started=self.cost.started(),
         )
@@ -165,8 +188,10 @@ class TrainingRun:
 def raise_if_incomplete(result: RunResult, run_dir: str) -> None:
     """A run that did less than asked (and not on purpose) ends with an error, after metrics.json says so."""
     if result.incomplete and not result.shortened_on_purpose:
-        raise IncompleteRunError(f"the run did not do all it was configured to do ({'; '.join(result.incomplete)}); "
-                                 f"metrics.json in {run_dir} records this as complete: false")
+        raise IncompleteRunError(
+            f"the run did not do all it was configured to do ({'; '.join(result.incomplete)}); "
+            f"metrics.json in {run_dir} records this as complete: false"
+        )
 
 
 def picture_line(run_dir: str) -> Optional[str]:

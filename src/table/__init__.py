@@ -19,6 +19,25 @@ from src.table.read import (
 )
 from src.table.stats import Bootstrap, Row, bootstrap_ci, paper_protocol, reference_row, summarize
 
-__all__ = ["Bootstrap", "Job", "Row", "Run", "bootstrap_ci", "caption", "job_report", "main", "paper_protocol",
-           "plot_chart", "reference_row", "run_cost", "runs_from_dir", "runs_from_extras", "runs_from_wandb",
-           "summarize", "sweep_jobs", "to_latex", "to_markdown", "wandb_per_image"]
+__all__ = [
+    "Bootstrap",
+    "Job",
+    "Row",
+    "Run",
+    "bootstrap_ci",
+    "caption",
+    "job_report",
+    "main",
+    "paper_protocol",
+    "plot_chart",
+    "reference_row",
+    "run_cost",
+    "runs_from_dir",
+    "runs_from_extras",
+    "runs_from_wandb",
+    "summarize",
+    "sweep_jobs",
+    "to_latex",
+    "to_markdown",
+    "wandb_per_image",
+]

@@ -80,26 +80,54 @@ def main(argv: Optional[Iterable[str]] = None) -> str:
     parser.add_argument("sweep_dir", nargs="?", type=Path, help="folder searched recursively for metrics.json")
     parser.add_argument("--wandb", metavar="PROJECT", help="read the runs of this W&B project instead")
     parser.add_argument("--wandb-group", metavar="NAME", help="only the W&B runs of this group (e.g. table2)")
-    parser.add_argument("--extra", metavar="LABEL[@DATA]=FILE", action="append", default=[],
-                        help="add a src.eval metrics.json as the row LABEL (repeatable)")
+    parser.add_argument(
+        "--extra",
+        metavar="LABEL[@DATA]=FILE",
+        action="append",
+        default=[],
+        help="add a src.eval metrics.json as the row LABEL (repeatable)",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: SWEEP_DIR)")
     parser.add_argument("--protocol", default="spanet", choices=PROTOCOLS)
     parser.add_argument("--split", default="test", choices=("test", "val"))
-    parser.add_argument("--reference", metavar="MODEL",
-                        help="row the paired differences are taken against (default: spanet, else b_f; 'best': "
-                             "the row of highest mean PSNR)")
-    parser.add_argument("--bootstrap", type=int, default=10000, metavar="N",
-                        help="bootstrap resamples of the test images (default 10000; 0: no intervals)")
+    parser.add_argument(
+        "--reference",
+        metavar="MODEL",
+        help="row the paired differences are taken against (default: spanet, else b_f; 'best': "
+        "the row of highest mean PSNR)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=10000,
+        metavar="N",
+        help="bootstrap resamples of the test images (default 10000; 0: no intervals)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap (default 0)")
     parser.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
-    parser.add_argument("--resample-seeds", action="store_true",
-                        help="two-level bootstrap: resample each row's seeds too (intervals include seed spread)")
-    parser.add_argument("--size", type=int, default=256, metavar="PX",
-                        help="image side of the GMACs column and of --profile (default 256; 0: no params/GMACs)")
-    parser.add_argument("--profile", action="store_true",
-                        help="also measure each row's inference s/MP and peak memory on this machine (slow)")
-    parser.add_argument("--profile-device", choices=("cpu", "cuda"), default=None,
-                        help="device of --profile (default: cuda when available, else cpu)")
+    parser.add_argument(
+        "--resample-seeds",
+        action="store_true",
+        help="two-level bootstrap: resample each row's seeds too (intervals include seed spread)",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=256,
+        metavar="PX",
+        help="image side of the GMACs column and of --profile (default 256; 0: no params/GMACs)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also measure each row's inference s/MP and peak memory on this machine (slow)",
+    )
+    parser.add_argument(
+        "--profile-device",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="device of --profile (default: cuda when available, else cpu)",
+    )
     parser.add_argument("--profile-repeats", type=int, default=3, metavar="N", help="timed passes (default 3)")
     args = parser.parse_args(None if argv is None else list(argv))
     if args.wandb is None and args.sweep_dir is None:

@@ -121,8 +121,7 @@ def measure(config: str, size: int, speed: Speed) -> tuple[float, Optional[int],
     x = _inputs(size, speed.device)
     peak = profile.peak_memory(lambda: profile.run_pass(module, x, False), device)
     seconds = profile.time_pass(module, x, False, speed.repeats, warmup=1)
-    return (profile.seconds_per_megapixel(seconds, 1, size, size), peak, torch.get_num_threads(),
-            device_name(device))
+    return (profile.seconds_per_megapixel(seconds, 1, size, size), peak, torch.get_num_threads(), device_name(device))
 
 
 def _measure_fresh(config: Path, size: int, speed: Speed) -> tuple[float, Optional[int], int, str]:
@@ -147,15 +146,18 @@ def annotate(rows: Sequence[Any], size: int = 256, speed: Optional[Speed] = None
         try:
             nets = [network_config(c) for c in configs]
             if any(n != nets[0] for n in nets[1:]):
-                notes.append(f"{row.data} / {row.label}: the runs trained networks of different sizes; the "
-                             f"numbers are those of {configs[0]}")
+                notes.append(
+                    f"{row.data} / {row.label}: the runs trained networks of different sizes; the "
+                    f"numbers are those of {configs[0]}"
+                )
             row.params, row.macs = count(configs[0], size)
             if speed is not None:
                 row.s_per_mp, row.peak_bytes, threads, name = _measure_fresh(configs[0], size, speed)
                 machines.add(f"{name} ({speed.device}, {threads} thread{'s' if threads > 1 else ''})")
         except Exception as err:  # noqa: BLE001 - a config this suite version cannot build: say so, go on
-            notes.append(f"{row.data} / {row.label}: cannot build the network of {configs[0]} "
-                         f"({type(err).__name__}: {err})")
+            notes.append(
+                f"{row.data} / {row.label}: cannot build the network of {configs[0]} ({type(err).__name__}: {err})"
+            )
     if notes:
         print("\n".join(f"note: {n}" for n in notes), file=sys.stderr)
     return Complexity(size, speed, ", ".join(sorted(machines)), notes)

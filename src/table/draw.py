@@ -23,8 +23,10 @@ def job_report(jobs: Sequence[Job], notes: Sequence[str]) -> list[str]:
         bad = [j for j in mine if j.status != "done"]
         if not bad:
             continue
-        lines.append(f"**Incomplete sweep** `{root}`: {len(mine) - len(bad)} of {len(mine)} jobs finished; "
-                     f"the table holds only those. Missing or failed:")
+        lines.append(
+            f"**Incomplete sweep** `{root}`: {len(mine) - len(bad)} of {len(mine)} jobs finished; "
+            f"the table holds only those. Missing or failed:"
+        )
         for j in bad:
             where = f" in `{j.folder}`" if j.folder is not None else ""
             detail = {
@@ -37,6 +39,7 @@ def job_report(jobs: Sequence[Job], notes: Sequence[str]) -> list[str]:
     for note in notes:
         lines += [f"Note: {note}", ""]
     return lines
+
 
 def _pm(mean: float, std: Optional[float], digits: int, pm: str) -> str:
     return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f}{pm}{std:.{digits}f}"
@@ -76,8 +79,14 @@ def _cost_label(costs: Sequence[tuple[float, str, str]]) -> str:
     return "CPU-h" if kinds == {"cpu"} else "device-h" if "cpu" in kinds else "GPU-h"
 
 
-def caption(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
-            costs: Sequence[tuple[float, str, str]] = (), complexity: Optional[Complexity] = None) -> str:
+def caption(
+    rows: Sequence[Row],
+    protocol: str,
+    split: str,
+    boot: Bootstrap = Bootstrap(),
+    costs: Sequence[tuple[float, str, str]] = (),
+    complexity: Optional[Complexity] = None,
+) -> str:
     seeds = sorted({r.seeds for r in rows if r.seeds is not None})
     n = "" if not seeds else (f"{seeds[0]} seed{'s' if seeds[0] > 1 else ''}" if len(seeds) == 1
                               else f"{seeds[0]}-{seeds[-1]} seeds (column 'seeds')")  # fmt: skip
@@ -120,8 +129,10 @@ def caption(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bo
     if any(r.hours is not None for r in rows):
         total = math.fsum(r.hours for r in rows if r.hours is not None)
         names = sorted({f"{name} ({accelerator})" for _, name, accelerator in costs})
-        parts.append(f"{_cost_label(costs)}: training wall time x devices, summed over the row's runs "
-                     f"({_hours(total)} in all; {', '.join(names)}).")
+        parts.append(
+            f"{_cost_label(costs)}: training wall time x devices, summed over the row's runs "
+            f"({_hours(total)} in all; {', '.join(names)})."
+        )
     parts += _complexity_caption(rows, complexity)
     return " ".join(parts)
 
@@ -130,14 +141,18 @@ def _complexity_caption(rows: Sequence[Row], complexity: Optional[Complexity]) -
     if complexity is None or not any(r.params is not None for r in rows):
         return []
     size = complexity.size
-    parts = [f"params: parameters of the network the row's runs trained, built from each run's saved config; "
-             f"GMACs: billions of multiply-accumulates of one forward pass of one 3x{size}x{size} image (ptflops, ATen "
-             f"backend: convolutions, matrix products and linear layers, the network's own padding included)."]
+    parts = [
+        f"params: parameters of the network the row's runs trained, built from each run's saved config; "
+        f"GMACs: billions of multiply-accumulates of one forward pass of one 3x{size}x{size} image (ptflops, ATen "
+        f"backend: convolutions, matrix products and linear layers, the network's own padding included)."
+    ]
     if complexity.speed is not None and any(r.s_per_mp is not None for r in rows):
-        parts.append(f"s/MP and peak GiB: inference measured when the table was drawn, on {complexity.machine}, "
-                     f"not on the machines that trained: median of {complexity.speed.repeats} forward passes of "
-                     f"one {size}x{size} image (batch 1, no autograd) in seconds per megapixel, and the memory a "
-                     f"pass needs above what was allocated before it.")
+        parts.append(
+            f"s/MP and peak GiB: inference measured when the table was drawn, on {complexity.machine}, "
+            f"not on the machines that trained: median of {complexity.speed.repeats} forward passes of "
+            f"one {size}x{size} image (batch 1, no autograd) in seconds per megapixel, and the memory a "
+            f"pass needs above what was allocated before it."
+        )
     return parts
 
 
@@ -148,8 +163,12 @@ def _count(value: Optional[float], digits: int = 2, scale: float = 1.0) -> str:
     return f"{value:.{digits}f}" if value >= 1 else f"{value:.{digits + 1}g}"  # small: significant digits
 
 
-def _columns(rows: Sequence[Row], costs: Sequence[tuple[float, str, str]], boot: Bootstrap,
-             complexity: Optional[Complexity] = None) -> list[tuple[str, str, Any]]:
+def _columns(
+    rows: Sequence[Row],
+    costs: Sequence[tuple[float, str, str]],
+    boot: Bootstrap,
+    complexity: Optional[Complexity] = None,
+) -> list[tuple[str, str, Any]]:
     """(header, alignment, cell function) of the table's columns for one data set's rows."""
     ref = _reference_label(rows)
     ci = f"{boot.level * 100:g}% CI"
@@ -173,18 +192,26 @@ def _columns(rows: Sequence[Row], costs: Sequence[tuple[float, str, str]], boot:
         ("paper table", "l", lambda r: r.paper_source),
     ]
     if complexity is not None and any(r.params is not None for r in rows):
-        cols += [("params", "r", lambda r: "-" if r.params is None else f"{r.params:,}"),
-                 (f"GMACs ({complexity.size}x{complexity.size})", "r", lambda r: _count(r.macs, 2, 1e9))]
+        cols += [
+            ("params", "r", lambda r: "-" if r.params is None else f"{r.params:,}"),
+            (f"GMACs ({complexity.size}x{complexity.size})", "r", lambda r: _count(r.macs, 2, 1e9)),
+        ]
     if any(r.s_per_mp is not None for r in rows):
-        cols += [("s/MP", "r", lambda r: _count(r.s_per_mp, 3)),
-                 ("peak GiB", "r", lambda r: _count(r.peak_bytes, 3, 2**30))]
+        cols += [
+            ("s/MP", "r", lambda r: _count(r.s_per_mp, 3)),
+            ("peak GiB", "r", lambda r: _count(r.peak_bytes, 3, 2**30)),
+        ]
     if any(r.hours is not None for r in rows):
         cols.append((_cost_label(costs), "r", lambda r: _hours(r.hours)))
     return cols
 
 
-def _sections(rows: Sequence[Row], costs: Sequence[tuple[float, str, str]], boot: Bootstrap,
-              complexity: Optional[Complexity] = None):
+def _sections(
+    rows: Sequence[Row],
+    costs: Sequence[tuple[float, str, str]],
+    boot: Bootstrap,
+    complexity: Optional[Complexity] = None,
+):
     """(data set, its rows, its columns) for each data set, in name order: one table each."""
     for data in sorted({r.data for r in rows}):
         sub = [r for r in rows if r.data == data]
@@ -196,13 +223,23 @@ def _other_protocol(rows: Sequence[Row]) -> list[str]:
     other = [r.paper_other for r in rows if r.paper_other]
     if not other:
         return []
-    return ["Published under another protocol (PSNR / SSIM; not comparable with this table, '-': not given): "
-            + "; ".join(other) + ".", ""]
+    return [
+        "Published under another protocol (PSNR / SSIM; not comparable with this table, '-': not given): "
+        + "; ".join(other)
+        + ".",
+        "",
+    ]
 
 
-def to_markdown(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
-                costs: Sequence[tuple[float, str, str]] = (), jobs: Sequence[str] = (),
-                complexity: Optional[Complexity] = None) -> str:
+def to_markdown(
+    rows: Sequence[Row],
+    protocol: str,
+    split: str,
+    boot: Bootstrap = Bootstrap(),
+    costs: Sequence[tuple[float, str, str]] = (),
+    jobs: Sequence[str] = (),
+    complexity: Optional[Complexity] = None,
+) -> str:
     lines = []
     for data, sub, cols in _sections(rows, costs, boot, complexity):
         lines += [
@@ -227,8 +264,14 @@ def _tex(text: str) -> str:
     return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("--", "-{}-")
 
 
-def to_latex(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = Bootstrap(),
-             costs: Sequence[tuple[float, str, str]] = (), complexity: Optional[Complexity] = None) -> str:
+def to_latex(
+    rows: Sequence[Row],
+    protocol: str,
+    split: str,
+    boot: Bootstrap = Bootstrap(),
+    costs: Sequence[tuple[float, str, str]] = (),
+    complexity: Optional[Complexity] = None,
+) -> str:
     out = []
     for data, sub, cols in _sections(rows, costs, boot, complexity):
         other = " ".join(_other_protocol(sub)).strip()
@@ -237,7 +280,8 @@ def to_latex(rows: Sequence[Row], protocol: str, split: str, boot: Bootstrap = B
             r"\centering",
             r"\small",
             rf"\caption{{{_tex(data)}: {_tex(caption(sub, protocol, split, boot, costs, complexity))}"
-            + (f" {_tex(other)}" if other else "") + "}",
+            + (f" {_tex(other)}" if other else "")
+            + "}",
             r"\begin{tabular}{" + "".join(c[1] for c in cols) + "}",
             r"\toprule",
             " & ".join(_tex(c[0]) for c in cols) + r" \\",
@@ -289,9 +333,14 @@ def plot_chart(rows: Sequence[Row], protocol: str, split: str, path: Path, boot:
         ax_psnr.set_title(f"{data}: PSNR", fontsize=10)
         ax_ssim.set_title(f"{data}: SSIM", fontsize=10)
     handles = [
-        Line2D([], [], marker="o", color="tab:blue", linewidth=2.2,
-               label=f"mean, {boot.level * 100:g}% bootstrap CI over images"
-               + (" and seeds" if boot.seeds else "")),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            color="tab:blue",
+            linewidth=2.2,
+            label=f"mean, {boot.level * 100:g}% bootstrap CI over images" + (" and seeds" if boot.seeds else ""),
+        ),
         Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor="0.45", label="each seed"),
     ]
     if any(r.paper_psnr is not None for r in rows):
@@ -303,4 +352,3 @@ def plot_chart(rows: Sequence[Row], protocol: str, split: str, path: Path, boot:
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
-

@@ -38,7 +38,6 @@ class Run:
     config: Optional[Path] = None  # the run's saved config (.hydra/config.yaml), to build its network
 
 
-
 def _image_key(name: str) -> str:
     """Image names as compared across sources: src.eval pred_dir reports name files ("x.png"), runs do not."""
     stem, dot, suffix = name.rpartition(".")
@@ -55,8 +54,9 @@ def _scores(report: dict, protocol: str, where: str, problems: list[str]) -> Opt
     raw = report.get("per_image")
     if isinstance(raw, dict) and raw:
         try:
-            per_image = {_image_key(k): (float(v[protocol]["psnr"]), float(v[protocol]["ssim"]))
-                         for k, v in raw.items()}
+            per_image = {
+                _image_key(k): (float(v[protocol]["psnr"]), float(v[protocol]["ssim"])) for k, v in raw.items()
+            }
         except (KeyError, TypeError, ValueError):
             problems.append(f"{where}: per_image entries lack {protocol}.psnr/ssim")
             return None
@@ -104,8 +104,10 @@ def read_run(path: Path, problems: list[str]) -> Optional[RunResult]:
         problems.append(f"{path}: the run is marked incomplete ({reasons}); finish it (resume) or remove it")
         return None
     if result.global_step == 0:
-        problems.append(f"{path}: the run trained 0 steps (global_step 0), so its scores are those of the "
-                        f"untrained network; rerun it (is the training set smaller than one batch?)")
+        problems.append(
+            f"{path}: the run trained 0 steps (global_step 0), so its scores are those of the "
+            f"untrained network; rerun it (is the training set smaller than one batch?)"
+        )
         return None
     return result
 
@@ -171,8 +173,7 @@ def wandb_per_image(run: Any, split: str, protocol: str) -> Optional[dict[str, t
     return {_image_key(str(row[i])): (float(row[p]), float(row[q])) for row in table["data"]}
 
 
-def runs_from_wandb(project: str, split: str, protocol: str, api: Any = None,
-                    group: Optional[str] = None) -> list[Run]:
+def runs_from_wandb(project: str, split: str, protocol: str, api: Any = None, group: Optional[str] = None) -> list[Run]:
     """Runs of a W&B project (``entity/project``) read through ``wandb.Api()``, of one group if given; with
     their per-image test scores where the run logged them (intervals and paired differences)."""
     if api is None:
@@ -206,16 +207,25 @@ def runs_from_wandb(project: str, split: str, protocol: str, api: Any = None,
         except Exception as err:  # noqa: BLE001 - network, a deleted file, another table layout: means only
             per_image = None
             no_images.append(f"{source} ({type(err).__name__}: {err})")
-        runs.append(Run(model=model, psnr=float(psnr), ssim=float(ssim), per_image=per_image,
-                        n_images=None if per_image is None else len(per_image), **common))
+        runs.append(
+            Run(
+                model=model,
+                psnr=float(psnr),
+                ssim=float(ssim),
+                per_image=per_image,
+                n_images=None if per_image is None else len(per_image),
+                **common,
+            )
+        )
         ipsnr, issim = summary.get(f"{split}/input_psnr_{protocol}"), summary.get(f"{split}/input_ssim_{protocol}")
         if ipsnr is not None and issim is not None:
             runs.append(Run(model="input", psnr=float(ipsnr), ssim=float(issim), **common))
     if skipped:
         print(f"note: {skipped} W&B run(s) without {split}/psnr_{protocol} skipped", file=sys.stderr)
     if no_images:
-        print("note: per-image scores unreadable (rows without intervals):\n  " + "\n  ".join(no_images),
-              file=sys.stderr)
+        print(
+            "note: per-image scores unreadable (rows without intervals):\n  " + "\n  ".join(no_images), file=sys.stderr
+        )
     if problems:
         raise SystemExit("cannot build the table:\n  " + "\n  ".join(problems))
     if not runs:
@@ -236,8 +246,10 @@ def runs_from_extras(specs: Sequence[str], runs: Sequence[Run], protocol: str) -
             continue
         if not data:
             if len(data_sets) != 1:
-                problems.append(f"--extra {spec!r}: say which data set it belongs to, LABEL@DATA=FILE "
-                                f"(the runs have {data_sets or 'none'})")
+                problems.append(
+                    f"--extra {spec!r}: say which data set it belongs to, LABEL@DATA=FILE "
+                    f"(the runs have {data_sets or 'none'})"
+                )
                 continue
             data = data_sets[0]
         try:
@@ -277,19 +289,24 @@ def check_same_images(runs: Sequence[Run]) -> None:
             name = DISPLAY.get(r.model, r.model)
             if r.per_image is not None and r.trained and frozenset(r.per_image) != common:
                 missing, extra = sorted(common - set(r.per_image)), sorted(set(r.per_image) - common)
-                lines.append(f"{r.source} ({name}): {len(r.per_image)} images"
-                             + (f", missing {_few(missing)}" if missing else "")
-                             + (f", not in the others {_few(extra)}" if extra else ""))
+                lines.append(
+                    f"{r.source} ({name}): {len(r.per_image)} images"
+                    + (f", missing {_few(missing)}" if missing else "")
+                    + (f", not in the others {_few(extra)}" if extra else "")
+                )
             elif r.n_images is not None and r.n_images != n_common:
                 lines.append(f"{r.source} ({name}): {r.n_images} images")
-        problems.append(f"runs on {data} were scored on different test images (most on {n_common}); a run cut "
-                        f"short or a changed data set? Rescore or remove:\n    " + "\n    ".join(lines))
+        problems.append(
+            f"runs on {data} were scored on different test images (most on {n_common}); a run cut "
+            f"short or a changed data set? Rescore or remove:\n    " + "\n    ".join(lines)
+        )
     if problems:
         raise SystemExit("cannot build the table:\n  " + "\n  ".join(problems))
 
 
 def _few(names: Sequence[str], k: int = 3) -> str:
     return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
+
 
 # --- the sweep's jobs ---------------------------------------------------------------------------------
 
@@ -353,8 +370,10 @@ def sweep_jobs(sweep_dir: Path) -> tuple[list[Job], list[str]]:
             notes.append(f"{spec}: cannot read the sweep's jobs ({type(err).__name__}: {err})")
             continue
         if not _expands_like_basic_sweeper(target):
-            notes.append(f"{spec}: sweeper {target or '?'} does not expand jobs as Hydra's basic sweeper does: "
-                         f"its jobs are not listed")
+            notes.append(
+                f"{spec}: sweeper {target or '?'} does not expand jobs as Hydra's basic sweeper does: "
+                f"its jobs are not listed"
+            )
             continue
         try:
             batches = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
@@ -385,4 +404,3 @@ def sweep_jobs(sweep_dir: Path) -> tuple[list[Job], list[str]]:
                     job.status = "done" if metrics.is_file() else "no metrics.json"
             jobs.append(job)
     return jobs, notes
-

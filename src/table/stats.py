@@ -69,8 +69,14 @@ class Bootstrap:
     seeds: bool = False
 
 
-def bootstrap_ci(values: Any, n_resamples: int = 10000, seed: int = 0, level: float = 0.95,
-                 minus: Any = None, resample_seeds: bool = False) -> Optional[tuple[float, float]]:
+def bootstrap_ci(
+    values: Any,
+    n_resamples: int = 10000,
+    seed: int = 0,
+    level: float = 0.95,
+    minus: Any = None,
+    resample_seeds: bool = False,
+) -> Optional[tuple[float, float]]:
     """Percentile bootstrap interval of a mean over images.
 
     ``values``: per-image scores, (n,), or (k, n) for k seeds (averaged over seeds first). With ``minus``
@@ -144,8 +150,9 @@ def _per_image(members: Sequence[Run], unique: bool = False) -> Optional[dict[st
     return {"names": np.array(names), "psnr": stacked[:, :, 0], "ssim": stacked[:, :, 1]}
 
 
-def summarize(runs: Sequence[Run], protocol: str, boot: Bootstrap = Bootstrap(),
-              reference: Optional[str] = None) -> list[Row]:
+def summarize(
+    runs: Sequence[Run], protocol: str, boot: Bootstrap = Bootstrap(), reference: Optional[str] = None
+) -> list[Row]:
     """Rows sorted by data set, then model order; duplicate (data, model, schedule, seed) runs are an error.
     Intervals and paired differences need per-image scores (not in W&B summaries)."""
     groups: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
@@ -215,8 +222,10 @@ def _paper_numbers(row: Row, protocol: str) -> None:
         row.paper_psnr, row.paper_ssim, row.paper_source = paper.psnr, paper.ssim, table.name + copied
         return
     ssim = "-" if paper.ssim is None else f"{paper.ssim:.4f}"
-    row.paper_other = (f"{row.label}: {paper.psnr:.2f} / {ssim} in {table.name}{copied}, under "
-                       f"{'an unstated protocol' if under is None else 'protocol ' + under}")
+    row.paper_other = (
+        f"{row.label}: {paper.psnr:.2f} / {ssim} in {table.name}{copied}, under "
+        f"{'an unstated protocol' if under is None else 'protocol ' + under}"
+    )
 
 
 def _interval(values: np.ndarray, minus: Optional[np.ndarray], boot: Bootstrap) -> Optional[tuple[float, float]]:
@@ -241,8 +250,11 @@ def reference_row(rows: Sequence[Row], reference: Optional[str]) -> Optional[Row
             return found[0]
         if len(found) > 1:
             labels = ", ".join(r.label for r in found)
-            print(f"note: {found[0].data}: no paired differences, {name} has several rows ({labels}); "
-                  f"pick one with --reference '<label>'", file=sys.stderr)
+            print(
+                f"note: {found[0].data}: no paired differences, {name} has several rows ({labels}); "
+                f"pick one with --reference '<label>'",
+                file=sys.stderr,
+            )
             return None
     if reference:
         print(f"note: {rows[0].data}: no row {reference!r} to take differences against", file=sys.stderr)
@@ -277,4 +289,3 @@ def _aligned(a: Optional[dict[str, np.ndarray]], b: Optional[dict[str, np.ndarra
     order = {n: i for i, n in enumerate(b["names"])}
     index = np.array([order[n] for n in a["names"]])
     return a, {k: v[..., index] for k, v in b.items()}
-

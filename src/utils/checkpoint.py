@@ -50,9 +50,16 @@ log = logging.getLogger(__name__)
 RELEASE_SHA256 = "3b5d58d0f4569004a0d2dc6f4373463bd60991fc8a04c061361357cf012e5eb0"
 
 _STATE_KEYS = ("net", "state_dict", "model", "params_ema", "params")
-_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
-          b"RIFF": "a RIFF file (WebP image / WAV)", b"\x1f\x8b": "a gzip file", b"\x89HDF": "an HDF5 file",
-          b"%PDF": "a PDF document", b"\x7fELF": "an executable"}
+_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"RIFF": "a RIFF file (WebP image / WAV)",
+    b"\x1f\x8b": "a gzip file",
+    b"\x89HDF": "an HDF5 file",
+    b"%PDF": "a PDF document",
+    b"\x7fELF": "an executable",
+}
 
 
 class CheckpointError(ValueError):
@@ -65,16 +72,21 @@ class NonFiniteError(FloatingPointError):
 
 def nonfinite_tensors(state: Mapping[str, object]) -> list[str]:
     """Names of the floating-point tensors in ``state`` that hold a NaN or an infinity."""
-    return [k for k, v in state.items()
-            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    return [
+        k
+        for k, v in state.items()
+        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
 
 
 def require_finite_weights(state: Mapping[str, object], where: str) -> None:
     bad = nonfinite_tensors(state)
     if bad:
-        raise NonFiniteError(f"{where}: non-finite weights (NaN or inf) in {len(bad)} tensor(s), first: "
-                             f"{', '.join(bad[:5])}; the run diverged (lower the learning rate, "
-                             f"schedule.optimizer.lr)")
+        raise NonFiniteError(
+            f"{where}: non-finite weights (NaN or inf) in {len(bad)} tensor(s), first: "
+            f"{', '.join(bad[:5])}; the run diverged (lower the learning rate, "
+            f"schedule.optimizer.lr)"
+        )
 
 
 class IncompleteWeightsError(Refusal, CheckpointError):
@@ -145,14 +157,16 @@ class Checkpoint:
             except (KeyError, ValueError) as err:
                 raise CheckpointError(f"{self.path}: {str(err).strip(chr(34) + chr(39))}") from None
         if self.kind == "release":
-            raise CheckpointError(f"{self.path}: this is {self.describe()}; it cannot be loaded into "
-                                  f"{type(net).__name__} (use model=spanet_release, or a SPANet variant)")
+            raise CheckpointError(
+                f"{self.path}: this is {self.describe()}; it cannot be loaded into "
+                f"{type(net).__name__} (use model=spanet_release, or a SPANet variant)"
+            )
         return state
 
 
 def _strip(state: Mapping, prefix: str) -> dict:
     if state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
+        return {k[len(prefix) :]: v for k, v in state.items()}
     return dict(state)
 
 
@@ -185,10 +199,15 @@ def read_checkpoint(path: str | Path, sha256: Optional[str] = None) -> Checkpoin
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if sha256 and digest != sha256:
-        what = "a Git LFS pointer, not the file itself" if data.startswith(b"version https://git-lfs") else \
-            f"{len(data):,} bytes"
-        raise CheckpointError(f"{path}: sha256 {digest} is not the expected {sha256} ({what}); the file is damaged "
-                              "or a different file under this name (a clone restores it with `git checkout`)")
+        what = (
+            "a Git LFS pointer, not the file itself"
+            if data.startswith(b"version https://git-lfs")
+            else f"{len(data):,} bytes"
+        )
+        raise CheckpointError(
+            f"{path}: sha256 {digest} is not the expected {sha256} ({what}); the file is damaged "
+            "or a different file under this name (a clone restores it with `git checkout`)"
+        )
     if not data:
         raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
     is_zip, is_pickle = data.startswith(b"PK\x03\x04"), data[:1] == b"\x80"
@@ -202,10 +221,13 @@ def read_checkpoint(path: str | Path, sha256: Optional[str] = None) -> Checkpoin
             raise CheckpointError(
                 f"{path}: refused: the file holds a pickled Python object ({found.group(1)}), not only tensors and "
                 "plain containers. Unpickling it could run arbitrary code, so the suite never does. If you made the "
-                "file yourself, save just the weights (torch.save(net.state_dict(), ...))") from None
+                "file yourself, save just the weights (torch.save(net.state_dict(), ...))"
+            ) from None
         if is_pickle and not is_zip:
-            raise CheckpointError(f"{path}: refused: a plain Python pickle that torch.save did not write "
-                                  "(weights-only loading cannot read it, and unpickling could run code)") from None
+            raise CheckpointError(
+                f"{path}: refused: a plain Python pickle that torch.save did not write "
+                "(weights-only loading cannot read it, and unpickling could run code)"
+            ) from None
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(err).splitlines()[0]})") from None
     except (RuntimeError, EOFError, IndexError, KeyError, ValueError, OSError) as err:  # IndexError: a pickle cut short
         truncated = is_zip or isinstance(err, (EOFError, IndexError)) or "EOF" in str(err)
@@ -219,8 +241,9 @@ def read_checkpoint(path: str | Path, sha256: Optional[str] = None) -> Checkpoin
         if digest == RELEASE_SHA256:
             log.info("%s: the authors' released SPANet weights (sha256 verified)", path)
         else:
-            log.warning("%s: release-format SPANet weights, but not the authors' published file (sha256 %s)",
-                        path, digest)
+            log.warning(
+                "%s: release-format SPANet weights, but not the authors' published file (sha256 %s)", path, digest
+            )
     return ckpt
 
 
@@ -243,8 +266,9 @@ def load_net_weights(net: nn.Module, source: str | Path | Checkpoint) -> nn.Modu
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"{ckpt.path}: its weights do not fit {type(net).__name__}{_owner(ckpt)}: "
-                              f"{str(err).splitlines()[0]} ...") from None
+        raise CheckpointError(
+            f"{ckpt.path}: its weights do not fit {type(net).__name__}{_owner(ckpt)}: {str(err).splitlines()[0]} ..."
+        ) from None
     return net
 
 
@@ -264,20 +288,33 @@ def init_weights(net: nn.Module, source: str | Path | Checkpoint, sha256: Option
         "mismatched": sorted(k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)),
     }
     if not fits:
-        raise CheckpointError(f"{ckpt.path}: none of its {len(state)} tensors fits {type(net).__name__}"
-                              f"{_owner(ckpt)}")
+        raise CheckpointError(f"{ckpt.path}: none of its {len(state)} tensors fits {type(net).__name__}{_owner(ckpt)}")
     net.load_state_dict(fits, strict=False)
-    log.info("model.init_from=%s (%s): loaded %d of the network's %d tensors", ckpt.path, ckpt.describe(),
-             len(fits), len(own))
+    log.info(
+        "model.init_from=%s (%s): loaded %d of the network's %d tensors",
+        ckpt.path,
+        ckpt.describe(),
+        len(fits),
+        len(own),
+    )
     if report["missing"]:
-        log.warning("model.init_from: %d tensors not in the file keep their initial values: %s",
-                    len(report["missing"]), _short(report["missing"]))
+        log.warning(
+            "model.init_from: %d tensors not in the file keep their initial values: %s",
+            len(report["missing"]),
+            _short(report["missing"]),
+        )
     if report["mismatched"]:
-        log.warning("model.init_from: %d tensors of the file have other shapes and were not loaded: %s",
-                    len(report["mismatched"]), _short(report["mismatched"]))
+        log.warning(
+            "model.init_from: %d tensors of the file have other shapes and were not loaded: %s",
+            len(report["mismatched"]),
+            _short(report["mismatched"]),
+        )
     if report["unexpected"]:
-        log.warning("model.init_from: %d tensors of the file have no place in the network: %s",
-                    len(report["unexpected"]), _short(report["unexpected"]))
+        log.warning(
+            "model.init_from: %d tensors of the file have no place in the network: %s",
+            len(report["unexpected"]),
+            _short(report["unexpected"]),
+        )
     return report
 
 
@@ -295,7 +332,8 @@ def require_complete(net: nn.Module, report: dict, source: str | Path) -> None:
     raise IncompleteWeightsError(
         f"model.init_from={source}: {len(missing)} of the network's {len(net.state_dict())} tensors are not in the "
         f"file and would keep their random initial values ({_short(missing, 3)}); {hint}. (src.train loads what "
-        "fits, to fine-tune from it.)")
+        "fits, to fine-tune from it.)"
+    )
 
 
 def _short(names: list[str], n: int = 6) -> str:
@@ -308,9 +346,12 @@ def check_resumable(path: str | Path, model: Optional[str] = None) -> Checkpoint
     if ckpt.kind != "suite":
         raise CheckpointError(
             f"ckpt_path={path}: this is {ckpt.describe()}, not a checkpoint of a src.train run. ckpt_path= resumes "
-            f"an interrupted run; to start training from these weights use model.init_from={path}")
+            f"an interrupted run; to start training from these weights use model.init_from={path}"
+        )
     if model and ckpt.model and ckpt.model != model:
-        raise CheckpointError(f"ckpt_path={path}: this checkpoint is model={ckpt.model}, but this run is "
-                              f"model={model}; pass model={ckpt.model} to resume it, or model.init_from={path} to "
-                              "start a new run from its weights")
+        raise CheckpointError(
+            f"ckpt_path={path}: this checkpoint is model={ckpt.model}, but this run is "
+            f"model={model}; pass model={ckpt.model} to resume it, or model.init_from={path} to "
+            "start a new run from its weights"
+        )
     return ckpt

@@ -40,7 +40,7 @@ def _start_ticks(pid: int) -> Optional[str]:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (command) "
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (command) "
     return "Z" if fields[0] in ("Z", "X") else fields[19]
 
 
@@ -81,8 +81,12 @@ class OutputClaim:
 
     def acquire(self) -> OutputClaim:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_ticks(os.getpid()),
-              "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        me = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "start": _start_ticks(os.getpid()),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         data = json.dumps(me).encode()
         for _ in range(3):
             try:
@@ -106,13 +110,22 @@ class OutputClaim:
         except ValueError:  # being written this very moment, or damaged
             holder = {}
         if not holder or holder_alive(holder):
-            who = f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}" if holder else \
-                "another process"
-            raise OutputInUseError(f"{self.what} is being written by {who}: two runs must not write the same "
-                                   f"outputs; wait for it to end, or choose another output (if that run is gone, "
-                                   f"delete {self.path})")
-        log.warning("%s: taking over the stale claim of pid %s on %s (that process has ended)", self.what,
-                    holder.get("pid"), holder.get("host"))
+            who = (
+                f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
+                if holder
+                else "another process"
+            )
+            raise OutputInUseError(
+                f"{self.what} is being written by {who}: two runs must not write the same "
+                f"outputs; wait for it to end, or choose another output (if that run is gone, "
+                f"delete {self.path})"
+            )
+        log.warning(
+            "%s: taking over the stale claim of pid %s on %s (that process has ended)",
+            self.what,
+            holder.get("pid"),
+            holder.get("host"),
+        )
         aside = self.path.with_name(f"{self.path.name}.stale-{os.getpid()}")
         try:
             os.rename(self.path, aside)

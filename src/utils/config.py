@@ -62,7 +62,7 @@ def stored_with_overrides(cfg: DictConfig, stored: Mapping, group: str, source: 
         key = o.key_or_group
         if not key.startswith(group + "."):
             continue
-        sub = key[len(group) + 1:]
+        sub = key[len(group) + 1 :]
         parent_key, _, leaf = sub.rpartition(".")
         parent = OmegaConf.select(node, parent_key) if parent_key else node
         present = OmegaConf.is_dict(parent) and leaf in parent
@@ -73,8 +73,10 @@ def stored_with_overrides(cfg: DictConfig, stored: Mapping, group: str, source: 
             continue
         if not present and not (o.is_add() or o.is_force_add()):
             keys = ", ".join(sorted(str(k) for k in (parent.keys() if OmegaConf.is_dict(parent) else [])))
-            raise ValueError(f"{key}: the {group} config stored in {source} has no key {sub!r} (its keys: {keys}); "
-                             f"add it with +{key}=..., or choose a config with {group}=NAME")
+            raise ValueError(
+                f"{key}: the {group} config stored in {source} has no key {sub!r} (its keys: {keys}); "
+                f"add it with +{key}=..., or choose a config with {group}=NAME"
+            )
         value = OmegaConf.select(cfg, key)  # the composed value, with this override applied
         if OmegaConf.is_config(value):
             value = OmegaConf.to_container(value, resolve=True)

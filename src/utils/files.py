@@ -83,8 +83,10 @@ def refuse_existing(paths: Iterable[PathLike], what: str = "output", key: str = 
     existing = [Path(p) for p in paths if Path(p).exists()]
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise OutputExistsError(f"{existing[0]}{more}: the {what} already exists; refusing to replace it. "
-                              f"Choose another path or pass {key}=true to replace it")
+        raise OutputExistsError(
+            f"{existing[0]}{more}: the {what} already exists; refusing to replace it. "
+            f"Choose another path or pass {key}=true to replace it"
+        )
 
 
 def is_inside(path: PathLike, folder: PathLike) -> bool:

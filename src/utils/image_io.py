@@ -83,8 +83,9 @@ def mode_note(mode: str) -> Optional[str]:
     if mode == "RGB":
         return None
     if mode in _GREY_MODES:
-        return f"grayscale ({mode}) -> replicated to 3 RGB channels" + ("; alpha dropped" if mode in _ALPHA_MODES
-                                                                         else "")
+        return f"grayscale ({mode}) -> replicated to 3 RGB channels" + (
+            "; alpha dropped" if mode in _ALPHA_MODES else ""
+        )
     if mode in _ALPHA_MODES:
         return f"{mode} -> alpha channel dropped (not composited)"
     if mode == "F":
@@ -151,9 +152,11 @@ def _errors(path: str) -> Iterator[None]:
     except FileNotFoundError:
         raise ImageNotFoundError(f"{path}: cannot read image (file not found)") from None
     except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{path}: cannot read image (it claims {_claimed_size(path, exc)}, more than "
-                             f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels: refused as a possible "
-                             "decompression bomb; PIL.Image.MAX_IMAGE_PIXELS sets the limit)") from None
+        raise ImageReadError(
+            f"{path}: cannot read image (it claims {_claimed_size(path, exc)}, more than "
+            f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels: refused as a possible "
+            "decompression bomb; PIL.Image.MAX_IMAGE_PIXELS sets the limit)"
+        ) from None
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, zlib.error, ... on bad data
         raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
 
@@ -172,8 +175,9 @@ def _pil_to_rgb(im: Image.Image, path: str) -> np.ndarray:
             raise ImageReadError(f"{path}: cannot read image (32-bit integer image with values outside 0..65535)")
         grey = grey.astype(np.uint16)
     elif mode == "F":
-        raise ImageReadError(f"{path}: cannot read image (floating-point images are not supported; expected "
-                             "8- or 16-bit)")
+        raise ImageReadError(
+            f"{path}: cannot read image (floating-point images are not supported; expected 8- or 16-bit)"
+        )
     else:  # 1 (bilevel), RGBA (alpha dropped, not composited), P, PA, CMYK, YCbCr, ...
         return np.asarray(im.convert("RGB"))
     return np.repeat(grey[:, :, None], 3, axis=2)

@@ -23,8 +23,22 @@ import numpy as np
 from src.utils.files import PathLike, natural_key
 from src.utils.image_io import IMAGE_EXTENSIONS, is_image_file, read_array
 
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
-                    ".ts", ".mts", ".m2ts")
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".flv",
+    ".3gp",
+    ".ts",
+    ".mts",
+    ".m2ts",
+)
 
 
 def is_video_file(path: PathLike) -> bool:
@@ -37,8 +51,9 @@ def frame_files(folder: PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: frame folder not found")
-    files = sorted((p for p in folder.iterdir() if p.is_file() and is_image_file(p.name)),
-                   key=lambda p: natural_key(p.name))
+    files = sorted(
+        (p for p in folder.iterdir() if p.is_file() and is_image_file(p.name)), key=lambda p: natural_key(p.name)
+    )
     if not files:
         raise ValueError(f"{folder}: no frames (expected image files {', '.join(IMAGE_EXTENSIONS)})")
     return files
@@ -56,8 +71,9 @@ def _check_source(path: Path) -> None:
     if not path.exists():
         raise FileNotFoundError(f"{path}: rain clip not found (expected a video file or a folder of frames)")
     if path.is_file() and not is_video_file(path):
-        raise ValueError(f"{path}: not a video file (known extensions: {', '.join(VIDEO_EXTENSIONS)}) "
-                         f"and not a folder of frames")
+        raise ValueError(
+            f"{path}: not a video file (known extensions: {', '.join(VIDEO_EXTENSIONS)}) and not a folder of frames"
+        )
 
 
 def count_frames(path: PathLike) -> int:

@@ -36,8 +36,9 @@ def write(path: Path, arr: np.ndarray, quality: int = 95) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".png" and arr.dtype == np.uint16:
         planes = 1 if arr.ndim == 2 else arr.shape[2]
-        png.Writer(arr.shape[1], arr.shape[0], bitdepth=16, greyscale=planes == 1, alpha=planes == 4) \
-            .write(open(path, "wb"), arr.reshape(arr.shape[0], -1).tolist())
+        png.Writer(arr.shape[1], arr.shape[0], bitdepth=16, greyscale=planes == 1, alpha=planes == 4).write(
+            open(path, "wb"), arr.reshape(arr.shape[0], -1).tolist()
+        )
     elif path.suffix == ".png":
         Image.fromarray(arr).save(path)
     else:
@@ -70,7 +71,7 @@ def build_spa(root: Path, prefix: str = "/") -> Tree:
     lines = []
     seed = 0
     for scene in SPA_SCENES:
-        for (x, y) in SPA_POS:
+        for x, y in SPA_POS:
             seed += 1
             clean = clean_image(seed)
             t.put(f"real_world_gt/{scene}/{scene}_{x}_{y}.png", clean)

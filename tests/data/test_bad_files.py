@@ -43,9 +43,18 @@ def test_dataset_skips_and_names_the_bad_file(tmp_path):
 
 def test_training_counts_skipped_files_in_metrics(train_cfg, tmp_path):
     t, bad = _tree(tmp_path / "set")
-    common = ["data=paired", f"data.root={t.root}", "data.layout=same_names", "data.train_dir=train",
-              "data.test_dir=test", "data.num_workers=0", "data.train_transform.crop=16", "model=b_a",
-              "schedule.max_steps=4", "schedule.val_every=4"]
+    common = [
+        "data=paired",
+        f"data.root={t.root}",
+        "data.layout=same_names",
+        "data.train_dir=train",
+        "data.test_dir=test",
+        "data.num_workers=0",
+        "data.train_transform.crop=16",
+        "model=b_a",
+        "schedule.max_steps=4",
+        "schedule.val_every=4",
+    ]
     with pytest.raises(ImageReadError, match="b.png"):
         train(train_cfg(*common, out=tmp_path / "raise", synthetic=False))
     result = train(train_cfg(*common, "data.on_bad_file=skip", out=tmp_path / "skip", synthetic=False))
@@ -65,8 +74,10 @@ def test_missing_test_pair_stops_training_setup(tmp_path):
     bad.unlink()
     (t.root / "train/target/a.png").unlink()
     (t.root / "test/target/e.png").unlink()
-    dm = PairedDataModule(str(t.root), "same_names", train_dir="train", test_dir="test",
-                          train_transform={"crop": 16})
-    with pytest.raises(FileNotFoundError, match=r"test \(.*test/input\): 1 of 1 pairs have a missing file "
-                                                r"\(first: .*e.png -> .*test/target/e.png\)"):
+    dm = PairedDataModule(str(t.root), "same_names", train_dir="train", test_dir="test", train_transform={"crop": 16})
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"test \(.*test/input\): 1 of 1 pairs have a missing file "
+        r"\(first: .*e.png -> .*test/target/e.png\)",
+    ):
         dm.setup("fit")

@@ -37,18 +37,27 @@ def test_realrain_report(spa_tree):
     dm = RealRainDataModule(str(spa_tree.root), val_scenes=1)
     # the look-alike's broken scene 274 is 3 of 15 training lines (the published list: 1 of 638,493)
     rep = check_module(dm, workers=4, progress=False)
-    assert rep["problems"] == [f"{spa_tree.root / 'real_world.txt'}: 3 of 15 training pairs (20.0%) have a missing "
-                               f"file, more than train_missing_max=0.01 (first: {spa_tree.root}/real_world/274/274-1/"
-                               f"274-1_0_0.png -> {spa_tree.root}/real_world_gt/274/274_0_0.png)"]
+    assert rep["problems"] == [
+        f"{spa_tree.root / 'real_world.txt'}: 3 of 15 training pairs (20.0%) have a missing "
+        f"file, more than train_missing_max=0.01 (first: {spa_tree.root}/real_world/274/274-1/"
+        f"274-1_0_0.png -> {spa_tree.root}/real_world_gt/274/274_0_0.png)"
+    ]
     rep = check_module(dm, workers=4, progress=False, train_missing_max=0.5)
     assert rep["problems"] == []
     assert (rep["train"]["pairs"], rep["train"]["skipped"]) == (12, 3)
     assert (rep["val"]["pairs"], rep["val"]["skipped"], rep["test"]["pairs"]) == (4, 0, 3)
     assert "labels" not in rep["train"]
     root = spa_tree.root
-    train = [(str(root / f"real_world/{s}/{s}-{f}/{s}-{f}_{x}_{y}.png"), str(root / f"real_world_gt/{s}/{s}_{x}_{y}.png"))
-             for s in ("000", "001", "002") for (x, y) in ((0, 0), (0, 1)) for f in (1, 2)]
-    test = [(str(root / f"real_test_1000/rain/{i:03d}.png"), str(root / f"real_test_1000/gt/{i:03d}gt.png")) for i in range(3)]
+    train = [
+        (str(root / f"real_world/{s}/{s}-{f}/{s}-{f}_{x}_{y}.png"), str(root / f"real_world_gt/{s}/{s}_{x}_{y}.png"))
+        for s in ("000", "001", "002")
+        for (x, y) in ((0, 0), (0, 1))
+        for f in (1, 2)
+    ]
+    test = [
+        (str(root / f"real_test_1000/rain/{i:03d}.png"), str(root / f"real_test_1000/gt/{i:03d}gt.png"))
+        for i in range(3)
+    ]
     assert rep["train"]["mean_rain_minus_clean"] == pytest.approx(_expected_diff(spa_tree, train), abs=1e-4)
     assert rep["test"]["mean_rain_minus_clean"] == pytest.approx(_expected_diff(spa_tree, test), abs=1e-4)
     assert rep["train"]["mean_rain_minus_clean"] > 0
@@ -95,12 +104,15 @@ def test_paired_single_folder_report_and_problems(tmp_path):
     assert len(probs) == 2 and rep["pairs"]["pairs"] == 5
     assert probs[0].startswith(str(d)) and "cannot read image" in probs[0]
     assert probs[1].startswith(str(t.root / "input/e.png")) and "size 32x20 (WxH) differs" in probs[1]
-    assert rep["pairs"]["mean_rain_minus_clean"] == pytest.approx(_expected_diff(t, good), abs=1e-4)  # bad pairs left out
+    assert rep["pairs"]["mean_rain_minus_clean"] == pytest.approx(
+        _expected_diff(t, good), abs=1e-4
+    )  # bad pairs left out
 
 
 def test_swapped_and_missing_root_are_problems(tmp_path, spa_tree):
-    rep = check_module(RealRainDataModule(str(spa_tree.root), swap=True), workers=2, progress=False,
-                       train_missing_max=0.5)
+    rep = check_module(
+        RealRainDataModule(str(spa_tree.root), swap=True), workers=2, progress=False, train_missing_max=0.5
+    )
     assert len(rep["problems"]) == 3  # train, val (held-out scenes) and test
     assert all("look swapped, set data.swap=true" in p for p in rep["problems"])
     assert rep["train"]["mean_rain_minus_clean"] < 0
@@ -110,8 +122,9 @@ def test_swapped_and_missing_root_are_problems(tmp_path, spa_tree):
 
 def _cli(*args, cwd):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "src.data.check", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "src.data.check", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_writes_report(tmp_path):
@@ -120,8 +133,9 @@ def test_cli_writes_report(tmp_path):
     spa = build_spa(tmp_path / "spa")
     work = tmp_path / "cwd"
     work.mkdir()
-    ok = _cli("data=realrain", f"data.root={spa.root}", "report=rep.json", "workers=2", "train_missing_max=0.5",
-              cwd=work)
+    ok = _cli(
+        "data=realrain", f"data.root={spa.root}", "report=rep.json", "workers=2", "train_missing_max=0.5", cwd=work
+    )
     assert ok.returncode == 0, ok.stderr
     assert sorted(os.listdir(work)) == ["rep.json"]  # no hydra output dir, no log file
     rep = json.loads((work / "rep.json").read_text())
@@ -141,8 +155,14 @@ def _compose(*overrides):
 def test_run_exit_status_on_problems(tmp_path, capsys):
     spa = build_spa(tmp_path / "spa")
     report = tmp_path / "rep.json"
-    cfg = _compose("data=realrain", f"data.root={spa.root}", f"report={report}", "progress=false",
-                   "train_missing_max=0.5", "overwrite=true")
+    cfg = _compose(
+        "data=realrain",
+        f"data.root={spa.root}",
+        f"report={report}",
+        "progress=false",
+        "train_missing_max=0.5",
+        "overwrite=true",
+    )
     assert run(cfg) == 0
     bad = spa.root / "real_test_1000/rain/001.png"
     bad.write_bytes(bad.read_bytes()[:80])
@@ -163,8 +183,14 @@ def test_missing_eval_pairs_and_missing_training_fraction_fail(tmp_path):
     gone = spa.root / "real_test_1000/gt/001gt.png"
     gone.unlink()
     report = tmp_path / "rep.json"
-    assert run(_compose("data=realrain", f"data.root={spa.root}", "data.val_scenes=0", f"report={report}",
-                        "progress=false")) == 1
+    assert (
+        run(
+            _compose(
+                "data=realrain", f"data.root={spa.root}", "data.val_scenes=0", f"report={report}", "progress=false"
+            )
+        )
+        == 1
+    )
     rep = json.loads(report.read_text())
     assert rep["train"]["skipped"] == 7 and rep["test"]["skipped"] == 1 and rep["test"]["pairs"] == 2
     assert any("7 of 9 training pairs (77.8%) have a missing file" in p for p in rep["problems"])
@@ -186,10 +212,15 @@ def test_colour_mode_mismatch_and_translucent_alpha_are_problems(tmp_path):
     probs = sorted(rep["problems"])
     assert len(probs) == 4, probs
     assert probs[0].startswith(str(t.root / "input/glass.png")) and "translucent alpha" in probs[0]
-    assert probs[1].startswith(str(t.root / "input/grey.png")) and \
-        "colour mode grey differs from its clean image" in probs[1] and "(colour)" in probs[1]
-    assert probs[2].startswith(str(t.root / "input/opaque.png")) and \
-        "colour with alpha differs from its clean image" in probs[2]
+    assert (
+        probs[1].startswith(str(t.root / "input/grey.png"))
+        and "colour mode grey differs from its clean image" in probs[1]
+        and "(colour)" in probs[1]
+    )
+    assert (
+        probs[2].startswith(str(t.root / "input/opaque.png"))
+        and "colour with alpha differs from its clean image" in probs[2]
+    )
     assert probs[3].startswith(str(t.root / "target/glass.png")) and "translucent alpha" in probs[3]
 
 

@@ -19,32 +19,38 @@ from tests.data.conftest import build_spa
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"patch_size": 0}, "data.patch_size=0: expected an integer >= 1"),  # was: full photos as training samples
-    ({"patch_size": -8}, "data.patch_size=-8"),
-    ({"patch_size": 32.5}, "data.patch_size=32.5"),
-    ({"train_patch": 0}, "schedule.train_patch must be a positive int"),
-    ({"train_length": 0}, "data.train_length=0"),
-    ({"eval_long_side": 0}, "data.eval_long_side=0: expected an integer >= 1 or null"),
-    ({"haze_prob": 1.5}, "data.haze_prob=1.5"),
-    ({"batch_size": 0}, r"data.batch_size \(src.train: schedule.batch_size\)=0"),
-    ({"eval_batch_size": 0}, "data.eval_batch_size=0"),
-    ({"num_workers": -1}, "data.num_workers=-1: expected an integer >= 0"),
-    ({"train_flips": {"hflip": 1}}, "schedule.train_flips.hflip must be true or false"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"patch_size": 0}, "data.patch_size=0: expected an integer >= 1"),  # was: full photos as training samples
+        ({"patch_size": -8}, "data.patch_size=-8"),
+        ({"patch_size": 32.5}, "data.patch_size=32.5"),
+        ({"train_patch": 0}, "schedule.train_patch must be a positive int"),
+        ({"train_length": 0}, "data.train_length=0"),
+        ({"eval_long_side": 0}, "data.eval_long_side=0: expected an integer >= 1 or null"),
+        ({"haze_prob": 1.5}, "data.haze_prob=1.5"),
+        ({"batch_size": 0}, r"data.batch_size \(src.train: schedule.batch_size\)=0"),
+        ({"eval_batch_size": 0}, "data.eval_batch_size=0"),
+        ({"num_workers": -1}, "data.num_workers=-1: expected an integer >= 0"),
+        ({"train_flips": {"hflip": 1}}, "schedule.train_flips.hflip must be true or false"),
+    ],
+)
 def test_synthetic_sizes(kwargs, message):
     with pytest.raises(ConfigValueError, match=message):
         SyntheticRainDataModule(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"train_transform": {"crop": 0}}, r"data.train_transform.crop=0: size 0: expected a positive integer"),
-    ({"train_transform": {"crop": [16, -1]}}, r"data.train_transform.crop=\[16, -1\]"),
-    ({"train_transform": {"resized_crop": {"size": 0}}}, r"data.train_transform.resized_crop="),
-    ({"train_transform": {"scale": [0, 1]}}, r"data.train_transform.scale="),
-    ({"train_patch": 0}, "schedule.train_patch must be a positive int"),
-    ({"val_scenes": -1}, "data.val_scenes=-1: must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"train_transform": {"crop": 0}}, r"data.train_transform.crop=0: size 0: expected a positive integer"),
+        ({"train_transform": {"crop": [16, -1]}}, r"data.train_transform.crop=\[16, -1\]"),
+        ({"train_transform": {"resized_crop": {"size": 0}}}, r"data.train_transform.resized_crop="),
+        ({"train_transform": {"scale": [0, 1]}}, r"data.train_transform.scale="),
+        ({"train_patch": 0}, "schedule.train_patch must be a positive int"),
+        ({"val_scenes": -1}, "data.val_scenes=-1: must be >= 0"),
+    ],
+)
 def test_file_data_sizes(tmp_path, kwargs, message):
     root = build_spa(tmp_path / "spa").root
     with pytest.raises(ConfigValueError, match=message):
@@ -72,8 +78,14 @@ def test_a_refusal_inside_hydra_instantiate_is_one_line(capsys):
 @pytest.mark.slow
 def test_train_refuses_patch_size_zero_before_training(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", WANDB_MODE="offline")
-    proc = subprocess.run([sys.executable, "-m", "src.train", "data.patch_size=0", f"hydra.run.dir={tmp_path / 'run'}"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "src.train", "data.patch_size=0", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == "error: data.patch_size=0: expected an integer >= 1"
     assert "Traceback" not in proc.stderr

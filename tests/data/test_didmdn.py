@@ -20,13 +20,13 @@ def _decode(path):
 
 
 def test_labels_counts_and_batches(didmdn_tree):
-    dm = DIDMDNDataModule(str(didmdn_tree.root), train_transform={"crop": 16, "hflip": True}, batch_size=9,
-                          val_max=5)
+    dm = DIDMDNDataModule(str(didmdn_tree.root), train_transform={"crop": 16, "hflip": True}, batch_size=9, val_max=5)
     dm.setup("fit")
     assert len(dm.train_set) == 9 and len(dm.test_set) == 12 and len(dm.val_set) == 5
     labels = {dm.train_set.pair(i).name: dm.train_set[i]["label"].item() for i in range(9)}
-    assert labels == {f"{cls}/{i}": lab for cls, lab in
-                      (("Rain_Heavy", 0), ("Rain_Medium", 1), ("Rain_Light", 2)) for i in range(3)}
+    assert labels == {
+        f"{cls}/{i}": lab for cls, lab in (("Rain_Heavy", 0), ("Rain_Medium", 1), ("Rain_Light", 2)) for i in range(3)
+    }
     batch = next(iter(dm.train_dataloader()))
     assert batch["rain"].shape == (9, 3, 16, 16) and batch["label"].dtype == torch.int64
     assert Counter(batch["label"].tolist()) == {0: 3, 1: 3, 2: 3}
@@ -66,10 +66,13 @@ def test_orientation_guard_suggests_order(didmdn_tree):
 def test_config_keys(didmdn_tree, tmp_path):
     with pytest.raises(ValueError, match="data.order='x'"):
         DIDMDNDataModule(str(didmdn_tree.root), order="x")
-    with pytest.raises(FileNotFoundError, match="side-by-side image folder: folder not found: .*Rain_Heavy/train2018new"):
+    with pytest.raises(
+        FileNotFoundError, match="side-by-side image folder: folder not found: .*Rain_Heavy/train2018new"
+    ):
         DIDMDNDataModule(str(didmdn_tree.root), inner_dir="train2018new", train_dir="DID-MDN-test").setup("fit")
-    dm = DIDMDNDataModule(str(didmdn_tree.root), classes={"Rain_Light": 7}, test_dir=None, train_transform=NO_AUG,
-                          check_orientation=False)
+    dm = DIDMDNDataModule(
+        str(didmdn_tree.root), classes={"Rain_Light": 7}, test_dir=None, train_transform=NO_AUG, check_orientation=False
+    )
     dm.setup("fit")
     assert len(dm.train_set) == 3 and {dm.train_set[i]["label"].item() for i in range(3)} == {7}
     assert dm.test_set is None and dm.val_set is None

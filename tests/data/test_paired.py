@@ -80,8 +80,12 @@ def test_random_crop_same_window():
     assert r.shape == c.shape == (16, 24, 3)
     np.testing.assert_array_equal(r.astype(int) - c, 10)
     # locate the window in the clean image: it must be a real sub-image
-    hits = [(i, j) for i in range(40 - 16 + 1) for j in range(56 - 24 + 1)
-            if np.array_equal(clean[i:i + 16, j:j + 24], c)]
+    hits = [
+        (i, j)
+        for i in range(40 - 16 + 1)
+        for j in range(56 - 24 + 1)
+        if np.array_equal(clean[i : i + 16, j : j + 24], c)
+    ]
     assert len(hits) == 1
     with pytest.raises(ValueError, match="smaller than the training crop 64x64"):
         RandomCrop(64)(rain, clean, g)
@@ -113,7 +117,7 @@ def test_random_scale_and_16bit_resize():
     rain, clean = _pair(20, 30)
     r, c = RandomScale((1.5, 1.5))(rain, clean)
     assert r.shape == c.shape == (30, 45, 3)
-    u16 = (clean.astype(np.uint16) * 257)
+    u16 = clean.astype(np.uint16) * 257
     r16, c16 = RandomScale((1.5, 1.5))(u16, u16)
     assert r16.dtype == np.uint16 and r16.shape == (30, 45, 3)
     np.testing.assert_allclose(r16 / 65535.0, c / 255.0, atol=2 / 255)  # same image, two bit depths
@@ -222,11 +226,16 @@ def test_paired_module_config_errors(layouts_tree, tmp_path):
         PairedDataModule(str(layouts_tree.root), "rain100", train_dir="missing").setup("fit")
 
 
-NAMED = {"rain100h": ("rain100", "RainTrainH", "Rain100H"), "rain100l": ("rain100", "RainTrainL", "Rain100L"),
-         "rain200h": ("rain200", "rain_data_train_Heavy", "rain_data_test_Heavy"),
-         "rain200l": ("rain200", "rain_data_train_Light", "rain_data_test_Light"),
-         "rain1400": ("rain1400", "training", "testing"), "rain800": ("side_by_side", "training", "test_syn"),
-         "test100": ("same_names", None, "."), "rain100h_repack": ("same_names", "train", "test")}
+NAMED = {
+    "rain100h": ("rain100", "RainTrainH", "Rain100H"),
+    "rain100l": ("rain100", "RainTrainL", "Rain100L"),
+    "rain200h": ("rain200", "rain_data_train_Heavy", "rain_data_test_Heavy"),
+    "rain200l": ("rain200", "rain_data_train_Light", "rain_data_test_Light"),
+    "rain1400": ("rain1400", "training", "testing"),
+    "rain800": ("side_by_side", "training", "test_syn"),
+    "test100": ("same_names", None, "."),
+    "rain100h_repack": ("same_names", "train", "test"),
+}
 
 
 def test_named_configs_compose(layouts_tree):
@@ -240,17 +249,31 @@ def test_named_configs_compose(layouts_tree):
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=conf, version_base="1.3"):
-            cfgs = {name: compose(config_name="check", overrides=[f"data={name}", f"data.root={layouts_tree.root}"])
-                    for name in NAMED}
-            rain100 = compose(config_name="check", overrides=[
-                "data=rain100h", f"data.root={layouts_tree.root}/rain100", "data.train_dir=train",
-                "data.test_dir=test", "data.train_transform.crop=16"])
+            cfgs = {
+                name: compose(config_name="check", overrides=[f"data={name}", f"data.root={layouts_tree.root}"])
+                for name in NAMED
+            }
+            rain100 = compose(
+                config_name="check",
+                overrides=[
+                    "data=rain100h",
+                    f"data.root={layouts_tree.root}/rain100",
+                    "data.train_dir=train",
+                    "data.test_dir=test",
+                    "data.train_transform.crop=16",
+                ],
+            )
     finally:
         GlobalHydra.instance().clear()
     for name, (layout, train_dir, test_dir) in NAMED.items():
         require_set(cfgs[name], "data")
         dm = instantiate(cfgs[name].data)
-        assert (type(dm), dm.layout, dm.dirs["train"], dm.dirs["test"]) == (PairedDataModule, layout, train_dir, test_dir)
+        assert (type(dm), dm.layout, dm.dirs["train"], dm.dirs["test"]) == (
+            PairedDataModule,
+            layout,
+            train_dir,
+            test_dir,
+        )
     assert instantiate(cfgs["rain800"].data).order == "clean_rain"
     dm = instantiate(rain100.data)
     with pytest.warns(UserWarning, match="skipped 1 pairs whose files are missing .*rain-3.png"):

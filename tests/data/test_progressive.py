@@ -22,8 +22,11 @@ from src.data.transforms import mirror_pad, sub_crop
 from src.utils.errors import ConfigValueError
 from tests.conftest import ROOT, TINY_SYNTHETIC
 
-STAGES = [{"until": 3, "patch": 8, "batch": 4}, {"until": 5, "patch": 12, "batch": 2},
-          {"until": 7, "patch": 16, "batch": 2}]
+STAGES = [
+    {"until": 3, "patch": 8, "batch": 4},
+    {"until": 5, "patch": 12, "batch": 2},
+    {"until": 7, "patch": 16, "batch": 2},
+]
 pytestmark = pytest.mark.filterwarnings("ignore:.*pairs whose files are missing")
 
 
@@ -64,13 +67,16 @@ def test_processes_hold_disjoint_parts_of_each_global_batch():
         ProgressiveSampler(range(5), stages, num_replicas=3, rank=0, seed=3, length=7)
 
 
-@pytest.mark.parametrize("bad, match", [
-    ([], "non-empty list"),
-    ([{"until": 3, "patch": 8}], r"\[0\] must have exactly the keys until, patch, batch"),
-    ([{"until": 3, "patch": 8, "batch": 0}], r"\[0\].batch must be a positive int"),
-    ([{"until": 3, "patch": 8.5, "batch": 2}], r"\[0\].patch must be a positive int"),
-    ([{"until": 3, "patch": 8, "batch": 2}, {"until": 3, "patch": 8, "batch": 2}], r"\[1\].until=3 must be larger"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ([], "non-empty list"),
+        ([{"until": 3, "patch": 8}], r"\[0\] must have exactly the keys until, patch, batch"),
+        ([{"until": 3, "patch": 8, "batch": 0}], r"\[0\].batch must be a positive int"),
+        ([{"until": 3, "patch": 8.5, "batch": 2}], r"\[0\].patch must be a positive int"),
+        ([{"until": 3, "patch": 8, "batch": 2}, {"until": 3, "patch": 8, "batch": 2}], r"\[1\].until=3 must be larger"),
+    ],
+)
 def test_bad_stages_are_refused_naming_the_key(bad, match):
     with pytest.raises(ConfigValueError, match=r"schedule.progressive" + (match if match[0] != "n" else ".*" + match)):
         parse_stages(bad)
@@ -82,8 +88,11 @@ def test_schedule_batch_and_patch_may_not_contradict_the_stages(spa_tree):
     dm = RealRainDataModule(str(spa_tree.root), progressive=STAGES, batch_size=8, val_scenes=0)
     dm.setup("fit")
     assert len(list(dm.test_dataloader())) == 3
-    with pytest.raises(ConfigValueError, match=r"data.batch_size=8 \(schedule.batch_size\) differs from "
-                                               r"schedule.progressive\[0\].batch=4"):
+    with pytest.raises(
+        ConfigValueError,
+        match=r"data.batch_size=8 \(schedule.batch_size\) differs from "
+        r"schedule.progressive\[0\].batch=4",
+    ):
         dm.train_dataloader()
     dm = SyntheticRainDataModule(progressive=STAGES, batch_size=4, train_patch=32)
     dm.setup("fit")
@@ -101,7 +110,7 @@ def test_mirror_pad_and_sub_crop_follow_basicsr():
     u = torch.rand(2, generator=torch.Generator().manual_seed(5)).tolist()
     top, left = int(6 * u[0]), int(6 * u[1])
     r, c = sub_crop(a, a + 1, 4, g)
-    assert np.array_equal(r, a[top:top + 4, left:left + 4]) and np.array_equal(c, r + 1)
+    assert np.array_equal(r, a[top : top + 4, left : left + 4]) and np.array_equal(c, r + 1)
 
 
 class Recorder(L.LightningModule):
@@ -121,11 +130,23 @@ class Recorder(L.LightningModule):
 
 
 def _fit(make_dm, tmp_path, max_steps, ckpt=None, save_at=None):
-    callbacks = [ModelCheckpoint(dirpath=tmp_path, filename="{step}", every_n_train_steps=save_at, save_top_k=-1,
-                                 monitor=None)] if save_at else []
-    trainer = L.Trainer(max_steps=max_steps, accelerator="cpu", devices=1, logger=False, callbacks=callbacks,
-                        enable_checkpointing=bool(save_at), enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, default_root_dir=str(tmp_path))
+    callbacks = (
+        [ModelCheckpoint(dirpath=tmp_path, filename="{step}", every_n_train_steps=save_at, save_top_k=-1, monitor=None)]
+        if save_at
+        else []
+    )
+    trainer = L.Trainer(
+        max_steps=max_steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=callbacks,
+        enable_checkpointing=bool(save_at),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=str(tmp_path),
+    )
     model = Recorder()
     trainer.fit(model, datamodule=make_dm(), ckpt_path=ckpt, weights_only=False)
     return model.seen
@@ -140,8 +161,15 @@ def test_resume_continues_the_same_samples_and_patches(spa_tree, tmp_path, where
     stages[-1]["patch"] = 28  # larger than the images' 24 rows: mirrored to 28x32 first
 
     def make_dm():
-        return RealRainDataModule(str(spa_tree.root), progressive=stages, batch_size=4, val_scenes=0, seed=7,
-                                  check_orientation=False, train_transform={"crop": 16, "hflip": True})
+        return RealRainDataModule(
+            str(spa_tree.root),
+            progressive=stages,
+            batch_size=4,
+            val_scenes=0,
+            seed=7,
+            check_orientation=False,
+            train_transform={"crop": 16, "hflip": True},
+        )
 
     full = _fit(make_dm, tmp_path / "full", 7)
     assert [full[s][1] for s in range(7)] == [(4, 3, 8, 8)] * 3 + [(2, 3, 12, 12)] * 2 + [(2, 3, 28, 28)] * 2
@@ -156,9 +184,16 @@ def test_resume_continues_the_same_samples_and_patches(spa_tree, tmp_path, where
 
 def test_synthetic_data_follows_the_stages(tmp_path):
     def make_dm():
-        return SyntheticRainDataModule(train_photos=["camera", "coins"], val_photos=["coffee"],
-                                       test_photos=["chelsea"], train_length=5, patch_size=64, batch_size=4,
-                                       progressive=STAGES, seed=3)
+        return SyntheticRainDataModule(
+            train_photos=["camera", "coins"],
+            val_photos=["coffee"],
+            test_photos=["chelsea"],
+            train_length=5,
+            patch_size=64,
+            batch_size=4,
+            progressive=STAGES,
+            seed=3,
+        )
 
     seen = _fit(make_dm, tmp_path, 8)
     keys = [k for keys in ProgressiveSampler(range(5), parse_stages(STAGES), 1, 0, 3, 8) for k in keys]
@@ -172,11 +207,28 @@ def test_two_ddp_processes_split_every_global_batch(tmp_path):
     that one process would draw, at the stage's patch size."""
     run = tmp_path / "run"
     stages = "[{until:3,patch:16,batch:4},{until:5,patch:24,batch:2}]"
-    cmd = [sys.executable, "-m", "src.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-           "model=b_a", *TINY_SYNTHETIC, "schedule.batch_size=4", f"schedule.progressive={stages}",
-           "schedule.max_steps=5", "schedule.val_every=5", "test=false", "logger=[]", "seed=3",
-           "~callbacks.progress_bar", "~callbacks.model_summary", "~callbacks.image_grid",
-           "+callbacks.record._target_=tests.data.progressive_helpers.RecordBatches", f"hydra.run.dir={run}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "src.train",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "model=b_a",
+        *TINY_SYNTHETIC,
+        "schedule.batch_size=4",
+        f"schedule.progressive={stages}",
+        "schedule.max_steps=5",
+        "schedule.val_every=5",
+        "test=false",
+        "logger=[]",
+        "seed=3",
+        "~callbacks.progress_bar",
+        "~callbacks.model_summary",
+        "~callbacks.image_grid",
+        "+callbacks.record._target_=tests.data.progressive_helpers.RecordBatches",
+        f"hydra.run.dir={run}",
+    ]
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -120,15 +120,18 @@ def test_rain100_padded_and_not(layouts_tree):
     assert os.path.basename(train.pairs[1].clean) == "norain-2.png"
     assert len(train.missing) == 1 and "norain-3" in train.missing[0]  # rainstreak-* ignored
     test = read_layout(str(layouts_tree.root / "rain100/test"), "rain100")
-    assert [(os.path.basename(p.rain), os.path.basename(p.clean)) for p in test.pairs] == \
-        [("rain-001.png", "norain-001.png"), ("rain-002.png", "norain-002.png")]
+    assert [(os.path.basename(p.rain), os.path.basename(p.clean)) for p in test.pairs] == [
+        ("rain-001.png", "norain-001.png"),
+        ("rain-002.png", "norain-002.png"),
+    ]
 
 
 def test_rain200(layouts_tree):
     res = read_layout(str(layouts_tree.root / "rain200/train"), "rain200")
     assert [(_rel(layouts_tree, p.rain), _rel(layouts_tree, p.clean)) for p in res.pairs] == [
         ("rain200/train/rain/X2/norain-1x2.png", "rain200/train/norain/norain-1.png"),
-        ("rain200/train/rain/X2/norain-2x2.png", "rain200/train/norain/norain-2.png")]
+        ("rain200/train/rain/X2/norain-2x2.png", "rain200/train/norain/norain-2.png"),
+    ]
 
 
 def test_same_names(layouts_tree):

@@ -64,8 +64,11 @@ def test_test_list_file_and_val_fallback(spa_tree):
 
 
 def test_release_resized_crop_default_and_internet(spa_tree):
-    dm = RealRainDataModule(str(spa_tree.root), batch_size=2, train_transform={
-        "resized_crop": {"size": 256, "scale": [0.8, 1.0], "ratio": [0.75, 4 / 3]}})
+    dm = RealRainDataModule(
+        str(spa_tree.root),
+        batch_size=2,
+        train_transform={"resized_crop": {"size": 256, "scale": [0.8, 1.0], "ratio": [0.75, 4 / 3]}},
+    )
     dm.setup("fit")
     assert dm.train_set[0]["rain"].shape == (3, 256, 256)
     assert [os.path.basename(p) for p in dm.internet_images()] == ["2.png", "10.jpg"]
@@ -116,8 +119,15 @@ def test_real_config_composes_and_requires_root(spa_tree):
             cfg = compose(config_name="check", overrides=["data=realrain"])
             with pytest.raises(ValueError, match="data.root is not set: pass data.root=DIR"):
                 require_set(cfg, "data")
-            cfg = compose(config_name="check", overrides=["data=realrain", f"data.root={spa_tree.root}",
-                                                          "data.val_scenes=[000]", "data.train_transform.resized_crop.size=32"])
+            cfg = compose(
+                config_name="check",
+                overrides=[
+                    "data=realrain",
+                    f"data.root={spa_tree.root}",
+                    "data.val_scenes=[000]",
+                    "data.train_transform.resized_crop.size=32",
+                ],
+            )
     finally:
         GlobalHydra.instance().clear()
     require_set(cfg, "data")
@@ -151,9 +161,17 @@ def test_lightning_keeps_sampler_and_resume_continues_order(spa_tree, tmp_path):
     def fit(max_epochs, ckpt=None):
         dm = make(spa_tree.root, seed=3, batch_size=4, val_scenes=0, check_orientation=False)
         model = _Recorder()
-        trainer = L.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            limit_val_batches=0, default_root_dir=str(tmp_path))
+        trainer = L.Trainer(
+            max_epochs=max_epochs,
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            default_root_dir=str(tmp_path),
+        )
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt)
         return trainer, model, dm
 
@@ -170,7 +188,9 @@ def test_lightning_keeps_sampler_and_resume_continues_order(spa_tree, tmp_path):
 
 def test_gt_pairs_for_folder_scoring(spa_tree):
     dm = make(spa_tree.root)
-    assert dm.gt_pairs("test") == [(f"{i:03d}", str(spa_tree.root / f"real_test_1000/gt/{i:03d}gt.png")) for i in range(3)]
+    assert dm.gt_pairs("test") == [
+        (f"{i:03d}", str(spa_tree.root / f"real_test_1000/gt/{i:03d}gt.png")) for i in range(3)
+    ]
     assert dm.train_set is None  # only the test split was read
     val = make(spa_tree.root, val_scenes=["001"]).gt_pairs("val")
     assert [n for n, _ in val] == ["001-1_0_0", "001-2_0_0", "001-1_0_1", "001-2_0_1"]

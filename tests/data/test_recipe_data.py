@@ -109,17 +109,31 @@ def _which_flips(sample: torch.Tensor, original: np.ndarray) -> tuple[bool, bool
     return found[0]
 
 
-@pytest.mark.parametrize("recipe,expected", [("jorder", ALL_ON), ("rescan", ALL_OFF),
-                                             ("spanet", {"hflip": True, "vflip": False, "transpose": False})])
+@pytest.mark.parametrize(
+    "recipe,expected",
+    [("jorder", ALL_ON), ("rescan", ALL_OFF), ("spanet", {"hflip": True, "vflip": False, "transpose": False})],
+)
 def test_recipe_flips_reach_the_training_batches(recipe, expected, tmp_path):
     """800 training samples from real batches: under recipe=jorder each of hflip / vflip / transpose is applied
     with probability 1/2, independently (all 8 combinations ~1/8); rain and clean always get the same one.
     recipe=rescan (no augmentation) leaves every sample as read; recipe=spanet keeps data=paired's own hflip."""
     images = _flip_tree(tmp_path / "pairs")
-    cfg = compose_cfg("train", [f"recipe={recipe}", "data=paired", f"data.root={tmp_path / 'pairs'}",
-                                "data.layout=same_names", "data.rain_dir=rain", "data.clean_dir=clean",
-                                "data.num_workers=0", "data.train_transform.crop=32", "schedule.batch_size=8"]
-                      + (["schedule.train_patch=32"] if recipe != "spanet" else []), tmp_path / "run")
+    cfg = compose_cfg(
+        "train",
+        [
+            f"recipe={recipe}",
+            "data=paired",
+            f"data.root={tmp_path / 'pairs'}",
+            "data.layout=same_names",
+            "data.rain_dir=rain",
+            "data.clean_dir=clean",
+            "data.num_workers=0",
+            "data.train_transform.crop=32",
+            "schedule.batch_size=8",
+        ]
+        + (["schedule.train_patch=32"] if recipe != "spanet" else []),
+        tmp_path / "run",
+    )
     dm = instantiate(cfg.data)
     dm.setup("fit")
     torch.manual_seed(0)
@@ -138,7 +152,7 @@ def test_recipe_flips_reach_the_training_batches(recipe, expected, tmp_path):
     rates = {k: sum(c[i] for c in combos) / n for i, k in enumerate(("hflip", "vflip", "transpose"))}
     for key, on in expected.items():
         if on:  # binomial(n, 1/2): sd = 0.5 / sqrt(n) ~ 0.018; 4 sd
-            assert abs(rates[key] - 0.5) < 4 * 0.5 / n ** 0.5, (key, rates)
+            assert abs(rates[key] - 0.5) < 4 * 0.5 / n**0.5, (key, rates)
         else:
             assert rates[key] == 0, (key, rates)
     if expected == ALL_ON:  # the three are independent: chi-square over the 8 combinations, 7 dof, p = 0.001
@@ -164,8 +178,11 @@ def test_synthetic_patches_follow_the_recipe_flips():
             assert torch.equal(a, b), i
     assert abs(flipped / len(default) - 0.5) < 4 * 0.5 / len(default) ** 0.5
     every = SyntheticRainDataset(**kw, flips=ALL_ON)
-    transposed = sum(not torch.equal(every[i]["clean"], off[i]["clean"])
-                     and not torch.equal(every[i]["clean"], off[i]["clean"].flip(-1)) for i in range(60))
+    transposed = sum(
+        not torch.equal(every[i]["clean"], off[i]["clean"])
+        and not torch.equal(every[i]["clean"], off[i]["clean"].flip(-1))
+        for i in range(60)
+    )
     assert transposed > 20  # vflip / transpose change most patches (3 of 4 combinations that are not hflip-only)
     with pytest.raises(ValueError, match="schedule.train_flips: unknown key"):
         SyntheticRainDataset(**kw, flips={"rotate": True})

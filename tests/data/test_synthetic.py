@@ -66,8 +66,10 @@ def test_streak_kernel_is_a_line_at_the_angle():
 
 def test_heavier_levels_have_more_rain_on_average():
     rng = np.random.default_rng(0)
-    cover = {lv: np.mean([(render_rain_layer((64, 64), RainParams.sample(rng, lv), rng) > 0.05).mean()
-                          for _ in range(20)]) for lv in (0, 1, 2)}
+    cover = {
+        lv: np.mean([(render_rain_layer((64, 64), RainParams.sample(rng, lv), rng) > 0.05).mean() for _ in range(20)])
+        for lv in (0, 1, 2)
+    }
     assert cover[0] > cover[1] > cover[2]
 
 

@@ -13,11 +13,30 @@ def test_rows_ratios_and_folder_row(tmp_path, capsys):
     bench = load_experiment_script("bench_eval")
     out = tmp_path / "bench.json"
     work = tmp_path / "pairs"
-    report = bench.main(["--size", "40", "--repeats", "1", "--warmup", "0", "--pairs", "3", "--distinct", "2",
-                         "--workers", "0", "--workdir", str(work), "--json", str(out)])
+    report = bench.main(
+        [
+            "--size",
+            "40",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--pairs",
+            "3",
+            "--distinct",
+            "2",
+            "--workers",
+            "0",
+            "--workdir",
+            str(work),
+            "--json",
+            str(out),
+        ]
+    )
     labels = [row["row"] for row in report["rows"]]
-    assert labels == [f"{p} {what}" for p in ("spanet", "y_matlab", "rgb_uint8") for what in ("SSIM", "PSNR + SSIM")] \
-        + ["all three protocols (score_all)"]
+    assert labels == [
+        f"{p} {what}" for p in ("spanet", "y_matlab", "rgb_uint8") for what in ("SSIM", "PSNR + SSIM")
+    ] + ["all three protocols (score_all)"]
     for row in report["rows"]:
         assert row["speedup"] == pytest.approx(row["skimage_ms"] / row["suite_ms"])
     assert report["all_over_decode"] == pytest.approx(report["rows"][-1]["suite_ms"] / report["decode_pair_ms"])

@@ -20,8 +20,22 @@ def test_before_after_rows_and_timeline(tmp_path, capsys):
     timeline = tmp_path / "timeline.csv"
     overlap = auto_overlap(SPANet("b_a"))
     tile = overlap + 32
-    rows = bench.main(["--baseline", "HEAD", "--models", "b_a", "--megapixels", "0.03", "--tile", str(tile),
-                       "--timeline", str(timeline), "--json", str(tmp_path / "bench.json")])
+    rows = bench.main(
+        [
+            "--baseline",
+            "HEAD",
+            "--models",
+            "b_a",
+            "--megapixels",
+            "0.03",
+            "--tile",
+            str(tile),
+            "--timeline",
+            str(timeline),
+            "--json",
+            str(tmp_path / "bench.json"),
+        ]
+    )
     assert [(r["code"], r["mode"]) for r in rows] == [("old", "whole"), ("new", "whole"), ("new", "tiled")]
     old, new, tiled = rows
     assert new["size"] == old["size"] == [150, 200] and new["max_abs_vs_old"] <= 1e-6
@@ -42,9 +56,20 @@ def test_psnr_and_table_ratios():
     a = np.zeros((3, 4, 4), np.float32)
     assert bench.psnr(a, a + 0.1) == pytest.approx(20.0)
     assert bench.psnr(a, a) == float("inf")
-    base = {"model": "spanet", "mp": 4.0, "mode": "whole", "threads": 1, "user_s": 10.0, "sys_s": 1.0,
-            "psnr_clean": 20.0, "tile": None, "overlap": None}
-    rows = [dict(base, code="old", bytes_per_px=1200.0, s_per_mp=40.0, cpu_s_per_mp=44.0),
-            dict(base, code="new", bytes_per_px=450.0, s_per_mp=16.0, cpu_s_per_mp=22.0, max_abs_vs_old=0.0)]
+    base = {
+        "model": "spanet",
+        "mp": 4.0,
+        "mode": "whole",
+        "threads": 1,
+        "user_s": 10.0,
+        "sys_s": 1.0,
+        "psnr_clean": 20.0,
+        "tile": None,
+        "overlap": None,
+    }
+    rows = [
+        dict(base, code="old", bytes_per_px=1200.0, s_per_mp=40.0, cpu_s_per_mp=44.0),
+        dict(base, code="new", bytes_per_px=450.0, s_per_mp=16.0, cpu_s_per_mp=22.0, max_abs_vs_old=0.0),
+    ]
     line = bench.table(rows).splitlines()[-1]
     assert line.endswith("| 0.40 | 0.50 | 0.38 | 0.0e+00 |")

@@ -14,8 +14,23 @@ def test_irnn_rows_and_floor(tmp_path, capsys):
     dx) over the copy bandwidth measured in the same run, and the ratio is the scan's time over it."""
     bench = load_experiment_script("bench_spanet")
     out = tmp_path / "bench.json"
-    report = bench.main(["--irnn-only", "--sizes", "small", "--repeats", "1", "--irnn-repeats", "2",
-                         "--warmup", "0", "--threads", "1", "--json", str(out)])
+    report = bench.main(
+        [
+            "--irnn-only",
+            "--sizes",
+            "small",
+            "--repeats",
+            "1",
+            "--irnn-repeats",
+            "2",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
     info, rows = report["info"], report["results"]["B8 64x64"]
     auto = info["irnn_auto_backend"]
     n_bytes = 8 * 32 * 64 * 64 * 4

@@ -9,8 +9,28 @@ from tests.conftest import load_experiment_script
 
 def test_bench_train_rows_split_the_step_and_project_the_schedule(capsys):
     bench = load_experiment_script("bench_train")
-    rows = bench.main(["--batch", "2", "--crop", "32", "--steps", "2", "--warmup", "0", "--pairs", "4",
-                       "--workers", "0", "--threads", "1", "--options", "default", "bf16", "cudnn_benchmark"])
+    rows = bench.main(
+        [
+            "--batch",
+            "2",
+            "--crop",
+            "32",
+            "--steps",
+            "2",
+            "--warmup",
+            "0",
+            "--pairs",
+            "4",
+            "--workers",
+            "0",
+            "--threads",
+            "1",
+            "--options",
+            "default",
+            "bf16",
+            "cudnn_benchmark",
+        ]
+    )
     assert [r["option"] for r in rows] == ["default", "bf16"]  # cudnn_benchmark: CUDA only, said so
     for r in rows:
         assert (r["batch"], r["crop"], r["max_steps"]) == (2, 32, 60000)  # recipe=spanet: schedule spanet_paper

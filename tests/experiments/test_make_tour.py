@@ -64,8 +64,14 @@ def test_table_chart_of_a_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     for i, (model, psnr) in enumerate((("b_a", 20.0), ("b_f", 21.0))):
         per_image = {n: {"spanet": {"psnr": psnr + d, "ssim": 0.8}} for n, d in (("a", -0.5), ("b", 0.5))}
-        record = {"model": model, "data": "synthetic", "schedule": "quick", "seed": 1, "global_step": 20,
-                  "test": {"n_images": 2, "mean": {"spanet": {"psnr": psnr, "ssim": 0.8}}, "per_image": per_image}}
+        record = {
+            "model": model,
+            "data": "synthetic",
+            "schedule": "quick",
+            "seed": 1,
+            "global_step": 20,
+            "test": {"n_images": 2, "mean": {"spanet": {"psnr": psnr, "ssim": 0.8}}, "per_image": per_image},
+        }
         (sweep / str(i)).mkdir(parents=True)
         (sweep / str(i) / "metrics.json").write_text(json.dumps(record))
     markdown = make_tour.table_chart(sweep, tmp_path / "chart.png")

@@ -17,9 +17,15 @@ from tests.conftest import CONF, ROOT
 
 SOTA = ["spanet", "restormer", "drsformer_spa", "nerd_rain", "nerd_rain_s", "nafnet", "prenet"]
 # recipe -> (model, schedule) of each job
-JOBS = {"spanet": ("spanet", "spanet_paper"), "restormer": ("restormer", "restormer"),
-        "drsformer_spa": ("drsformer_spa", "drsformer"), "nerd_rain": ("nerd_rain", "nerd_rain"),
-        "nerd_rain_s": ("nerd_rain_s", "nerd_rain"), "nafnet": ("nafnet", "nafnet"), "prenet": ("prenet", "prenet")}
+JOBS = {
+    "spanet": ("spanet", "spanet_paper"),
+    "restormer": ("restormer", "restormer"),
+    "drsformer_spa": ("drsformer_spa", "drsformer"),
+    "nerd_rain": ("nerd_rain", "nerd_rain"),
+    "nerd_rain_s": ("nerd_rain_s", "nerd_rain"),
+    "nafnet": ("nafnet", "nafnet"),
+    "prenet": ("prenet", "prenet"),
+}
 
 
 def _compose(*overrides):

@@ -21,8 +21,9 @@ needs_release = pytest.mark.skipif(not RELEASE.is_file(), reason="weights/spanet
 
 def make_checkpoint(path: Path, model: str = "spanet", seed: int = 0, channels: int = 8) -> Path:
     """A checkpoint as src.train writes it (state_dict + stored run config) of a small random network."""
-    cfg = compose_cfg("predict", [f"model={model}", f"model.net.channels={channels}", "input=x", "output=y"],
-                      path.parent)
+    cfg = compose_cfg(
+        "predict", [f"model={model}", f"model.net.channels={channels}", "input=x", "output=y"], path.parent
+    )
     GlobalHydra.instance().clear()
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     for key in ("optimizer", "scheduler"):
@@ -30,8 +31,15 @@ def make_checkpoint(path: Path, model: str = "spanet", seed: int = 0, channels: 
     torch.manual_seed(seed)
     module = instantiate(OmegaConf.create(model_cfg), optimizer=None, scheduler=None)
     state = {f"net.{k}": v for k, v in module.net.state_dict().items()}
-    torch.save({"state_dict": state, "pytorch-lightning_version": "2.6.0", "global_step": 0,
-                "suite_config": {"model": model_cfg, "run_info": {"model": model}}}, path)
+    torch.save(
+        {
+            "state_dict": state,
+            "pytorch-lightning_version": "2.6.0",
+            "global_step": 0,
+            "suite_config": {"model": model_cfg, "run_info": {"model": model}},
+        },
+        path,
+    )
     return path
 
 

@@ -17,10 +17,15 @@ def test_the_release_in_a_grid_is_built_as_model_spanet_release(tmp_path, images
     run_predict(tmp_path, ["model=spanet_release", f"input={images}", f"output={ref}", "save_raw=true"])
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["spanet", "spanet_release"]
     for stem in "abc":
-        np.testing.assert_allclose(np.load(out / "spanet_release" / f"{stem}.npy"), np.load(ref / f"{stem}.npy"),
-                                   atol=1e-5)
-        assert np.abs(iio.imread(out / "spanet_release" / f"{stem}.png").astype(int)
-                      - iio.imread(ref / f"{stem}.png")).max() <= 1
+        np.testing.assert_allclose(
+            np.load(out / "spanet_release" / f"{stem}.npy"), np.load(ref / f"{stem}.npy"), atol=1e-5
+        )
+        assert (
+            np.abs(
+                iio.imread(out / "spanet_release" / f"{stem}.png").astype(int) - iio.imread(ref / f"{stem}.png")
+            ).max()
+            <= 1
+        )
 
 
 def test_a_sweep_gives_columns_in_job_order_labelled_by_what_differs(tmp_path):
@@ -33,7 +38,8 @@ def test_a_sweep_gives_columns_in_job_order_labelled_by_what_differs(tmp_path):
         (run / "checkpoints" / "best.ckpt").write_bytes(b"x")
         (run / ".hydra").mkdir()
         (run / ".hydra" / "overrides.yaml").write_text(
-            f"- experiment=table4_smoke\n- model={model}\n- seed={seed}\n- hydra.sweep.dir={sweep}\n")
+            f"- experiment=table4_smoke\n- model={model}\n- seed={seed}\n- hydra.sweep.dir={sweep}\n"
+        )
         names.append(model)
     files = checkpoint_files(str(sweep))
     assert files == [sweep / str(job) / "checkpoints" / "best.ckpt" for job in range(12)]  # 0, 1, 2, ..., 10, 11

@@ -31,8 +31,9 @@ def _files(folder):
 
 
 def _claim_of(proc) -> bytes:
-    return json.dumps({"host": socket.gethostname(), "pid": proc.pid, "start": _start_ticks(proc.pid),
-                       "since": "now"}).encode()
+    return json.dumps(
+        {"host": socket.gethostname(), "pid": proc.pid, "start": _start_ticks(proc.pid), "since": "now"}
+    ).encode()
 
 
 def test_a_folder_claimed_by_a_running_process_is_refused_and_a_dead_holder_is_no_claim(tmp_path, ckpt, images):
@@ -53,10 +54,16 @@ def test_a_folder_claimed_by_a_running_process_is_refused_and_a_dead_holder_is_n
 
 def _bomb_png(path, width=50000, height=50000):
     """A valid PNG header claiming width x height pixels, with almost no data behind it."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_a_decompression_bomb_is_named_and_the_good_images_derained(tmp_path, ckpt, images):
@@ -89,8 +96,9 @@ def test_bad_ground_truth_is_refused_before_anything_is_written(tmp_path, ckpt, 
 def test_a_video_cut_short_reports_frames_read_and_declared(tmp_path, ckpt, caplog):
     frames = np.random.default_rng(0).integers(0, 256, (60, 32, 48, 3), dtype=np.uint8)  # frames of similar size
     whole = tmp_path / "whole.mp4"
-    with iio2.get_writer(whole, format="FFMPEG", fps=25, macro_block_size=1,
-                         ffmpeg_params=["-movflags", "+faststart"]) as w:  # index first: a cut file still opens
+    with iio2.get_writer(
+        whole, format="FFMPEG", fps=25, macro_block_size=1, ffmpeg_params=["-movflags", "+faststart"]
+    ) as w:  # index first: a cut file still opens
         for f in frames:
             w.append_data(f)
     data = whole.read_bytes()
@@ -100,8 +108,10 @@ def test_a_video_cut_short_reports_frames_read_and_declared(tmp_path, ckpt, capl
     n_read = sum(1 for _ in iter_video(clips / "cut.mp4"))
     assert declared_frames(whole) == declared_frames(clips / "cut.mp4") == 60 and 0 < n_read < 60
     out = tmp_path / "out"
-    with caplog.at_level("WARNING"), pytest.raises(VideoReadError, match=f"read {n_read} of the 60 frames its "
-                                                                        "container declares"):
+    with (
+        caplog.at_level("WARNING"),
+        pytest.raises(VideoReadError, match=f"read {n_read} of the 60 frames its container declares"),
+    ):
         run_predict(tmp_path, [f"ckpt_path={ckpt}", f"input={clips / 'cut.mp4'}", f"output={out}"])
     assert f"read {n_read} of the 60 frames" in caplog.text
     assert sum(1 for _ in iter_video(out / "cut.mp4")) == n_read  # what could be read was derained
@@ -110,8 +120,14 @@ def test_a_video_cut_short_reports_frames_read_and_declared(tmp_path, ckpt, capl
 def test_a_container_without_a_frame_count_is_not_a_partial_result(tmp_path, ckpt):
     clip = tmp_path / "clips" / "clip.mkv"
     clip.parent.mkdir()
-    iio.imwrite(clip, np.stack([skdata.astronaut()[k:k + 32, :48] for k in range(5)]), plugin="FFMPEG", fps=10,
-                codec="libx264", macro_block_size=1)
+    iio.imwrite(
+        clip,
+        np.stack([skdata.astronaut()[k : k + 32, :48] for k in range(5)]),
+        plugin="FFMPEG",
+        fps=10,
+        codec="libx264",
+        macro_block_size=1,
+    )
     assert declared_frames(clip) is None
     written = run_predict(tmp_path, [f"ckpt_path={ckpt}", f"input={clip}", f"output={tmp_path / 'out'}"])
     assert [p.name for p in written] == ["clip.mp4"]
@@ -145,20 +161,33 @@ def test_the_output_folder_itself_may_be_a_link(tmp_path, ckpt, images):
     assert {p.name for p in real.glob("*.png")} == {"a.png", "b.png", "c.png"}
 
 
-@pytest.mark.parametrize("option, key", [("tile=-1", "tile"), ("tile=whole", "tile"), ("tile=64", "tile=64"),
-                                         ("tile_overlap=-8", "tile_overlap"), ("batch_size=0", "batch_size"),
-                                         ("video.fps=0", "video.fps"), ("protocol=psnr", "protocol"),
-                                         ("half=true", "half=true"), ("device=tpu", "device")])
+@pytest.mark.parametrize(
+    "option, key",
+    [
+        ("tile=-1", "tile"),
+        ("tile=whole", "tile"),
+        ("tile=64", "tile=64"),
+        ("tile_overlap=-8", "tile_overlap"),
+        ("batch_size=0", "batch_size"),
+        ("video.fps=0", "video.fps"),
+        ("protocol=psnr", "protocol"),
+        ("half=true", "half=true"),
+        ("device=tpu", "device"),
+    ],
+)
 def test_impossible_options_are_refused_before_anything_is_read(tmp_path, option, key):
     out = tmp_path / "out"
     with pytest.raises(ConfigValueError, match=f"^{key}"):
-        run_predict(tmp_path, [f"ckpt_path={tmp_path / 'none.ckpt'}", f"input={tmp_path / 'none'}", f"output={out}",
-                               option])
+        run_predict(
+            tmp_path, [f"ckpt_path={tmp_path / 'none.ckpt'}", f"input={tmp_path / 'none'}", f"output={out}", option]
+        )
     assert not out.exists()
 
 
 def test_tile_zero_and_null_mean_whole_images(tmp_path, ckpt, images):
     for k, tile in enumerate(("0", "null")):
-        run_predict(tmp_path, [f"ckpt_path={ckpt}", f"input={images}", f"output={tmp_path / str(k)}", f"tile={tile}",
-                               "save_raw=true"])
+        run_predict(
+            tmp_path,
+            [f"ckpt_path={ckpt}", f"input={images}", f"output={tmp_path / str(k)}", f"tile={tile}", "save_raw=true"],
+        )
     np.testing.assert_array_equal(np.load(tmp_path / "0" / "a.npy"), np.load(tmp_path / "1" / "a.npy"))

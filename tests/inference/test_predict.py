@@ -22,7 +22,8 @@ def test_outputs_equal_the_network_on_each_image(tmp_path, ckpt, images):
     out = tmp_path / "out"
     written = run_predict(tmp_path, [f"ckpt_path={ckpt}", f"input={images}", f"output={out}", "save_raw=true"])
     assert {p.relative_to(out).as_posix() for p in written} == {
-        f"{d}{s}{x}" for s in "abc" for d in ("", "attention/") for x in (".png", ".npy")}
+        f"{d}{s}{x}" for s in "abc" for d in ("", "attention/") for x in (".png", ".npy")
+    }
     net = load_net(ckpt)
     for stem in "abc":
         img = iio.imread(images / f"{stem}.png")
@@ -37,8 +38,9 @@ def test_outputs_equal_the_network_on_each_image(tmp_path, ckpt, images):
         assert np.array_equal(iio.imread(out / f"{stem}.png"), levels)
         a = ref["att"][0][0, 0].numpy()
         np.testing.assert_allclose(np.load(out / "attention" / f"{stem}.npy"), a, atol=1e-5)
-        assert np.array_equal(iio.imread(out / "attention" / f"{stem}.png"),
-                              heat_map(np.load(out / "attention" / f"{stem}.npy")))
+        assert np.array_equal(
+            iio.imread(out / "attention" / f"{stem}.png"), heat_map(np.load(out / "attention" / f"{stem}.npy"))
+        )
 
 
 def test_same_sized_images_are_batched_and_give_the_same_result(tmp_path, ckpt, images, monkeypatch):
@@ -50,14 +52,33 @@ def test_same_sized_images_are_batched_and_give_the_same_result(tmp_path, ckpt, 
         return forward(self, batch)
 
     monkeypatch.setattr(engine.Derainer, "forward", spy)
-    run_predict(tmp_path, [f"ckpt_path={ckpt}", f"input={images}", f"output={tmp_path / 'b4'}", "save_raw=true",
-                           "batch_size=4", "tile=0"])
+    run_predict(
+        tmp_path,
+        [
+            f"ckpt_path={ckpt}",
+            f"input={images}",
+            f"output={tmp_path / 'b4'}",
+            "save_raw=true",
+            "batch_size=4",
+            "tile=0",
+        ],
+    )
     assert (2, 3, 37, 51) in shapes and (1, 3, 29, 33) in shapes  # a.png + b.png in one pass
-    run_predict(tmp_path, [f"ckpt_path={ckpt}", f"input={images}", f"output={tmp_path / 'b1'}", "save_raw=true",
-                           "batch_size=1", "tile=0"])
+    run_predict(
+        tmp_path,
+        [
+            f"ckpt_path={ckpt}",
+            f"input={images}",
+            f"output={tmp_path / 'b1'}",
+            "save_raw=true",
+            "batch_size=1",
+            "tile=0",
+        ],
+    )
     for stem in "abc":
-        np.testing.assert_allclose(np.load(tmp_path / "b4" / f"{stem}.npy"), np.load(tmp_path / "b1" / f"{stem}.npy"),
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            np.load(tmp_path / "b4" / f"{stem}.npy"), np.load(tmp_path / "b1" / f"{stem}.npy"), atol=1e-5
+        )
 
 
 def test_existing_outputs_are_kept_unless_overwrite(tmp_path, ckpt, images):
@@ -114,12 +135,14 @@ def _rain_pair(tmp_path):
 def test_compare_figure_with_ground_truth(tmp_path, ckpt):
     rain_dir, gt_dir = _rain_pair(tmp_path)
     out = tmp_path / "out"
-    run_predict(tmp_path, [f"ckpt_path={ckpt}", f"input={rain_dir}", f"output={out}", "compare=true", f"gt={gt_dir}",
-                           "protocol=spanet"])
+    run_predict(
+        tmp_path,
+        [f"ckpt_path={ckpt}", f"input={rain_dir}", f"output={out}", "compare=true", f"gt={gt_dir}", "protocol=spanet"],
+    )
     fig = iio.imread(out / "compare" / "p.png")
     h, w = 4 * 40, 4 * 48  # narrower than MIN_PANEL_WIDTH: each pixel repeated 4 x 4
     assert fig.shape[1] == 4 * w + 3 * GAP and fig.shape[0] > h  # rain | derained | attention | gt, captions below
-    panels = [fig[:h, k * (w + GAP):k * (w + GAP) + w] for k in range(4)]
+    panels = [fig[:h, k * (w + GAP) : k * (w + GAP) + w] for k in range(4)]
     for panel in panels:
         assert np.array_equal(panel, panel[::4, ::4].repeat(4, 0).repeat(4, 1))
     assert np.array_equal(panels[0][::4, ::4], iio.imread(rain_dir / "p.png"))
@@ -129,8 +152,10 @@ def test_compare_figure_with_ground_truth(tmp_path, ckpt):
     assert (fig[h:, :w] < 128).any()  # the caption strip carries text (the scores)
     with pytest.raises(GroundTruthError, match="no ground truth for 1 input"):
         (gt_dir / "q.png").unlink()
-        run_predict(tmp_path, [f"ckpt_path={ckpt}", f"input={rain_dir}", f"output={tmp_path / 'o2'}", "compare=true",
-                               f"gt={gt_dir}"])
+        run_predict(
+            tmp_path,
+            [f"ckpt_path={ckpt}", f"input={rain_dir}", f"output={tmp_path / 'o2'}", "compare=true", f"gt={gt_dir}"],
+        )
 
 
 def test_scores_on_figures_are_the_protocol_scores(tmp_path):
@@ -150,10 +175,15 @@ def test_several_checkpoints_give_one_labelled_grid(tmp_path):
     a = make_checkpoint(tmp_path / "a.ckpt", "spanet", seed=1)
     b = make_checkpoint(tmp_path / "b.ckpt", "b_a", seed=2)
     out = tmp_path / "out"
-    run_predict(tmp_path, [f"ckpt_path=[{a},{b}]", f"input={rain_dir}", f"output={out}", f"gt={gt_dir}",
-                           "grid_cell_width=96"])
+    run_predict(
+        tmp_path, [f"ckpt_path=[{a},{b}]", f"input={rain_dir}", f"output={out}", f"gt={gt_dir}", "grid_cell_width=96"]
+    )
     assert sorted(p.relative_to(out / "spanet").as_posix() for p in (out / "spanet").rglob("*.png")) == [
-        "attention/p.png", "attention/q.png", "p.png", "q.png"]
+        "attention/p.png",
+        "attention/q.png",
+        "p.png",
+        "q.png",
+    ]
     assert sorted(p.name for p in (out / "b_a").iterdir()) == ["p.png", "q.png"]  # B_a has no attention
     grid = iio.imread(out / "comparison_grid.png")
     assert grid.shape[1] == 4 * 96 + 3 * GAP  # Rain | spanet | b_a | Ground truth
@@ -161,10 +191,18 @@ def test_several_checkpoints_give_one_labelled_grid(tmp_path):
 
     # the same grid built directly from the written files: same layout, so same size
     cell = lambda p: iio.imread(p)  # noqa: E731
-    rows = [(s, [("Rain", cell(rain_dir / f"{s}.png"), {"psnr": 1, "ssim": 1}),
-                 ("spanet", cell(out / "spanet" / f"{s}.png"), {"psnr": 1, "ssim": 1}),
-                 ("b_a", cell(out / "b_a" / f"{s}.png"), {"psnr": 1, "ssim": 1}),
-                 ("Ground truth", cell(gt_dir / f"{s}.png"), None)]) for s in "pq"]
+    rows = [
+        (
+            s,
+            [
+                ("Rain", cell(rain_dir / f"{s}.png"), {"psnr": 1, "ssim": 1}),
+                ("spanet", cell(out / "spanet" / f"{s}.png"), {"psnr": 1, "ssim": 1}),
+                ("b_a", cell(out / "b_a" / f"{s}.png"), {"psnr": 1, "ssim": 1}),
+                ("Ground truth", cell(gt_dir / f"{s}.png"), None),
+            ],
+        )
+        for s in "pq"
+    ]
     ref, boxes = comparison_grid(rows, 96, "spanet")
     assert ref.shape == grid.shape
     t, left, bottom, right = boxes["q/b_a"]
@@ -172,7 +210,9 @@ def test_several_checkpoints_give_one_labelled_grid(tmp_path):
 
 
 def _write_video(path, n, h, w, fps):
-    frames = [np.clip(skdata.astronaut()[k * 3:k * 3 + h, k * 2:k * 2 + w], 0, 255).astype(np.uint8) for k in range(n)]
+    frames = [
+        np.clip(skdata.astronaut()[k * 3 : k * 3 + h, k * 2 : k * 2 + w], 0, 255).astype(np.uint8) for k in range(n)
+    ]
     with VideoWriter(path, fps) as vw:
         for f in frames:
             vw.write(f)
@@ -184,10 +224,11 @@ def test_video_round_trip_keeps_frame_count_rate_and_size(tmp_path, ckpt):
     src.parent.mkdir()
     _write_video(src, n=7, h=30, w=44, fps=12.5)
     out = tmp_path / "out"
-    written = run_predict(tmp_path, [f"ckpt_path={ckpt}", f"input={src}", f"output={out}", "video.attention=true",
-                                     "compare=true", "batch_size=3"])
-    assert {p.relative_to(out).as_posix() for p in written} == {"rainy.mp4", "attention/rainy.mp4",
-                                                                "compare/rainy.mp4"}
+    written = run_predict(
+        tmp_path,
+        [f"ckpt_path={ckpt}", f"input={src}", f"output={out}", "video.attention=true", "compare=true", "batch_size=3"],
+    )
+    assert {p.relative_to(out).as_posix() for p in written} == {"rainy.mp4", "attention/rainy.mp4", "compare/rainy.mp4"}
     for name, width in (("rainy.mp4", 44), ("attention/rainy.mp4", 44), ("compare/rainy.mp4", 3 * 4 * 44 + 2 * GAP)):
         info = video_info(out / name)
         frames = list(iter_video(out / name))
@@ -207,12 +248,15 @@ def test_folder_of_frames_becomes_a_video_in_natural_order(tmp_path, ckpt):
     for k in (1, 2, 10, 3, 4):  # natural order: 1 2 3 4 10
         iio.imwrite(frames_dir / f"frame{k}.png", np.full((29, 33, 3), 20 * k, np.uint8))
     out = tmp_path / "out"
-    run_predict(tmp_path, [f"ckpt_path={ckpt}", f"input={frames_dir}", f"output={out}", "video.frames=true",
-                           "video.fps=10"])
+    run_predict(
+        tmp_path, [f"ckpt_path={ckpt}", f"input={frames_dir}", f"output={out}", "video.frames=true", "video.fps=10"]
+    )
     info, frames = video_info(out / "clip7.mp4"), list(iter_video(out / "clip7.mp4"))
     assert len(frames) == 5 and info["fps"] == pytest.approx(10) and frames[0].shape == (29, 33, 3)
     net = load_net(ckpt)
     with torch.no_grad():
-        means = [float(net(torch.full((1, 3, 29, 33), 20 * k / 255))["out"].clamp(0, 1).mean() * 255)
-                 for k in (1, 2, 3, 4, 10)]
+        means = [
+            float(net(torch.full((1, 3, 29, 33), 20 * k / 255))["out"].clamp(0, 1).mean() * 255)
+            for k in (1, 2, 3, 4, 10)
+        ]
     np.testing.assert_allclose([f.mean() for f in frames], means, atol=3)

@@ -15,8 +15,9 @@ from src.models.spanet import SPANet
 from tests.inference.conftest import RELEASE, needs_release, to_tensor
 
 
-@pytest.mark.parametrize("length,tile,overlap", [(10, 16, 4), (17, 16, 4), (100, 32, 8), (257, 64, 32),
-                                                 (1000, 256, 128), (65, 32, 16)])
+@pytest.mark.parametrize(
+    "length,tile,overlap", [(10, 16, 4), (17, 16, 4), (100, 32, 8), (257, 64, 32), (1000, 256, 128), (65, 32, 16)]
+)
 def test_tiles_cover_the_axis_with_at_least_the_overlap(length, tile, overlap):
     starts = tile_starts(length, tile, overlap)
     size = min(tile, length)
@@ -26,7 +27,7 @@ def test_tiles_cover_the_axis_with_at_least_the_overlap(length, tile, overlap):
     weights = axis_weights(length, tile, starts)
     total = torch.zeros(length)
     for s, w in zip(starts, weights):
-        total[s:s + size] += w
+        total[s : s + size] += w
     torch.testing.assert_close(total, torch.ones(length))  # a partition of unity: blending keeps the scale
     for i, (s, w) in enumerate(zip(starts, weights)):  # no weight near a cut edge (inside the image)
         if i > 0:
@@ -34,7 +35,7 @@ def test_tiles_cover_the_axis_with_at_least_the_overlap(length, tile, overlap):
             assert w[: band // 4].abs().max() == 0
         if i < len(starts) - 1:
             band = s + size - starts[i + 1]
-            assert w[size - band // 4:].abs().max() == 0 if band >= 4 else True
+            assert w[size - band // 4 :].abs().max() == 0 if band >= 4 else True
 
 
 def test_bad_tile_settings_are_refused():
@@ -44,12 +45,14 @@ def test_bad_tile_settings_are_refused():
 
 def _single_tile_mask(h, w, tile, overlap):
     """Pixels that lie in no overlap band (they come from one tile alone)."""
+
     def axis(length):
         starts, size = tile_starts(length, tile, overlap), min(tile, length)
         band = torch.zeros(length, dtype=torch.bool)
         for a, b in zip(starts, starts[1:]):
-            band[b:a + size] = True
+            band[b : a + size] = True
         return band
+
     return ~(axis(h)[:, None] | axis(w)[None, :])
 
 
@@ -186,12 +189,18 @@ def test_auto_tile_logs_its_choice_and_why_once_per_size(monkeypatch, caplog):
         assert d.derain(x)["tile"] == 128
         d.derain(x)
     lines = [r.getMessage() for r in caplog.records if "160" in r.getMessage()]
-    assert lines == ["net, 150x160: tiles of 128 px with overlap 32 (measured for SPANet: tiles within 0.1 dB of "
-                     "whole images): whole needs 0.02 GB at 1000 B/px, 0.02 GB is 0.5 of the free memory"]
-    monkeypatch.setattr(engine, "free_memory", lambda device: 10 ** 12)
-    assert d.plan(1, 4000, 3000) == (None, 32, "whole: needs 12.00 GB at 1000 B/px, 500.00 GB is 0.5 of the free "
-                                               "memory")
+    assert lines == [
+        "net, 150x160: tiles of 128 px with overlap 32 (measured for SPANet: tiles within 0.1 dB of "
+        "whole images): whole needs 0.02 GB at 1000 B/px, 0.02 GB is 0.5 of the free memory"
+    ]
+    monkeypatch.setattr(engine, "free_memory", lambda device: 10**12)
+    assert d.plan(1, 4000, 3000) == (
+        None,
+        32,
+        "whole: needs 12.00 GB at 1000 B/px, 500.00 GB is 0.5 of the free memory",
+    )
     monkeypatch.delitem(tiling.MEASURED_OVERLAP, "SPANet")
     monkeypatch.setattr(engine, "free_memory", lambda device: 2 * 1000 * 128 * 128)
-    assert d.plan(1, 160, 300)[2].startswith("tiles of 192 px with overlap 128 (the default: no overlap measured "
-                                             "for SPANet:b_f)")
+    assert d.plan(1, 160, 300)[2].startswith(
+        "tiles of 192 px with overlap 128 (the default: no overlap measured for SPANet:b_f)"
+    )

@@ -30,8 +30,10 @@ def _fake_run(tmp_path: Path, with_attention: bool = True):
     if with_attention:
         outputs["vis"] = {"attention": torch.rand(2, 1, 20, 30, generator=g)}
     scores = {"rain": {"psnr": 11.5, "ssim": 0.25}, "derained": {"psnr": 13.25, "ssim": 0.5}}
-    reports = {"test_input": {"per_image": {"heavy": {"spanet": scores["rain"]}}},
-               "test": {"per_image": {"heavy": {"spanet": scores["derained"]}}}}
+    reports = {
+        "test_input": {"per_image": {"heavy": {"spanet": scores["rain"]}}},
+        "test": {"per_image": {"heavy": {"spanet": scores["derained"]}}},
+    }
     trainer = SimpleNamespace(is_global_zero=True, loggers=[], default_root_dir=str(tmp_path), global_step=7)
     return batch, outputs, scores, trainer, SimpleNamespace(reports=reports)
 
@@ -55,14 +57,21 @@ def test_picture_is_the_rainiest_test_image_with_its_reported_scores(tmp_path, w
     picture = iio.imread(tmp_path / "images" / BEFORE_AFTER)
 
     att = _big(outputs["vis"]["attention"][1, 0]) if with_attention else None
-    expected, boxes = compare_figure(_big(batch["rain"][1]), _big(outputs["out"][1]), attention=att,
-                                     gt=_big(batch["clean"][1]), scores=scores, protocol="spanet",
-                                     title="Derained (heavy)")
+    expected, boxes = compare_figure(
+        _big(batch["rain"][1]),
+        _big(outputs["out"][1]),
+        attention=att,
+        gt=_big(batch["clean"][1]),
+        scores=scores,
+        protocol="spanet",
+        title="Derained (heavy)",
+    )
     np.testing.assert_array_equal(picture, expected)  # same panels, same captions (the reported scores)
     top, left, bottom, right = boxes["derained"]
     assert (bottom - top, right - left) == (120, 180)
-    np.testing.assert_array_equal(picture[top:bottom:6, left:right:6], to_uint8_image(
-        outputs["out"][1].clamp(0, 1).numpy().transpose(1, 2, 0)))
+    np.testing.assert_array_equal(
+        picture[top:bottom:6, left:right:6], to_uint8_image(outputs["out"][1].clamp(0, 1).numpy().transpose(1, 2, 0))
+    )
     assert ("attention" in boxes) == with_attention
 
 
@@ -72,10 +81,13 @@ def test_picture_without_scores_when_the_report_lacks_the_image(tmp_path):
     cb = BeforeAfterFigure(min_width=10)
     cb.on_test_batch_end(trainer, module, outputs, batch, 0)
     cb.on_test_end(trainer, module)
-    expected, _ = compare_figure(batch["rain"][1].clamp(0, 1).numpy().transpose(1, 2, 0),
-                                 outputs["out"][1].clamp(0, 1).numpy().transpose(1, 2, 0),
-                                 attention=outputs["vis"]["attention"][1, 0].numpy(),
-                                 gt=batch["clean"][1].numpy().transpose(1, 2, 0), title="Derained (heavy)")
+    expected, _ = compare_figure(
+        batch["rain"][1].clamp(0, 1).numpy().transpose(1, 2, 0),
+        outputs["out"][1].clamp(0, 1).numpy().transpose(1, 2, 0),
+        attention=outputs["vis"]["attention"][1, 0].numpy(),
+        gt=batch["clean"][1].numpy().transpose(1, 2, 0),
+        title="Derained (heavy)",
+    )
     np.testing.assert_array_equal(iio.imread(tmp_path / "images" / BEFORE_AFTER), expected)
 
 
@@ -89,7 +101,7 @@ def test_a_training_run_writes_the_picture_of_its_rainiest_test_image(train_cfg)
     rainiest = next(s for s in datamodule.test_set if s["name"] == min(rain_psnr, key=rain_psnr.get))
     rain = to_uint8_image(rainiest["rain"].numpy().transpose(1, 2, 0))
     factor = -(-384 // rain.shape[1])
-    np.testing.assert_array_equal(picture[:rain.shape[0] * factor:factor, :rain.shape[1] * factor:factor], rain)
+    np.testing.assert_array_equal(picture[: rain.shape[0] * factor : factor, : rain.shape[1] * factor : factor], rain)
 
 
 @needs_release

@@ -15,10 +15,24 @@ from tests.conftest import ROOT
 @pytest.mark.slow
 def test_multirun_sweep_with_ddp_makes_one_dir_per_job(tmp_path):
     cmd = [
-        sys.executable, "-m", "src.train", "-m", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-        "seed=1,2", "model=b_a", "debug=limit", "data.test_photos=[chelsea]", "data.eval_long_side=40",
-        "data.patch_size=32", "data.train_length=16", "schedule.batch_size=4", "callbacks.progress_bar=null",
-        "callbacks.model_summary=null", f"paths.log_dir={tmp_path}",
+        sys.executable,
+        "-m",
+        "src.train",
+        "-m",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "seed=1,2",
+        "model=b_a",
+        "debug=limit",
+        "data.test_photos=[chelsea]",
+        "data.eval_long_side=40",
+        "data.patch_size=32",
+        "data.train_length=16",
+        "schedule.batch_size=4",
+        "callbacks.progress_bar=null",
+        "callbacks.model_summary=null",
+        f"paths.log_dir={tmp_path}",
     ]
     env = {**os.environ, "WANDB_MODE": "offline"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -19,8 +19,14 @@ class _Halve(nn.Module):
 def test_rain_input_scored_once_across_validations():
     module = DerainModule(_Halve(), loss=nn.L1Loss())
     g = torch.Generator().manual_seed(0)
-    batches = [{"rain": torch.rand(2, 3, 20, 24, generator=g), "clean": torch.rand(2, 3, 20, 24, generator=g),
-                "name": [f"{i}a", f"{i}b"]} for i in range(2)]
+    batches = [
+        {
+            "rain": torch.rand(2, 3, 20, 24, generator=g),
+            "clean": torch.rand(2, 3, 20, 24, generator=g),
+            "name": [f"{i}a", f"{i}b"],
+        }
+        for i in range(2)
+    ]
     reports = []
     for _ in range(3):  # three validations
         for batch in batches:

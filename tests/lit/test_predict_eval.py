@@ -31,7 +31,7 @@ RELEASE = ROOT / "weights" / "spanet_release.pt"
 def inputs(tmp_path):
     d = tmp_path / "in"
     d.mkdir()
-    rgb = skdata.astronaut()[100:137, 200:251]           # 37 x 51, odd sizes
+    rgb = skdata.astronaut()[100:137, 200:251]  # 37 x 51, odd sizes
     iio.imwrite(d / "rgb.png", rgb)
     iio.imwrite(d / "grey.png", skdata.camera()[:29, :33])
     rgba = np.dstack([skdata.coffee()[:20, :24], np.full((20, 24), 128, np.uint8)])
@@ -41,8 +41,18 @@ def inputs(tmp_path):
 
 def test_predict_with_release_weights_writes_expected_files(tmp_path, inputs, caplog):
     """model=spanet_release with no path: the weights shipped in weights/."""
-    cfg = compose_cfg("predict", ["model=spanet_release", f"paths.root_dir={ROOT}", f"input={inputs}",
-                                  f"output={tmp_path / 'out'}", "save_raw=true", "device=cpu"], tmp_path)
+    cfg = compose_cfg(
+        "predict",
+        [
+            "model=spanet_release",
+            f"paths.root_dir={ROOT}",
+            f"input={inputs}",
+            f"output={tmp_path / 'out'}",
+            "save_raw=true",
+            "device=cpu",
+        ],
+        tmp_path,
+    )
     with caplog.at_level("INFO"):
         predict(cfg)
     GlobalHydra.instance().clear()
@@ -69,9 +79,17 @@ def test_predict_names_unreadable_files(tmp_path, inputs):
     copy = tmp_path / "elsewhere" / "release_copy.pt"
     copy.parent.mkdir()
     copy.write_bytes(RELEASE.read_bytes())
-    cfg = compose_cfg("predict", ["model=spanet_release", f"ckpt_path={copy}", "paths.root_dir=/nonexistent",
-                                  f"input={inputs}",
-                                  f"output={tmp_path / 'out'}"], tmp_path)
+    cfg = compose_cfg(
+        "predict",
+        [
+            "model=spanet_release",
+            f"ckpt_path={copy}",
+            "paths.root_dir=/nonexistent",
+            f"input={inputs}",
+            f"output={tmp_path / 'out'}",
+        ],
+        tmp_path,
+    )
     with pytest.raises(ImageReadError, match="broken.png"):
         predict(cfg)
     GlobalHydra.instance().clear()
@@ -82,7 +100,7 @@ def test_eval_pred_dir_scores_folder_against_gt(tmp_path):
     pred, gt = tmp_path / "pred", tmp_path / "gt"
     pred.mkdir(), gt.mkdir()
     rng = np.random.default_rng(0)
-    truth = {f"{i:03d}": skdata.chelsea()[i * 10: i * 10 + 40, :48] for i in range(3)}
+    truth = {f"{i:03d}": skdata.chelsea()[i * 10 : i * 10 + 40, :48] for i in range(3)}
     for name, img in truth.items():
         iio.imwrite(gt / f"{name}.png", img)
         noisy = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
@@ -108,10 +126,12 @@ def _rain_and_gt(tmp_path, n=3):
     rain.mkdir(), gt.mkdir()
     rng = np.random.default_rng(1)
     for k in range(n):
-        clean = skdata.chelsea()[k * 20:k * 20 + 36, 40:84]
+        clean = skdata.chelsea()[k * 20 : k * 20 + 36, 40:84]
         iio.imwrite(gt / f"{k:03d}.png", clean)
-        iio.imwrite(rain / f"{k:03d}.png", np.clip(clean + (rng.random(clean.shape[:2]) < 0.05)[..., None] * 90, 0,
-                                                   255).astype(np.uint8))
+        iio.imwrite(
+            rain / f"{k:03d}.png",
+            np.clip(clean + (rng.random(clean.shape[:2]) < 0.05)[..., None] * 90, 0, 255).astype(np.uint8),
+        )
     return rain, gt
 
 
@@ -128,12 +148,27 @@ def test_predict_then_eval_of_its_folder_scores_exactly_the_derained_images(tmp_
     rain, gt = _rain_and_gt(tmp_path)
     out = tmp_path / "out"
     ckpt = make_checkpoint(tmp_path / "spanet.ckpt")
-    predict(compose_cfg("predict", [f"ckpt_path={ckpt}", f"input={rain}", f"gt={gt}", f"output={out}", "compare=true",
-                                    "save_raw=true", "device=cpu", "progress=false"], tmp_path / "p"))
+    predict(
+        compose_cfg(
+            "predict",
+            [
+                f"ckpt_path={ckpt}",
+                f"input={rain}",
+                f"gt={gt}",
+                f"output={out}",
+                "compare=true",
+                "save_raw=true",
+                "device=cpu",
+                "progress=false",
+            ],
+            tmp_path / "p",
+        )
+    )
     assert (out / "000.npy").is_file() and (out / "attention" / "000.png").is_file()
     with caplog.at_level("INFO"):
-        evaluate(compose_cfg("eval", [f"pred_dir={out}", f"gt_dir={gt}", "num_workers=0", "progress=false"],
-                             tmp_path / "e"))
+        evaluate(
+            compose_cfg("eval", [f"pred_dir={out}", f"gt_dir={gt}", "num_workers=0", "progress=false"], tmp_path / "e")
+        )
     GlobalHydra.instance().clear()
     report = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert (report["n_images"], report["n_expected"], report["n_left_out"], report["complete"]) == (3, 3, 6, True)
@@ -145,7 +180,11 @@ def test_predict_then_eval_of_its_folder_scores_exactly_the_derained_images(tmp_
     old = tmp_path / "old"
     old.mkdir()
     for name in ("000", "001", "002"):
-        for suffix, src in (("", f"{name}.png"), ("_att", f"attention/{name}.png"), ("_compare", f"compare/{name}.png")):
+        for suffix, src in (
+            ("", f"{name}.png"),
+            ("_att", f"attention/{name}.png"),
+            ("_compare", f"compare/{name}.png"),
+        ):
             (old / f"{name}{suffix}.png").write_bytes((out / src).read_bytes())
     report = evaluate_folder(compose_cfg("eval", [f"pred_dir={old}", f"gt_dir={gt}", "num_workers=0"], tmp_path))
     GlobalHydra.instance().clear()
@@ -154,8 +193,14 @@ def test_predict_then_eval_of_its_folder_scores_exactly_the_derained_images(tmp_
 
 def _cli(module, args, tmp_path, name):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", WANDB_MODE="offline", HYDRA_FULL_ERROR="0")
-    return subprocess.run([sys.executable, "-m", module, *args, f"hydra.run.dir={tmp_path / 'runs' / name}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args, f"hydra.run.dir={tmp_path / 'runs' / name}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _refused(proc, message):
@@ -175,8 +220,10 @@ def test_refusals_are_one_error_line_and_exit_status_2(tmp_path):
     (out / "000.png").write_bytes(b"mine")
     ckpt = make_checkpoint(tmp_path / "spanet.ckpt")
     GlobalHydra.instance().clear()
-    _refused(_cli("src.predict", [f"ckpt_path={ckpt}", f"input={rain}", f"output={out}", "device=cpu"], tmp_path, "p"),
-             "1 output file(s) exist already (pass overwrite=true to replace them)")
+    _refused(
+        _cli("src.predict", [f"ckpt_path={ckpt}", f"input={rain}", f"output={out}", "device=cpu"], tmp_path, "p"),
+        "1 output file(s) exist already (pass overwrite=true to replace them)",
+    )
     assert (out / "000.png").read_bytes() == b"mine"
 
     # a metrics_file another eval is writing now: refused, nothing written; both ckpt_path and pred_dir: refused
@@ -185,13 +232,29 @@ def test_refusals_are_one_error_line_and_exit_status_2(tmp_path):
         from src.utils.claim import OutputClaim, _start_ticks
 
         claim = OutputClaim.for_file(tmp_path / "m.json").path
-        claim.write_text(json.dumps({"host": socket.gethostname(), "pid": holder.pid, "start": _start_ticks(holder.pid)}))
-        _refused(_cli("src.eval", [f"pred_dir={gt}", f"gt_dir={gt}", f"metrics_file={tmp_path / 'm.json'}",
-                                   "num_workers=0", "overwrite=true"], tmp_path, "e1"),
-                 f"output file {tmp_path / 'm.json'} is being written by pid {holder.pid}")
+        claim.write_text(
+            json.dumps({"host": socket.gethostname(), "pid": holder.pid, "start": _start_ticks(holder.pid)})
+        )
+        _refused(
+            _cli(
+                "src.eval",
+                [
+                    f"pred_dir={gt}",
+                    f"gt_dir={gt}",
+                    f"metrics_file={tmp_path / 'm.json'}",
+                    "num_workers=0",
+                    "overwrite=true",
+                ],
+                tmp_path,
+                "e1",
+            ),
+            f"output file {tmp_path / 'm.json'} is being written by pid {holder.pid}",
+        )
         assert not (tmp_path / "m.json").exists()
     finally:
         holder.kill()
         holder.wait()
-    _refused(_cli("src.eval", [f"ckpt_path={ckpt}", f"pred_dir={gt}"], tmp_path, "e2"),
-             "give one of ckpt_path=FILE or pred_dir=DIR, not both")
+    _refused(
+        _cli("src.eval", [f"ckpt_path={ckpt}", f"pred_dir={gt}"], tmp_path, "e2"),
+        "give one of ckpt_path=FILE or pred_dir=DIR, not both",
+    )

@@ -46,11 +46,12 @@ def basicsr_cyclic(last_epoch: int, base: float, periods, eta_mins, weights=(1, 
     """BasicSR's CosineAnnealingRestartCyclicLR.get_lr (Restormer / DRSformer basicsr/models/lr_scheduler.py).
     BasicSR's update_learning_rate steps it from current_iter 2 on, so iteration i (1-based) runs at
     last_epoch = i - 1, i.e. the suite's global step."""
-    cumulative = [sum(periods[:i + 1]) for i in range(len(periods))]
+    cumulative = [sum(periods[: i + 1]) for i in range(len(periods))]
     idx = next(i for i, p in enumerate(cumulative) if last_epoch <= p)  # get_position_from_periods
     restart = 0 if idx == 0 else cumulative[idx - 1]
     return eta_mins[idx] + weights[idx] * 0.5 * (base - eta_mins[idx]) * (
-        1 + math.cos(math.pi * ((last_epoch - restart) / periods[idx])))
+        1 + math.cos(math.pi * ((last_epoch - restart) / periods[idx]))
+    )
 
 
 def nerd_rain_epoch_lrs(epochs: int, base: float = 1e-4, eta: float = 1e-6, warm: int = 3) -> list[float]:
@@ -64,8 +65,9 @@ def nerd_rain_epoch_lrs(epochs: int, base: float = 1e-4, eta: float = 1e-6, warm
         out.append(lr)
         if finished:  # step() -> after_scheduler.step()
             cos_last += 1
-            lr = eta + (1 + math.cos(math.pi * cos_last / t_max)) / (
-                1 + math.cos(math.pi * (cos_last - 1) / t_max)) * (lr - eta)
+            lr = eta + (1 + math.cos(math.pi * cos_last / t_max)) / (1 + math.cos(math.pi * (cos_last - 1) / t_max)) * (
+                lr - eta
+            )
         else:
             last += 1
             if last > warm:  # get_lr hands over: the cosine's get_lr at its last_epoch 0 keeps the lr
@@ -110,8 +112,11 @@ def test_nafnet_cosine():
 def test_prenet_steps_at_the_epochs():
     s = _schedule("prenet")
     per_epoch = 1045  # ceil(18,810 patches / 18)
-    assert s.max_steps == 100 * per_epoch and list(s.scheduler.milestones) == [30 * per_epoch, 50 * per_epoch,
-                                                                            80 * per_epoch]
+    assert s.max_steps == 100 * per_epoch and list(s.scheduler.milestones) == [
+        30 * per_epoch,
+        50 * per_epoch,
+        80 * per_epoch,
+    ]
     lrs = _our_lrs(s, s.max_steps)
     for i in range(0, s.max_steps, 97):
         assert lrs[i] == pytest.approx(prenet_epoch_lr(i // per_epoch), rel=1e-9), i
@@ -132,11 +137,16 @@ def test_nerd_rain_lr_at_every_epoch_start():
     here): at the first iteration of every epoch our lr is the authors' lr of that epoch; in between it moves
     linearly (warm-up) or along the cosine, where theirs stays constant for the epoch."""
     n, epochs = 7, 3000
-    s = _schedule("nerd_rain", (f"schedule.max_steps={epochs * n}",
-                                f"schedule.scheduler.schedulers.0.total_iters={3 * n}",
-                                f"schedule.scheduler.schedulers.1.total_iters={n}",
-                                f"schedule.scheduler.schedulers.2.T_max={(epochs - 3) * n}",
-                                f"schedule.scheduler.milestones=[{3 * n},{4 * n}]"))
+    s = _schedule(
+        "nerd_rain",
+        (
+            f"schedule.max_steps={epochs * n}",
+            f"schedule.scheduler.schedulers.0.total_iters={3 * n}",
+            f"schedule.scheduler.schedulers.1.total_iters={n}",
+            f"schedule.scheduler.schedulers.2.T_max={(epochs - 3) * n}",
+            f"schedule.scheduler.milestones=[{3 * n},{4 * n}]",
+        ),
+    )
     lrs = _our_lrs(s, epochs * n)
     want = nerd_rain_epoch_lrs(epochs)
     assert want[:6] == pytest.approx([0, 1e-4 / 3, 2e-4 / 3, 1e-4, 1e-4, want[5]]) and want[5] < 1e-4
@@ -145,8 +155,15 @@ def test_nerd_rain_lr_at_every_epoch_start():
     assert want[-1] == pytest.approx(1e-6, rel=1e-3)
 
 
-@pytest.mark.parametrize("name, batch, patch, clip", [("restormer", 64, None, 0.01), ("drsformer", 16, 128, 0.01),
-                                                      ("nerd_rain", 1, 256, None), ("prenet", 18, 100, None)])
+@pytest.mark.parametrize(
+    "name, batch, patch, clip",
+    [
+        ("restormer", 64, None, 0.01),
+        ("drsformer", 16, 128, 0.01),
+        ("nerd_rain", 1, 256, None),
+        ("prenet", 18, 100, None),
+    ],
+)
 def test_recipe_batch_patch_flips_and_clipping_reach_the_run(name, batch, patch, clip):
     GlobalHydra.instance().clear()
     try:
@@ -159,9 +176,21 @@ def test_recipe_batch_patch_flips_and_clipping_reach_the_run(name, batch, patch,
     assert set(flips.values()) == ({False} if name == "prenet" else {True})
     if name == "restormer":
         stages = [tuple(s.values()) for s in cfg.data.progressive]
-        assert stages == [(92000, 128, 64), (156000, 160, 40), (204000, 192, 32), (240000, 256, 16),
-                          (276000, 320, 8), (300000, 384, 8)]
+        assert stages == [
+            (92000, 128, 64),
+            (156000, 160, 40),
+            (204000, 192, 32),
+            (240000, 256, 16),
+            (276000, 320, 8),
+            (300000, 384, 8),
+        ]
         per_gpu = [s[2] // 8 for s in stages]  # the authors' mini_batch_sizes on their 8 GPUs
         assert per_gpu == [8, 5, 4, 2, 1, 1]
         assert [b - a for a, b in zip([0] + [s[0] for s in stages], [s[0] for s in stages])] == [
-            92000, 64000, 48000, 36000, 36000, 24000]  # the authors' iters
+            92000,
+            64000,
+            48000,
+            36000,
+            36000,
+            24000,
+        ]  # the authors' iters

@@ -51,8 +51,9 @@ def test_checkpoint_write_killed_midway_leaves_previous_loadable(tmp_path):
     AtomicCheckpointIO().save_checkpoint(_state(2.0), path)
     before = path.read_bytes()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    child = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(path)], stdout=subprocess.PIPE, text=True,
-                             env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITER, str(path)], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         assert child.stdout.readline().strip() == "writing"
         os.kill(child.pid, signal.SIGKILL)
@@ -114,8 +115,11 @@ class PoisonWeights(L.Callback):
 
 
 def test_diverged_run_stops_before_saving_and_keeps_last_good(train_cfg, tmp_path):
-    cfg = train_cfg("model=b_a", "+callbacks.poison._target_=tests.lit.test_reliability.PoisonWeights",
-                    "+callbacks.poison.at_step=4")
+    cfg = train_cfg(
+        "model=b_a",
+        "+callbacks.poison._target_=tests.lit.test_reliability.PoisonWeights",
+        "+callbacks.poison.at_step=4",
+    )
     with pytest.raises(NonFiniteError, match=r"step 4, val: non-finite weights"):
         train(cfg)
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -142,8 +146,11 @@ def test_eval_result_checks():
 # --- runs that did less than asked ------------------------------------------------------------------------
 def test_training_set_smaller_than_one_batch_per_process_fails_before_fit(train_cfg, tmp_path):
     cfg = train_cfg("model=b_a", "data.train_length=6", "schedule.batch_size=8")
-    with pytest.raises(ValueError, match=r"the training set has 6 pairs, fewer than one batch per process: "
-                                         r"data.batch_size=8 \(the global batch\) over 1 process\(es\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"the training set has 6 pairs, fewer than one batch per process: "
+        r"data.batch_size=8 \(the global batch\) over 1 process\(es\)",
+    ):
         train(cfg)
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "checkpoints").exists()
 
@@ -185,8 +192,11 @@ def test_tensorboard_logger_reports_real_scores(train_cfg, tmp_path):
 
 
 def test_spawn_strategies_are_refused_up_front(train_cfg, tmp_path):
-    with pytest.raises(ValueError, match=r"trainer.strategy=DDPStrategy starts its processes by spawning.*"
-                                         r"Use trainer=ddp"):
+    with pytest.raises(
+        ValueError,
+        match=r"trainer.strategy=DDPStrategy starts its processes by spawning.*"
+        r"Use trainer=ddp",
+    ):
         train(train_cfg("model=b_a", "+trainer.strategy=ddp_spawn"))
     assert not (tmp_path / "checkpoints").exists()
 
@@ -237,8 +247,11 @@ def test_eval_override_of_a_key_the_stored_config_lacks_fails_saying_why(tmp_pat
 
     cfg = compose_cfg("eval", ["ckpt_path=x.ckpt", "data.patch_size=16", "+data.extra=1"], tmp_path)
     stored = {"_target_": "src.data.paired_module.PairedDataModule", "root": "/a", "layout": "rain100"}
-    with pytest.raises(ValueError, match=r"data.patch_size: the data config stored in x.ckpt has no key "
-                                         r"'patch_size' \(its keys: _target_, layout, root\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"data.patch_size: the data config stored in x.ckpt has no key "
+        r"'patch_size' \(its keys: _target_, layout, root\)",
+    ):
         stored_with_overrides(cfg, stored, "data", "x.ckpt")
     cfg = compose_cfg("eval", ["ckpt_path=x.ckpt", "+data.root=/b", "+data.extra=1"], tmp_path)
     node = stored_with_overrides(cfg, stored, "data", "x.ckpt")
@@ -305,8 +318,13 @@ def test_resume_with_another_config_is_refused(tmp_path):
 
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
-    ran = {"task": "train", "seed": 1, "model": {"net": {"variant": "b_a"}},
-           "data": {"root": "/a", "crop": 32}, "schedule": {"max_steps": 4, "lr": 0.1}}
+    ran = {
+        "task": "train",
+        "seed": 1,
+        "model": {"net": {"variant": "b_a"}},
+        "data": {"root": "/a", "crop": 32},
+        "schedule": {"max_steps": 4, "lr": 0.1},
+    }
     OmegaConf.save(OmegaConf.create(ran), run / ".hydra" / "config.yaml")
     ckpt = str(run / "checkpoints" / "last.ckpt")
     now = OmegaConf.create({**ran, "ckpt_path": ckpt})

@@ -17,14 +17,22 @@ def _run(args, cwd, timeout=300):
     flags = [a for a in args if a == "-m"]
     keys = {a.split("=", 1)[0] for a in args}
     tiny = [a for a in TINY_SYNTHETIC + TINY if a.split("=", 1)[0] not in keys]
-    return subprocess.run([sys.executable, "-m", "src.train", *flags, *tiny, "model=b_a",
-                           *[a for a in args if a != "-m"]], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "src.train", *flags, *tiny, "model=b_a", *[a for a in args if a != "-m"]],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _digests(folder):
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_finished_run_dir_refused_and_failed_sweep_jobs_listed(tmp_path):

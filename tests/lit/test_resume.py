@@ -22,21 +22,33 @@ from src.runs.rundir import RunDirLock
 from src.train import train
 from tests.conftest import ROOT, TINY_SYNTHETIC
 
-RUN = [*TINY_SYNTHETIC, "model=b_a", "logger=csv", "schedule.batch_size=2", "schedule.max_steps=20",
-       "schedule.val_every=3", "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1",
-       "~callbacks.progress_bar", "~callbacks.model_summary", "~callbacks.image_grid"]
+RUN = [
+    *TINY_SYNTHETIC,
+    "model=b_a",
+    "logger=csv",
+    "schedule.batch_size=2",
+    "schedule.max_steps=20",
+    "schedule.val_every=3",
+    "trainer.enable_model_summary=false",
+    "trainer.log_every_n_steps=1",
+    "~callbacks.progress_bar",
+    "~callbacks.model_summary",
+    "~callbacks.image_grid",
+]
 
 
 def run_train(*overrides: str, env: dict | None = None, multirun: bool = False) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "src.train", *(["-m"] if multirun else []), *RUN, *overrides]
-    full_env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
-                **(env or {})}
+    full_env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300)
 
 
 def signal_at(step: int, name: str) -> list[str]:
-    return ["+callbacks.signal._target_=tests.lit.signal_helpers.SignalAt", f"+callbacks.signal.step={step}",
-            f"+callbacks.signal.signal_name={name}"]
+    return [
+        "+callbacks.signal._target_=tests.lit.signal_helpers.SignalAt",
+        f"+callbacks.signal.step={step}",
+        f"+callbacks.signal.signal_name={name}",
+    ]
 
 
 def scores(run_dir: Path) -> dict:
@@ -78,8 +90,9 @@ def test_sigkill_at_any_step_then_resume_equals_uninterrupted_run(tmp_path, refe
 
 def val_rows(run_dir: Path) -> list[dict]:
     rows = csv.DictReader(open(run_dir / "csv" / "metrics.csv"))
-    return [{k: v for k, v in r.items() if k.startswith("val/") or k == "step"} for r in rows
-            if r.get("val/psnr_spanet")]
+    return [
+        {k: v for k, v in r.items() if k.startswith("val/") or k == "step"} for r in rows if r.get("val/psnr_spanet")
+    ]
 
 
 # SIGTERM at step 7: saved at the end of that step. SIGINT at step 9, a validation step: the run stops after
@@ -114,11 +127,18 @@ def test_sigusr1_on_slurm_requeues_and_requeued_job_continues_in_its_run_dir(tmp
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "scontrol_calls.txt"
-    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
     (bin_dir / "scontrol").chmod(0o755)
-    slurm = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "train", "SLURM_PROCID": "0",
-             "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost",
-             "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    slurm = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NTASKS": "1",
+        "SLURM_JOB_NAME": "train",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_NODELIST": "localhost",
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
     run = tmp_path / "job"
     first = run_train(f"hydra.run.dir={run}", "logger=many", *signal_at(10, "SIGUSR1"), env=slurm)
     assert first.returncode == 138, first.stderr[-3000:]
@@ -187,6 +207,6 @@ def test_augmentation_is_a_function_of_seed_epoch_index_whatever_workers_or_resu
     assert len(full) == len(ds) >= 4
     assert len({tuple(t.flatten()[:20].tolist()) for t in full}) == len(full)  # distinct crops
     for got in (epoch(2), epoch(0, resume_at=3)):
-        want = full[-len(got):]
+        want = full[-len(got) :]
         assert len(got) in (len(full), len(full) - 3)
         assert all(torch.equal(a, b) for a, b in zip(got, want))

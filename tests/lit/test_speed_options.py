@@ -10,8 +10,15 @@ import torch
 from src.train import train
 from tests.conftest import TINY, TINY_SYNTHETIC, compose_cfg
 
-RUN = [*TINY_SYNTHETIC, *TINY, "model=spanet", "logger=csv", "test=false", "schedule.max_steps=6",
-       "schedule.val_every=3"]
+RUN = [
+    *TINY_SYNTHETIC,
+    *TINY,
+    "model=spanet",
+    "logger=csv",
+    "test=false",
+    "schedule.max_steps=6",
+    "schedule.val_every=3",
+]
 OPTIONS = {
     "bf16-mixed": (["trainer.precision=bf16-mixed"], 0.1),
     "channels_last": (["speed.channels_last=true"], 1e-3),
@@ -19,8 +26,10 @@ OPTIONS = {
     # generating C++ (inductor on CPU takes minutes to compile SPANet)
     "compile": (["speed.compile=true", "speed.compile_backend=aot_eager"], 1e-3),
     "cudnn_benchmark": (["trainer.benchmark=true"], 1e-3),
-    "pin_memory+persistent_workers": (["data.pin_memory=true", "+data.persistent_workers=true",
-                                       "data.num_workers=1"], 1e-3),
+    "pin_memory+persistent_workers": (
+        ["data.pin_memory=true", "+data.persistent_workers=true", "data.num_workers=1"],
+        1e-3,
+    ),
 }
 
 
@@ -70,4 +79,5 @@ def test_compile_keeps_checkpoint_names_of_the_plain_network():
     SpeedOptions(compile=True, compile_backend="aot_eager", channels_last=True).setup(None, module, "fit")
     assert set(module.state_dict()) == names  # no "_orig_mod." prefix: src.eval reads these checkpoints
     assert next(iter(p for p in module.net.parameters() if p.dim() == 4)).is_contiguous(
-        memory_format=torch.channels_last)
+        memory_format=torch.channels_last
+    )

@@ -40,7 +40,10 @@ def test_train_writes_run_dir_and_eval_matches(train_cfg, tmp_path):
     assert saved["model"] == "b_a" and saved["data"] == "synthetic" and saved["global_step"] == 4
     assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
     assert saved["test"]["n_images"] == 3 and set(saved["test"]["per_image"]) == {
-        "chelsea_heavy", "chelsea_medium", "chelsea_light"}
+        "chelsea_heavy",
+        "chelsea_medium",
+        "chelsea_light",
+    }
     # loggers: CSV metrics with train loss and lr per step, TensorBoard events, offline W&B run
     rows = list(csv.DictReader(open(out / "csv" / "metrics.csv")))
     assert any(r.get("train/loss") for r in rows) and any(r.get("lr-Adam") for r in rows)
@@ -66,8 +69,9 @@ def test_resume_from_last_continues_step_count(train_cfg, tmp_path):
     second = train_cfg("model=b_a", f"ckpt_path={last}", "schedule.max_steps=6", out=tmp_path / "b")
     result = train(second)
     assert result["global_step"] == 6
-    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "b" / "csv" / "metrics.csv"))
-             if r.get("train/loss")]
+    steps = [
+        int(r["step"]) for r in csv.DictReader(open(tmp_path / "b" / "csv" / "metrics.csv")) if r.get("train/loss")
+    ]
     assert steps and min(steps) >= 4  # logging continues after the resumed step, not from 0
 
 
@@ -88,8 +92,11 @@ def test_every_experiment_composes(experiment):
 FILE_DATA = {
     "realrain": ("spa", "", ["data.val_scenes=1", "data.train_transform.resized_crop.size=16"]),
     "didmdn": ("didmdn", "", ["data.train_transform.crop=16"]),
-    "paired": ("layouts", "same/train", ["data.layout=same_names", "data.rain_dir=small/rain",
-                                         "data.clean_dir=small/norain"]),
+    "paired": (
+        "layouts",
+        "same/train",
+        ["data.layout=same_names", "data.rain_dir=small/rain", "data.clean_dir=small/norain"],
+    ),
     "rain100h": ("layouts", "rain100", ["data.train_dir=train", "data.test_dir=test"]),
     "rain100l": ("layouts", "rain100", ["data.train_dir=train", "data.test_dir=test"]),
     "rain200h": ("layouts", "rain200", ["data.train_dir=train", "data.test_dir=train"]),
@@ -103,8 +110,10 @@ FILE_DATA = {
 
 def test_every_schedule_sets_every_schedule_key():
     """A schedule missing a key (e.g. ``progressive``) fails only when something interpolates it, mid-run."""
-    keys = {name: set(OmegaConf.load(CONF / "schedule" / f"{name}.yaml"))
-            for name in (p.stem for p in (CONF / "schedule").glob("*.yaml"))}
+    keys = {
+        name: set(OmegaConf.load(CONF / "schedule" / f"{name}.yaml"))
+        for name in (p.stem for p in (CONF / "schedule").glob("*.yaml"))
+    }
     expected = keys["quick"]
     assert {name: expected - have for name, have in keys.items() if expected - have} == {}
 
@@ -120,8 +129,17 @@ def test_fast_dev_run_every_data_config(train_cfg, tmp_path, data):
     kind, sub, extra = FILE_DATA[data]
     tree = {"spa": build_spa, "didmdn": build_didmdn, "layouts": build_layouts}[kind](tmp_path / kind)
     transform = [] if data in ("realrain", "didmdn") else ["data.train_transform.crop=16"]
-    cfg = train_cfg(f"data={data}", f"data.root={tree.root / sub}", "data.num_workers=0", "model=b_a",
-                    "debug=fdr", *transform, *extra, out=tmp_path / "run", synthetic=False)
+    cfg = train_cfg(
+        f"data={data}",
+        f"data.root={tree.root / sub}",
+        "data.num_workers=0",
+        "model=b_a",
+        "debug=fdr",
+        *transform,
+        *extra,
+        out=tmp_path / "run",
+        synthetic=False,
+    )
     result = train(cfg)
     assert result["test"]["n_images"] == 1 and math.isfinite(result["test"]["mean"]["spanet"]["psnr"])
 

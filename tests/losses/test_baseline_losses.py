@@ -118,9 +118,11 @@ def test_didmdn_perceptual_term_with_weights_file(tmp_path, key_style):
         sd[f"features.{i}.weight"] = torch.randn(co, ci, 3, 3, generator=g) * 0.1
         sd[f"features.{i}.bias"] = torch.randn(co, generator=g) * 0.1
     names = {0: "conv1_1", 2: "conv1_2", 5: "conv2_1", 7: "conv2_2"}
-    saved = sd if key_style == "torchvision" else {
-        f"{names[int(k.split('.')[1])]}.{k.split('.')[2]}": v for k, v in sd.items()
-    }
+    saved = (
+        sd
+        if key_style == "torchvision"
+        else {f"{names[int(k.split('.')[1])]}.{k.split('.')[2]}": v for k, v in sd.items()}
+    )
     path = tmp_path / "vgg16.pth"
     torch.save(saved, path)
 

@@ -47,8 +47,15 @@ def _authors_loss(restored, target_):
 def _restored(h=44, w=38, seed=0):
     """A random output list in the authors' order: full, 1/2, 1/4, INR 1/2, (mid input), INR 1/4, (small input)."""
     g = torch.Generator().manual_seed(seed)
-    sizes = [(h, w), (h // 2, w // 2), (h // 4, w // 4), (h // 2, w // 2), (h // 2, w // 2), (h // 4, w // 4),
-             (h // 4, w // 4)]
+    sizes = [
+        (h, w),
+        (h // 2, w // 2),
+        (h // 4, w // 4),
+        (h // 2, w // 2),
+        (h // 2, w // 2),
+        (h // 4, w // 4),
+        (h // 4, w // 4),
+    ]
     return [torch.rand(2, 3, *s, generator=g, dtype=torch.float64) for s in sizes]
 
 

@@ -58,11 +58,15 @@ def to_float(pixels_8bit) -> torch.Tensor:
 
 def test_rain_mask_on_hand_made_pixels():
     clean = [[[100, 100, 100], [100, 100, 100], [100, 100, 100], [100, 100, 100], [100, 100, 100]]]
-    rain = [[[100, 100, 100],  # unchanged
-             [100, 101, 100],  # brighter by 1 in green
-             [ 90, 100, 100],  # darker rain pixel (counts with |diff|, not with the positive rule)
-             [120, 100, 100],  # brighter by 20
-             [100, 100, 105]]]  # brighter by 5
+    rain = [
+        [
+            [100, 100, 100],  # unchanged
+            [100, 101, 100],  # brighter by 1 in green
+            [90, 100, 100],  # darker rain pixel (counts with |diff|, not with the positive rule)
+            [120, 100, 100],  # brighter by 20
+            [100, 100, 105],
+        ]
+    ]  # brighter by 5
     r, c = to_float(rain), to_float(clean)
     assert rain_mask(r, c).flatten().tolist() == [0, 1, 1, 1, 1]
     assert rain_mask(r, c, rule="positive").flatten().tolist() == [0, 1, 0, 1, 1]
@@ -81,7 +85,9 @@ def test_default_rain_mask_equals_the_release_rule():
     changed = rng.random((2, 9, 7, 3)) < 0.15
     rain[changed] = rng.integers(0, 256, changed.sum(), dtype=np.uint8)
     release = np.stack([np.clip((o - b).sum(axis=2), 0, 1) for o, b in zip(rain, clean)])
-    ours = rain_mask(torch.from_numpy(rain).permute(0, 3, 1, 2) / 255, torch.from_numpy(clean).permute(0, 3, 1, 2) / 255)
+    ours = rain_mask(
+        torch.from_numpy(rain).permute(0, 3, 1, 2) / 255, torch.from_numpy(clean).permute(0, 3, 1, 2) / 255
+    )
     assert 0 < release.sum() < release.size
     np.testing.assert_array_equal(ours[:, 0].numpy(), release)
 

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import numpy as np
 
-YCBCR = np.array([[0.29900, -0.16874, 0.50000],
-                  [0.58700, -0.33126, -0.41869],
-                  [0.11400, 0.50000, -0.08131]])
+YCBCR = np.array([[0.29900, -0.16874, 0.50000], [0.58700, -0.33126, -0.41869], [0.11400, 0.50000, -0.08131]])
 
 
 def rgb2ycbcr(rgb: np.ndarray) -> np.ndarray:
     rgb = rgb.astype(np.float64)
-    ycbcr = np.stack([(rgb[..., 0] * YCBCR[0, k] + rgb[..., 1] * YCBCR[1, k]) + rgb[..., 2] * YCBCR[2, k]
-                      for k in range(3)], axis=-1)  # np.dot(rgb, YCBCR), each sum in one fixed order
+    ycbcr = np.stack(
+        [(rgb[..., 0] * YCBCR[0, k] + rgb[..., 1] * YCBCR[1, k]) + rgb[..., 2] * YCBCR[2, k] for k in range(3)], axis=-1
+    )  # np.dot(rgb, YCBCR), each sum in one fixed order
     ycbcr[:, :, 1:] += 128.0  # on (N, H, W, 3): axis 2 is the image width
     return (np.trunc(ycbcr).astype(np.int64) % 256).astype(np.uint8)  # astype('uint8') as on x86: wraps
 

@@ -22,16 +22,16 @@ def clip(seed: int, n: int, h: int, w: int, levels: int = 256, grey: bool = Fals
 
 
 CASES = [  # (seed, N, H, W, levels, grey, band_pixels)
-    (0, 1, 5, 7, 256, False, 8),      # N = 1
-    (1, 2, 3, 4, 2, False, 4),        # N = 2, two levels: ties everywhere
+    (0, 1, 5, 7, 256, False, 8),  # N = 1
+    (1, 2, 3, 4, 2, False, 4),  # N = 2, two levels: ties everywhere
     (2, 2, 6, 5, 256, True, 7),
-    (3, 3, 7, 5, 3, False, 5),        # N = 3: a lone mode at sorted index 1 votes for no integer p
-    (4, 7, 9, 11, 2, True, 13),       # odd sizes, grey (R = G = B hits float-truncated luma values)
+    (3, 3, 7, 5, 3, False, 5),  # N = 3: a lone mode at sorted index 1 votes for no integer p
+    (4, 7, 9, 11, 2, True, 13),  # odd sizes, grey (R = G = B hits float-truncated luma values)
     (5, 20, 8, 9, 5, False, 9),
     (6, 33, 4, 13, 256, False, 8192),
-    (7, 100, 5, 6, 4, False, 11),     # 7 / 100 * 100 = 7.000000000000001: float bounds matter
-    (8, 101, 4, 5, 256, True, 20),    # N = 101: numpy's virtual index for some p is 1 ulp below an integer
-    (9, 260, 3, 5, 6, False, 15),     # more than 255 frames: count_less widens its byte lanes
+    (7, 100, 5, 6, 4, False, 11),  # 7 / 100 * 100 = 7.000000000000001: float bounds matter
+    (8, 101, 4, 5, 256, True, 20),  # N = 101: numpy's virtual index for some p is 1 ulp below an integer
+    (9, 260, 3, 5, 6, False, 15),  # more than 255 frames: count_less widens its byte lanes
 ]
 
 
@@ -129,8 +129,9 @@ def test_count_less_kth_and_order_pair_match_numpy(n, m):
 FLOAT_EDGE = [(51, 58), (101, 29), (101, 57), (301, 41)]
 
 
-@pytest.mark.parametrize("n,p", [(1, 0), (1, 100), (2, 50), (3, 33), (3, 34), (10, 0), (10, 99), (10, 100),
-                                 (33, 17), (100, 7)] + FLOAT_EDGE)
+@pytest.mark.parametrize(
+    "n,p", [(1, 0), (1, 100), (2, 50), (3, 33), (3, 34), (10, 0), (10, 99), (10, 100), (33, 17), (100, 7)] + FLOAT_EDGE
+)
 def test_temporal_percentile_equals_numpy(n, p):
     rng = np.random.default_rng(1000 * n + p)
     frames = rng.integers(0, 256, size=(n, 5, 7, 3), dtype=np.uint8)
@@ -189,8 +190,9 @@ def crossing_clip(seed: int, n: int, h: int, w: int) -> np.ndarray:
     return frames
 
 
-@pytest.mark.parametrize("seed,n,h,w,band", [(0, 12, 8, 12, 40), (1, 15, 7, 10, 23), (2, 9, 5, 6, 4096),
-                                              (3, 20, 9, 13, 50)])
+@pytest.mark.parametrize(
+    "seed,n,h,w,band", [(0, 12, 8, 12, 40), (1, 15, 7, 10, 23), (2, 9, 5, 6, 4096), (3, 20, 9, 13, 50)]
+)
 def test_notebook_compat_equals_the_notebook(seed, n, h, w, band):
     """Against a transcription of the notebook (its YCbCr slip and its 8-region vote), on clips crossing 128;
     sizes with H odd / W not a multiple of 4 exercise the pixels its vote leaves out."""
@@ -210,8 +212,12 @@ def test_notebook_compat_equals_the_notebook(seed, n, h, w, band):
 def test_the_slips_change_the_result():
     """On clips crossing 128 the notebook's p_hat differs from the corrected one (so notebook_compat matters),
     and its vote leaves out exactly the pixels notebook_vote_mask says."""
-    differ = [s for s in range(6) if A.clean_image(crossing_clip(s, 15, 8, 12), notebook_compat=True).p_hat
-              != A.clean_image(crossing_clip(s, 15, 8, 12)).p_hat]
+    differ = [
+        s
+        for s in range(6)
+        if A.clean_image(crossing_clip(s, 15, 8, 12), notebook_compat=True).p_hat
+        != A.clean_image(crossing_clip(s, 15, 8, 12)).p_hat
+    ]
     assert differ, "no clip where the slip changes p_hat"
     # H = 7, W = 10: regions of 3 or 4 rows (0..3, 3..7) x 2 or 3 columns (0..2, 2..5, 5..7, 7..10); each fills
     # only int(3.5) * int(2.5) = 6 map rows: in region rows 3..7 x columns 2..5, rows 3 and 4 vote, 5 and 6 not

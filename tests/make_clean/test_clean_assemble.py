@@ -50,10 +50,11 @@ def test_patches_in_spa_data_layout(reviewed, tmp_path):
     for line in lines:
         rain_rel, clean_rel = (p.lstrip("/") for p in line.split(" "))
         f, x, y = (int(v) for v in rain_rel.rsplit("/", 1)[1][:-4].split("-")[1].split("_"))
-        assert np.array_equal(iio.imread(ds / rain_rel), frames[f, y:y + 8, x:x + 8])
-        assert np.array_equal(iio.imread(ds / clean_rel), clean[y:y + 8, x:x + 8])
-    assert sorted(p.name for p in (ds / "real_world_gt" / "rainA1").iterdir()) == \
-        sorted(f"rainA1_{x}_{y}.png" for x, y in grid)
+        assert np.array_equal(iio.imread(ds / rain_rel), frames[f, y : y + 8, x : x + 8])
+        assert np.array_equal(iio.imread(ds / clean_rel), clean[y : y + 8, x : x + 8])
+    assert sorted(p.name for p in (ds / "real_world_gt" / "rainA1").iterdir()) == sorted(
+        f"rainA1_{x}_{y}.png" for x, y in grid
+    )
     with open(ds / "scenes.csv", newline="") as f:
         assert list(csv.reader(f))[1][:3] == ["rainA1", "rain_A-1", "12"]
 
@@ -192,15 +193,19 @@ def test_train_command_and_data_config(reviewed, tmp_path, monkeypatch, capsys):
     cfg = OmegaConf.load(conf / "mine.yaml")
     assert list(cfg.defaults) == ["realrain", "_self_"]
     assert (cfg.root, cfg.val_scenes, cfg.test_dir, cfg.list_file) == (str(ds.resolve()), 1, None, "real_world.txt")
-    data = OmegaConf.merge(OmegaConf.load(REPO / "conf/data/realrain.yaml"), {k: cfg[k] for k in cfg if k != "defaults"})
+    data = OmegaConf.merge(
+        OmegaConf.load(REPO / "conf/data/realrain.yaml"), {k: cfg[k] for k in cfg if k != "defaults"}
+    )
     dm = RealRainDataModule(**{k: data[k] for k in ("root", "list_file", "val_scenes", "test_dir")}, batch_size=4)
     dm.setup("fit")
     assert (len(dm.train_set), len(dm.val_set), dm.test_set) == (48, 48, None)  # B (12 x 4) validates
 
     # without data_config: the overrides themselves; one scene: no validation possible, said instead of a command
     result = assemble(out, tmp_path / "ds2", patch=8)
-    assert result["train"] == (f"python -m src.train data=realrain data.root={tmp_path / 'ds2'} data.val_scenes=1 "
-                               f"data.test_dir=null model=spanet")
+    assert result["train"] == (
+        f"python -m src.train data=realrain data.root={tmp_path / 'ds2'} data.val_scenes=1 "
+        f"data.test_dir=null model=spanet"
+    )
     (tmp_path / "ds3" / "real_test_1000" / "rain").mkdir(parents=True)  # a test split of the user's
     assert "test_dir" not in assemble(out, tmp_path / "ds3", patch=8)["data"]
 

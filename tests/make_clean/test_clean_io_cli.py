@@ -111,8 +111,14 @@ def test_cli_on_video_writes_png_and_json(video, tmp_path):
     expected, p_hat, _ = reference_clean_image(decoded(video)[2:10])
     assert np.array_equal(iio.imread(out), expected)
     record = json.loads(out.with_suffix(".json").read_text())
-    assert record == {"p_hat": p_hat, "frames": 8, "size": [48, 64], "start": 2, "input": str(video),
-                      "notebook_compat": False}
+    assert record == {
+        "p_hat": p_hat,
+        "frames": 8,
+        "size": [48, 64],
+        "start": 2,
+        "input": str(video),
+        "notebook_compat": False,
+    }
     assert list(tmp_path.glob("frames-*")) == []  # the frame cache is gone
 
 
@@ -152,28 +158,34 @@ def test_cli_on_folder_with_density_default(tmp_path):
     assert json.loads((tmp_path / "normal.json").read_text())["frames"] == 24
 
 
-@pytest.mark.parametrize("args,message", [
-    (["output=o.png"], "missing input="),
-    (["input=x", "output=o.png", "frames=many"], "frames=many: expected an integer"),
-    (["input=x", "output=o.png", "frames=2.5"], "frames=2.5: expected an integer"),
-    (["input=x", "output=o.png", "density=heavy"], "density=heavy: choose one of sparse, normal, dense"),
-    (["input=x", "output=o.png", "+colour=red"], "unknown option 'colour'"),
-    (["input=x", "output=o.png", "start=null"], "start=null: expected a value"),
-    (["input={video}", "output=o.jpg"], "give a file name ending in .png"),
-    (["input={video}", "output={tmp}/o.png", "frames=13"], "has only 12 frames from start=0, 13 requested"),
-    (["input={tmp}/missing.mp4", "output={tmp}/o.png"], "missing.mp4: rain clip not found"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["output=o.png"], "missing input="),
+        (["input=x", "output=o.png", "frames=many"], "frames=many: expected an integer"),
+        (["input=x", "output=o.png", "frames=2.5"], "frames=2.5: expected an integer"),
+        (["input=x", "output=o.png", "density=heavy"], "density=heavy: choose one of sparse, normal, dense"),
+        (["input=x", "output=o.png", "+colour=red"], "unknown option 'colour'"),
+        (["input=x", "output=o.png", "start=null"], "start=null: expected a value"),
+        (["input={video}", "output=o.jpg"], "give a file name ending in .png"),
+        (["input={video}", "output={tmp}/o.png", "frames=13"], "has only 12 frames from start=0, 13 requested"),
+        (["input={tmp}/missing.mp4", "output={tmp}/o.png"], "missing.mp4: rain clip not found"),
+    ],
+)
 def test_cli_errors_name_the_problem(args, message, video, tmp_path, capsys):
     args = [a.format(video=video, tmp=tmp_path) for a in args]
     assert run_cli(entry, args) == 2
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args,message", [
-    (["input=x", "output=o.png", "colour=red"], "Could not override 'colour'"),  # Hydra: not a key of the config
-    (["input", "output=o.png"], "Error parsing override 'input'"),  # Hydra: not key=value
-    (["input=x", "output=o.png", "+start=3"], "Could not append to config. An item is already at 'start'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["input=x", "output=o.png", "colour=red"], "Could not override 'colour'"),  # Hydra: not a key of the config
+        (["input", "output=o.png"], "Error parsing override 'input'"),  # Hydra: not key=value
+        (["input=x", "output=o.png", "+start=3"], "Could not append to config. An item is already at 'start'"),
+    ],
+)
 def test_hydra_rejects_unknown_keys_and_malformed_words(args, message, capsys):
     """Hydra's own errors (exit status 1): nothing is silently dropped or stripped (no key, no '+')."""
     assert run_cli(entry, args) == 1
@@ -189,7 +201,12 @@ def test_config_defaults_match_the_code():
 
 def test_module_entry_point(video, tmp_path):
     out = tmp_path / "m.png"
-    proc = subprocess.run([sys.executable, "-m", "src.make_clean", f"input={video}", f"output={out}", "frames=4"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "src.make_clean", f"input={video}", f"output={out}", "frames=4"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "p_hat=" in proc.stdout and out.exists() and out.with_suffix(".json").exists()

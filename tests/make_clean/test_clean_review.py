@@ -35,11 +35,18 @@ def test_review_loop_accept_reject_exhaust(clips_dir, tmp_path):
     s = review(clips, out, density="sparse")
     assert s["new"] == ["A", "B", "C"] and s["waiting"] == ["A", "B", "C"]
     decisions = out / "decisions.csv"
-    assert rows(decisions) == [["clip", "frames", "decision", "density"],
-                               ["A", "20", "", "sparse"], ["B", "20", "", "sparse"], ["C", "12", "", "sparse"]]
+    assert rows(decisions) == [
+        ["clip", "frames", "decision", "density"],
+        ["A", "20", "", "sparse"],
+        ["B", "20", "", "sparse"],
+        ["C", "12", "", "sparse"],
+    ]
     state = json.loads((out / "state.json").read_text())
-    assert {k: (v["length"], v["versions"][-1]["frames"]) for k, v in state["clips"].items()} == \
-        {"A": (30, 20), "B": (40, 20), "C": (12, 12)}
+    assert {k: (v["length"], v["versions"][-1]["frames"]) for k, v in state["clips"].items()} == {
+        "A": (30, 20),
+        "B": (40, 20),
+        "C": (12, 12),
+    }
     clean_a = iio.imread(out / state["clips"]["A"]["versions"][0]["clean"])
     expected_a, p_a, _ = reference_clean_image(frames["A"][:20])
     assert np.array_equal(clean_a, expected_a)
@@ -56,8 +63,9 @@ def test_review_loop_accept_reject_exhaust(clips_dir, tmp_path):
     assert decisions.read_bytes() == before
 
     # the person: accept A, reject B and C (no line break at the end of their file)
-    mine = person_writes(decisions, "clip,frames,decision,density\r\nA,20,accept,sparse\r\nB,20,reject,sparse\r\n"
-                                    "C,12,Reject,sparse")
+    mine = person_writes(
+        decisions, "clip,frames,decision,density\r\nA,20,accept,sparse\r\nB,20,reject,sparse\r\nC,12,Reject,sparse"
+    )
     s = review(clips, out)
     assert (s["accepted"], s["exhausted"], s["waiting"], s["regenerated"]) == (["A"], ["C"], ["B"], ["B"])
     assert decisions.read_bytes().startswith(mine)
@@ -78,8 +86,11 @@ def test_review_loop_accept_reject_exhaust(clips_dir, tmp_path):
     s = review(clips, out)
     assert (s["accepted"], s["exhausted"], s["waiting"], s["regenerated"]) == (["A"], ["B", "C"], [], [])
     state = json.loads((out / "state.json").read_text())
-    assert [(v["frames"], v["decision"]) for v in state["clips"]["B"]["versions"]] == \
-        [(20, "reject"), (30, "reject"), (40, "reject")]
+    assert [(v["frames"], v["decision"]) for v in state["clips"]["B"]["versions"]] == [
+        (20, "reject"),
+        (30, "reject"),
+        (40, "reject"),
+    ]
     assert state["clips"]["A"]["status"] == "accepted" and state["clips"]["C"]["status"] == "exhausted"
 
 
@@ -107,13 +118,16 @@ def test_cli_reports_and_density_column_before_first_run(clips_dir, make_frames,
     assert "accepted: 2 (A, B)" in printed and "exhausted: 1 (V)" in printed and "done: every clip" in printed
 
 
-@pytest.mark.parametrize("line,message", [
-    ("A,20,maybe,", "decisions.csv:2: decision 'maybe' for A"),
-    ("Z,20,accept,", "decisions.csv:2: unknown clip 'Z'"),
-    ("A,,accept,", "decisions.csv:2: A has a decision but no frames"),
-    ("A,twenty,accept,", "decisions.csv:2: frames 'twenty' for A is not an integer"),
-    ("A,20,accept,heavy", "decisions.csv:2: density 'heavy' for A"),
-])
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("A,20,maybe,", "decisions.csv:2: decision 'maybe' for A"),
+        ("Z,20,accept,", "decisions.csv:2: unknown clip 'Z'"),
+        ("A,,accept,", "decisions.csv:2: A has a decision but no frames"),
+        ("A,twenty,accept,", "decisions.csv:2: frames 'twenty' for A is not an integer"),
+        ("A,20,accept,heavy", "decisions.csv:2: density 'heavy' for A"),
+    ],
+)
 def test_bad_decisions_name_file_and_line(line, message, clips_dir, tmp_path):
     clips, _ = clips_dir({"A": (20, 4, 4, 6)})
     path = tmp_path / "decisions.csv"

@@ -23,9 +23,17 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = "## ... make a data set from my own rain videos?"
 TINY = {"patch=256": "patch=16"}  # the page's values -> sizes for 32x48 clips
-TINY_TRAIN = ["schedule.batch_size=2", "schedule.max_steps=2", "schedule.val_every=2", "schedule.train_patch=16",
-              "model.net.channels=8", "trainer.enable_model_summary=false", "~callbacks.progress_bar",
-              "~callbacks.model_summary", "hydra.run.dir=logs/howto_run"]
+TINY_TRAIN = [
+    "schedule.batch_size=2",
+    "schedule.max_steps=2",
+    "schedule.val_every=2",
+    "schedule.train_patch=16",
+    "model.net.channels=8",
+    "trainer.enable_model_summary=false",
+    "~callbacks.progress_bar",
+    "~callbacks.model_summary",
+    "hydra.run.dir=logs/howto_run",
+]
 
 
 def howto_commands() -> list[list[str]]:
@@ -53,8 +61,12 @@ def clone(tmp_path_factory) -> Path:
 
 def test_rain_video_howto_runs_as_written(clone):
     commands = howto_commands()
-    assert [c[1] for c in commands] == ["src.make_clean", "src.make_clean.review", "src.make_clean.assemble",
-                                        "src.train"]
+    assert [c[1] for c in commands] == [
+        "src.make_clean",
+        "src.make_clean.review",
+        "src.make_clean.assemble",
+        "src.train",
+    ]
     with VideoWriter(clone / "clip.mp4", fps=25) as video:
         for frame in rain_clip(12, 32, 48, seed=1):
             video.write(frame)

@@ -21,8 +21,12 @@ def test_compare_figure_captions_fit_a_tiny_image(h, w):
     top, left, bottom, right = boxes["rain"]
     width = right - left
     assert width >= 160 and width % w == 0 and bottom - top == h * width // w  # enlarged by a whole factor
-    captions = {"rain": ["Rain", "24.52 dB / 0.8123"], "derained": ["b_a seed=1 lr=0.0001", "31.07 dB / 0.9456"],
-                "attention": ["Attention"], "gt": ["Ground truth", "PSNR / SSIM: protocol y_matlab"]}
+    captions = {
+        "rain": ["Rain", "24.52 dB / 0.8123"],
+        "derained": ["b_a seed=1 lr=0.0001", "31.07 dB / 0.9456"],
+        "attention": ["Attention"],
+        "gt": ["Ground truth", "PSNR / SSIM: protocol y_matlab"],
+    }
     for name, lines in captions.items():
         _, left, bottom, right = boxes[name]
         strip = fig[bottom:, left:right]

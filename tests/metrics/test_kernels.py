@@ -101,7 +101,9 @@ def test_y_matlab_exact_on_every_colour_tie():
     exact = (16 * 255_000 + 65_481 * rgb[0] + 128_553 * rgb[1] + 24_966 * rgb[2] + 127_500) // 255_000
     got = rgb_to_y_matlab(rgb.double().reshape(1, 3, 1, -1)).flatten()
     assert torch.equal(got, exact.double())
-    assert torch.equal(to_uint8_levels(torch.tensor([0.5 / 255, 2.5 / 255])), torch.tensor([1.0, 3.0], dtype=torch.float64))
+    assert torch.equal(
+        to_uint8_levels(torch.tensor([0.5 / 255, 2.5 / 255])), torch.tensor([1.0, 3.0], dtype=torch.float64)
+    )
 
 
 def test_score_cache_scores_once_and_notices_changes():

@@ -8,9 +8,16 @@ from src.metrics.protocols import PROTOCOLS
 
 # Table 3's rows that the SPANet paper copied from DID-MDN's paper (Zhang & Patel 2018, Rain1200 table):
 # same values, and DID-MDN does not say how it scored them.
-COPIED_FROM_DIDMDN = {"input": (21.15, 0.7781), "dsc": (21.44, 0.7896), "lp": (22.75, 0.8352),
-                      "clear": (22.07, 0.8422), "jorder": (24.32, 0.8622), "ddn": (27.33, 0.8978),
-                      "jbo": (23.05, 0.8522), "didmdn": (27.95, 0.9087)}
+COPIED_FROM_DIDMDN = {
+    "input": (21.15, 0.7781),
+    "dsc": (21.44, 0.7896),
+    "lp": (22.75, 0.8352),
+    "clear": (22.07, 0.8422),
+    "jorder": (24.32, 0.8622),
+    "ddn": (27.33, 0.8978),
+    "jbo": (23.05, 0.8522),
+    "didmdn": (27.95, 0.9087),
+}
 
 
 def test_rows_default_to_their_tables_protocol():
@@ -29,9 +36,16 @@ def test_table3_labels_only_the_spanet_row():
 
 
 def test_explicit_row_protocol_and_validation():
-    t = PaperTable("T", "d", "spanet", rows={"a": PaperRow("A", 1.0, 0.5),
-                                             "b": PaperRow("B", 1.0, 0.5, protocol="y_matlab"),
-                                             "c": PaperRow("C", 1.0, 0.5, protocol=None)})
+    t = PaperTable(
+        "T",
+        "d",
+        "spanet",
+        rows={
+            "a": PaperRow("A", 1.0, 0.5),
+            "b": PaperRow("B", 1.0, 0.5, protocol="y_matlab"),
+            "c": PaperRow("C", 1.0, 0.5, protocol=None),
+        },
+    )
     assert [t.rows[k].protocol for k in "abc"] == ["spanet", "y_matlab", None]
     assert "y_matlab" in PROTOCOLS
     with pytest.raises(ValueError, match="unknown protocol 'psnr_y'"):
@@ -51,10 +65,18 @@ def test_later_papers_spa_data_numbers_are_y_matlab_with_sources():
     from src.metrics.paper import DRSFORMER_SPA, NERD_RAIN_SPA, SPA_TABLES
 
     for table in SPA_TABLES:
-        assert table.protocol == "y_matlab" and table.source and {r.protocol for r in table.rows.values()} == {
-            "y_matlab"}
-    want = {"nerd_rain": (49.58, 0.9940), "nerd_rain_s": (48.90, 0.9936), "drsformer_spa": (48.54, 0.9924),
-            "restormer": (47.98, None), "mprnet": (43.64, None), "rcdnet": (43.36, None), "prenet": (40.16, None)}
+        assert (
+            table.protocol == "y_matlab" and table.source and {r.protocol for r in table.rows.values()} == {"y_matlab"}
+        )
+    want = {
+        "nerd_rain": (49.58, 0.9940),
+        "nerd_rain_s": (48.90, 0.9936),
+        "drsformer_spa": (48.54, 0.9924),
+        "restormer": (47.98, None),
+        "mprnet": (43.64, None),
+        "rcdnet": (43.36, None),
+        "prenet": (40.16, None),
+    }
     for key, (psnr, ssim) in want.items():
         _, row = paper_reference("realrain", key, protocol="y_matlab")
         assert (row.psnr, row.ssim) == (psnr, ssim), key

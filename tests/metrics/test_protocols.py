@@ -78,9 +78,7 @@ def test_spanet_ssim_crops_three_pixel_border_and_uses_sample_covariance():
     pred = np.clip(gt + np.random.default_rng(1).normal(0, 0.1, gt.shape), 0, 1)
     got = ssim_spanet(to_tensor(pred), to_tensor(gt)).item()
     assert got == pytest.approx(structural_similarity(pred, gt, win_size=7, channel_axis=-1, data_range=2), abs=1e-12)
-    population = structural_similarity(
-        pred, gt, win_size=7, channel_axis=-1, data_range=2, use_sample_covariance=False
-    )
+    population = structural_similarity(pred, gt, win_size=7, channel_axis=-1, data_range=2, use_sample_covariance=False)
     assert abs(got - population) > 1e-4
     assert got > structural_similarity(pred, gt, win_size=7, channel_axis=-1, data_range=1) + 1e-3
 

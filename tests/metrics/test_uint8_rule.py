@@ -18,8 +18,14 @@ from src.metrics.protocols import to_uint8_image, to_uint8_levels
 def _near_ties() -> np.ndarray:
     """float32 values nearest to (k + 1/2) / 255 and their two neighbours, k = 0..254, plus 0, 1 and outside."""
     ties = np.float32((np.arange(255) + 0.5) / 255)
-    x = np.concatenate([np.nextafter(ties, np.float32(0)), ties, np.nextafter(ties, np.float32(1)),
-                        np.float32([0.0, 1.0, -0.25, 1.5, 0.5])])
+    x = np.concatenate(
+        [
+            np.nextafter(ties, np.float32(0)),
+            ties,
+            np.nextafter(ties, np.float32(1)),
+            np.float32([0.0, 1.0, -0.25, 1.5, 0.5]),
+        ]
+    )
     return x.astype(np.float32)
 
 

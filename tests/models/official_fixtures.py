@@ -84,8 +84,9 @@ def differences(name: str, outputs: dict[str, np.ndarray], expected: str = "expe
     return diffs
 
 
-def predict_matches(name: str, model: str, tmp_path: Path, expected: str = "expected",
-                    net: dict | None = None) -> dict[str, float]:
+def predict_matches(
+    name: str, model: str, tmp_path: Path, expected: str = "expected", net: dict | None = None
+) -> dict[str, float]:
     """:func:`differences` of :func:`predict_fixture`'s outputs to the authors' ``expected`` outputs."""
     return differences(name, predict_fixture(name, model, tmp_path, net), expected)
 
@@ -115,8 +116,7 @@ def load_report(name: str, net: torch.nn.Module, tmp_path: Path) -> dict[str, di
     """init_weights reports for the fixture file as the authors save it, as ``{'params_ema': ...}`` and with the
     ``module.`` prefix of DataParallel (keyed 'params', 'params_ema', 'module')."""
     state = torch.load(weights_file(name), weights_only=True)["params"]
-    files = {"params": weights_file(name), "params_ema": tmp_path / "ema.pth",
-             "module": tmp_path / "module.pth"}
+    files = {"params": weights_file(name), "params_ema": tmp_path / "ema.pth", "module": tmp_path / "module.pth"}
     torch.save({"params_ema": state}, files["params_ema"])
     torch.save({"params": {f"module.{k}": v for k, v in state.items()}}, files["module"])
     return {kind: init_weights(net, path) for kind, path in files.items()}

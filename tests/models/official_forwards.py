@@ -41,7 +41,7 @@ def random_state_dict(layout: dict[str, tuple], seed: int, dtype=torch.float64) 
             out[name] = 1 + 0.3 * u
         else:
             fan_in = shape[1] * (shape[2] * shape[3] if len(shape) == 4 else 1)
-            out[name] = 1.5 / fan_in ** 0.5 * u
+            out[name] = 1.5 / fan_in**0.5 * u
     return out
 
 
@@ -63,7 +63,7 @@ RESCAN_GATES = {"GRU": ("z", "r", "n"), "LSTM": ("f", "i", "o", "j"), "RNN": (""
 
 def rescan_dilations(depth: int) -> list[int]:
     """RecUnit(3, C, 3, 1) followed by RecUnit(C, C, 3, 2**i) for i < depth - 3."""
-    return [1] + [2 ** i for i in range(depth - 3)]
+    return [1] + [2**i for i in range(depth - 3)]
 
 
 def rescan_layout(unit: str, channel: int = 24, depth: int = 7) -> dict[str, tuple]:
@@ -88,8 +88,12 @@ def rescan_layout(unit: str, channel: int = 24, depth: int = 7) -> dict[str, tup
 def _se_layout(name: str, c: int, reduction: int = 6) -> dict[str, tuple]:
     # their SEBlock: Linear(c, reduction) -> ReLU -> Linear(reduction, c) -> Sigmoid (note: `reduction` is the
     # hidden width itself, not a ratio)
-    return {f"{name}.fc.0.weight": (reduction, c), f"{name}.fc.0.bias": (reduction,),
-            f"{name}.fc.2.weight": (c, reduction), f"{name}.fc.2.bias": (c,)}
+    return {
+        f"{name}.fc.0.weight": (reduction, c),
+        f"{name}.fc.0.bias": (reduction,),
+        f"{name}.fc.2.weight": (c, reduction),
+        f"{name}.fc.2.bias": (c,),
+    }
 
 
 def _se(sd, name, x):
@@ -99,9 +103,11 @@ def _se(sd, name, x):
     return x * y[:, :, None, None]
 
 
-def rescan_official(sd: dict, O_bgr: Tensor, unit: str = "GRU", frame: str = "Full", stage_num: int = 4,
-                    depth: int = 7) -> list[Tensor]:
+def rescan_official(
+    sd: dict, O_bgr: Tensor, unit: str = "GRU", frame: str = "Full", stage_num: int = 4, depth: int = 7
+) -> list[Tensor]:
     """Their RESCAN.forward: returns the predicted rain layer of every stage (BGR)."""
+
     def cx(j, g, x, d):  # input-to-hidden conv of unit j, padding = dilation
         n = f"rnns.{j}.conv_x{g}"
         return F.conv2d(x, sd[n + ".weight"], sd[n + ".bias"], padding=d, dilation=d)
@@ -174,12 +180,45 @@ def rescan_official(sd: dict, O_bgr: Tensor, unit: str = "GRU", frame: str = "Fu
 # input channels of the side convs conv11..conv61; whether the stream module also holds conv_refin, refine3,
 # batchnorm20, batchnorm1 (never called).
 DIDMDN_STREAMS = {
-    "dense0": (3, [(3, 5, 4, "down"), (4, 8, 12, "same"), (12, 4, 12, "same"), (12, 4, 12, "same"),
-                   (24, 8, 4, "same"), (8, 8, 4, "up")], (4, 12, 12, 24, 8, 8), False),
-    "dense1": (5, [(3, 13, 8, "down"), (8, 16, 16, "down"), (16, 16, 16, "same"), (16, 16, 16, "same"),
-                   (32, 8, 8, "up"), (16, 8, 4, "up")], (8, 16, 16, 32, 16, 8), True),
-    "dense2": (7, [(3, 13, 8, "down"), (8, 16, 16, "down"), (16, 16, 16, "down"), (16, 16, 16, "up"),
-                   (32, 8, 8, "up"), (16, 8, 4, "up")], (8, 16, 16, 32, 16, 8), True),
+    "dense0": (
+        3,
+        [
+            (3, 5, 4, "down"),
+            (4, 8, 12, "same"),
+            (12, 4, 12, "same"),
+            (12, 4, 12, "same"),
+            (24, 8, 4, "same"),
+            (8, 8, 4, "up"),
+        ],
+        (4, 12, 12, 24, 8, 8),
+        False,
+    ),
+    "dense1": (
+        5,
+        [
+            (3, 13, 8, "down"),
+            (8, 16, 16, "down"),
+            (16, 16, 16, "same"),
+            (16, 16, 16, "same"),
+            (32, 8, 8, "up"),
+            (16, 8, 4, "up"),
+        ],
+        (8, 16, 16, 32, 16, 8),
+        True,
+    ),
+    "dense2": (
+        7,
+        [
+            (3, 13, 8, "down"),
+            (8, 16, 16, "down"),
+            (16, 16, 16, "down"),
+            (16, 16, 16, "up"),
+            (32, 8, 8, "up"),
+            (16, 8, 4, "up"),
+        ],
+        (8, 16, 16, 32, 16, 8),
+        True,
+    ),
 }
 
 
@@ -241,8 +280,11 @@ def _didmdn_stream(sd, s, x):
     x5 = torch.cat([step(5, x4), x1], 1)
     x6 = step(6, x5)
     # all five side maps come from conv11 of x1 in their code
-    side = F.interpolate(F.leaky_relu(F.conv2d(x1, sd[f"{s}.conv11.weight"], sd[f"{s}.conv11.bias"], padding=1), 0.2),
-                         size=x6.shape[2:], mode="nearest")
+    side = F.interpolate(
+        F.leaky_relu(F.conv2d(x1, sd[f"{s}.conv11.weight"], sd[f"{s}.conv11.bias"], padding=1), 0.2),
+        size=x6.shape[2:],
+        mode="nearest",
+    )
     return torch.cat([x6, side, side, side, side, side, x], 1)
 
 
@@ -289,6 +331,7 @@ def jorder_e_layout(g0: int = 64) -> dict[str, tuple]:
 def jorder_e_official(sd: dict, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Their JORDER_E.forward on x (B, 3, H, W) on the 0-255 scale. Returns (x2, x1, mask2, level2) as they do,
     plus (mask1, level1), which the suite also returns."""
+
     def conv(name, t, d=1):
         return F.conv2d(t, sd[f"{name}.weight"], sd[f"{name}.bias"], padding=d, dilation=d)
 

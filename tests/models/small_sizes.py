@@ -8,12 +8,20 @@ from __future__ import annotations
 _NERD_RAIN_SMALL = ["model.net.dim=4", "model.net.num_blocks=[1,1,1]", "model.net.hidden_list=[16,16,16]"]
 
 SMALL_SIZES: dict[str, list[str]] = {
-    "restormer": ["model.net.dim=4", "model.net.num_blocks=[1,1,1,1]", "model.net.num_refinement_blocks=1",
-                  "model.net.heads=[1,2,2,4]"],
+    "restormer": [
+        "model.net.dim=4",
+        "model.net.num_blocks=[1,1,1,1]",
+        "model.net.num_refinement_blocks=1",
+        "model.net.heads=[1,2,2,4]",
+    ],
     "drsformer": ["model.net.dim=4", "model.net.num_blocks=[1,1,1,1]", "model.net.heads=[1,2,2,4]"],
     "drsformer_spa": ["model.net.dim=4", "model.net.num_blocks=[1,1,1,1]", "model.net.heads=[1,2,2,4]"],
-    "nafnet": ["model.net.width=4", "model.net.enc_blk_nums=[1,1,1,1]", "model.net.middle_blk_num=1",
-               "model.net.dec_blk_nums=[1,1,1,1]"],
+    "nafnet": [
+        "model.net.width=4",
+        "model.net.enc_blk_nums=[1,1,1,1]",
+        "model.net.middle_blk_num=1",
+        "model.net.dec_blk_nums=[1,1,1,1]",
+    ],
     "nerd_rain": _NERD_RAIN_SMALL,
     "nerd_rain_s": _NERD_RAIN_SMALL,
 }

@@ -67,9 +67,7 @@ def test_ddn_count_from_layer_shapes():
 
 def test_didmdn_release_count_and_release_state_dict():
     """365,236 used + 7,603 in never-called layers = 372,839 as released; a release-shaped dict loads."""
-    unused = {
-        name: (conv(s[0], s[1], s[2]) if len(s) == 3 else 2 * s[0]) for name, s in RELEASE_UNUSED_LAYERS.items()
-    }
+    unused = {name: (conv(s[0], s[1], s[2]) if len(s) == 3 else 2 * s[0]) for name, s in RELEASE_UNUSED_LAYERS.items()}
     assert sum(unused.values()) == 7_603
     model = DIDMDN(bn_batch_stats=False)
     assert n_params(model) + sum(unused.values()) == 372_839
@@ -199,7 +197,7 @@ def guided_filter_numpy(img: np.ndarray, r: int, eps: float) -> np.ndarray:
         out = np.empty_like(a)
         for y in range(h):
             for x in range(w):
-                out[y, x] = a[max(0, y - r): y + r + 1, max(0, x - r): x + r + 1].mean()
+                out[y, x] = a[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1].mean()
         return out
 
     q = np.empty_like(img)
@@ -229,8 +227,7 @@ def test_ddn_base_is_guided_filter_and_output_adds_input():
     net = DDN().eval()
     x = torch.from_numpy(img)[None]
     out = net(x)
-    np.testing.assert_allclose(out["base"][0].numpy(), guided_filter_numpy(img.astype(np.float64), 15, 1.0),
-                               atol=1e-5)
+    np.testing.assert_allclose(out["base"][0].numpy(), guided_filter_numpy(img.astype(np.float64), 15, 1.0), atol=1e-5)
     torch.testing.assert_close(out["detail"], x - out["base"])
     residual = net.tail(net.units(net.head(out["detail"])))
     torch.testing.assert_close(out["out"], x + residual)
@@ -352,8 +349,9 @@ def test_clear_keeps_size_and_adds_its_residual_to_the_guided_filter_base(size):
     with torch.no_grad():
         out = net(x)
         assert out["out"].shape == x.shape
-        np.testing.assert_allclose(out["base"][0].numpy(), guided_filter_numpy(img.astype(np.float64), 15, 1.0),
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            out["base"][0].numpy(), guided_filter_numpy(img.astype(np.float64), 15, 1.0), atol=1e-5
+        )
         torch.testing.assert_close(out["detail"], x - out["base"])
         net.body[-1].weight.zero_()
         net.body[-1].bias.fill_(0.25)  # a constant residual: out = base + 0.25 everywhere, borders included
@@ -375,10 +373,13 @@ def test_clear_is_centred_and_sees_11_pixels_each_way():
     assert (rows.min().item(), rows.max().item(), cols.min().item(), cols.max().item()) == (9, 31, 9, 31)
 
 
-@pytest.mark.parametrize("overrides, steps, drops", [
-    ([], 210_000, (100_000, 200_000)),  # the DDN paper's schedule, kept as the recipe
-    (["schedule.max_steps=60000", "schedule.scheduler.milestones=[20000,40000]"], 60_000, (20_000, 40_000)),
-])
+@pytest.mark.parametrize(
+    "overrides, steps, drops",
+    [
+        ([], 210_000, (100_000, 200_000)),  # the DDN paper's schedule, kept as the recipe
+        (["schedule.max_steps=60000", "schedule.scheduler.milestones=[20000,40000]"], 60_000, (20_000, 40_000)),
+    ],
+)
 def test_ddn_schedules_of_the_two_official_copies(tmp_path, overrides, steps, drops):
     """DDN's recipe is the paper's (SGD momentum 0.9, lr 0.1, /10 at 100K and 200K, 210K iterations, batch 20);
     the other official copy's (60K, drops at 20K/40K) is the documented override."""

@@ -46,16 +46,25 @@ def test_predict_and_eval_refuse_spa_weights_in_the_mefc_network(tmp_path):
     """model=drsformer with the SPA-Data file would leave both compensators random: refused before anything is
     written, naming the file, the count, a few tensors and model=drsformer_spa."""
     weights = of.FIXTURES / "drsformer_spa" / "weights.pth"
-    message = (rf"model.init_from={weights}: {_mefc_tensors()} of the network's \d+ tensors are not in the file and "
-               r"would keep their random initial values \(encoder_level0\.[^)]+, \.\.\. \(\d+ more\)\); this looks "
-               r"like the authors' SPA-Data or Rain200L weights, trained without MEFC: use model=drsformer_spa")
+    message = (
+        rf"model.init_from={weights}: {_mefc_tensors()} of the network's \d+ tensors are not in the file and "
+        r"would keep their random initial values \(encoder_level0\.[^)]+, \.\.\. \(\d+ more\)\); this looks "
+        r"like the authors' SPA-Data or Rain200L weights, trained without MEFC: use model=drsformer_spa"
+    )
     out = tmp_path / "out"
     with pytest.raises(IncompleteWeightsError, match=message) as refused:
-        run_predict(tmp_path, [*of.with_weights("drsformer_spa", "drsformer"),
-                               f"input={of.FIXTURES / 'drsformer_spa' / 'input'}", f"output={out}"])
+        run_predict(
+            tmp_path,
+            [
+                *of.with_weights("drsformer_spa", "drsformer"),
+                f"input={of.FIXTURES / 'drsformer_spa' / 'input'}",
+                f"output={out}",
+            ],
+        )
     assert isinstance(refused.value, Refusal) and not out.exists()
-    cfg = compose_cfg("eval", [*of.with_weights("drsformer_spa", "drsformer"), "data=synthetic", *TINY_SYNTHETIC],
-                      tmp_path / "eval")
+    cfg = compose_cfg(
+        "eval", [*of.with_weights("drsformer_spa", "drsformer"), "data=synthetic", *TINY_SYNTHETIC], tmp_path / "eval"
+    )
     with pytest.raises(IncompleteWeightsError, match=message):
         evaluate_checkpoint(cfg)
     assert not (tmp_path / "eval" / "metrics.json").exists()

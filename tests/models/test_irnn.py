@@ -122,8 +122,7 @@ def test_backends_match_naive(backend, dtype, shape, border):
     def run(name):
         xr, wr, br = (t.clone().requires_grad_() for t in (x, w, b))
         y = irnn(xr, wr, br, name, border)
-        gx, gw, gb = torch.autograd.grad(y, (xr, wr, br), grad, allow_unused=True,
-                                         materialize_grads=True)
+        gx, gw, gb = torch.autograd.grad(y, (xr, wr, br), grad, allow_unused=True, materialize_grads=True)
         return y, gx, gw, gb
 
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
@@ -145,7 +144,7 @@ def _torch041_conv_bound(in_channels: int, kernel_size: int = 1) -> float:
     n = in_channels; for k in kernel_size: n *= k; stdv = 1 / sqrt(n); weight and bias ~ U(-stdv, stdv).
     It did not divide by groups (today's PyTorch does: fan-in 1 for a depthwise 1x1, bound 1)."""
     n = in_channels * kernel_size * kernel_size
-    return 1.0 / n ** 0.5
+    return 1.0 / n**0.5
 
 
 def _assert_uniform(values: torch.Tensor, bound: float):
@@ -258,8 +257,7 @@ def test_concurrent_builds_rename_atomically(monkeypatch, tmp_path):
     monkeypatch.setenv("SPANET_CACHE_DIR", str(cache))
     monkeypatch.setenv("CC", str(fake_cc))
     results = []
-    threads = [threading.Thread(target=lambda: results.append(irnn_mod.build_c_library()))
-               for _ in range(2)]
+    threads = [threading.Thread(target=lambda: results.append(irnn_mod.build_c_library())) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -347,6 +345,12 @@ def test_triton_kernels_in_interpreter():
     be set before triton compiles anything, hence the subprocess). Skipped without triton."""
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(repo)}
-    res = subprocess.run([sys.executable, "-c", _TRITON_INTERPRETER_CHECK], env=env, cwd=repo,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", _TRITON_INTERPRETER_CHECK],
+        env=env,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-3000:]

@@ -57,8 +57,13 @@ def test_every_output_equals_the_authors_in_float64():
     net = small_net().double()
     with torch.no_grad():
         res = net.whole(torch.from_numpy(ref["input"]))
-    ours = {"out0": res["out"], "out1": res["scales"][1], "out2": res["scales"][2], "out3": res["inr"][0],
-            "out5": res["inr"][1]}
+    ours = {
+        "out0": res["out"],
+        "out1": res["scales"][1],
+        "out2": res["scales"][2],
+        "out3": res["inr"][0],
+        "out5": res["inr"][1],
+    }
     for key, value in ours.items():
         np.testing.assert_allclose(value.numpy(), ref[key], rtol=0, atol=1e-9, err_msg=key)
 
@@ -76,7 +81,7 @@ def test_windows_on_sides_shorter_than_a_window_and_odd():
     x = torch.rand(2, 3, 21, 70, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with torch.no_grad():
         out = net(x)["out"]
-        left, mid, right = (net.whole(x[..., a:a + 32])["out"] for a in (0, 32, 38))
+        left, mid, right = (net.whole(x[..., a : a + 32])["out"] for a in (0, 32, 38))
     assert out.shape == x.shape
     torch.testing.assert_close(out[..., :32], left, rtol=0, atol=1e-12)
     torch.testing.assert_close(out[..., 32:64], mid, rtol=0, atol=1e-12)

@@ -64,8 +64,9 @@ def test_released_rain100h_weights_reproduce_the_authors_output(tmp_path):
     info = of.meta("prenet")["release"]
     path = Path(os.environ["SPANET_AUTHORS_WEIGHTS"]) / "PReNet" / info["file"]
     if not path.is_file():
-        pytest.skip(f"{path} not found: SPANET_AUTHORS_WEIGHTS must hold a clone of github.com/csdwren/PReNet "
-                    "named PReNet")
+        pytest.skip(
+            f"{path} not found: SPANET_AUTHORS_WEIGHTS must hold a clone of github.com/csdwren/PReNet named PReNet"
+        )
     assert hashlib.sha256(path.read_bytes()).hexdigest() == info["sha256"], f"{path} is not the authors' file"
     got = of.predict_raw(tmp_path, ["model=prenet", f"model.init_from={path}"], FIXTURE / info["input"])
     ref = np.load(FIXTURE / info["output"])

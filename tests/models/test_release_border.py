@@ -20,13 +20,18 @@ def irnn_at_checkpoint_commit(x, sd, prefix):
     """Their irnn_layer.forward: each direction's output starts as a copy of x; moving away from the border,
     element i is overwritten with relu(depthwise_conv1x1(element before it) + x_i), the conv adding the bias.
     Returns (up, right, down, left)."""
+
     def conv(d, t):
         return F.conv2d(t, sd[f"{prefix}.{d}_weight.weight"], sd[f"{prefix}.{d}_weight.bias"], groups=t.shape[1])
 
     _, _, H, W = x.shape
     out = {d: x.clone() for d in ("up", "right", "down", "left")}
-    for d, axis, order in (("down", 2, range(H)), ("up", 2, range(H - 1, -1, -1)),
-                           ("right", 3, range(W)), ("left", 3, range(W - 1, -1, -1))):
+    for d, axis, order in (
+        ("down", 2, range(H)),
+        ("up", 2, range(H - 1, -1, -1)),
+        ("right", 3, range(W)),
+        ("left", 3, range(W - 1, -1, -1)),
+    ):
         order = list(order)
         for prev, i in zip(order, order[1:]):
             h_prev = out[d].narrow(axis, prev, 1)

@@ -50,8 +50,14 @@ def test_any_size_and_batch():
 
 def test_dual_pixel_task_has_no_global_residual():
     torch.manual_seed(0)
-    net = Restormer(inp_channels=6, dim=4, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, heads=[1, 1, 2, 2],
-                    dual_pixel_task=True).eval()
+    net = Restormer(
+        inp_channels=6,
+        dim=4,
+        num_blocks=[1, 1, 1, 1],
+        num_refinement_blocks=1,
+        heads=[1, 1, 2, 2],
+        dual_pixel_task=True,
+    ).eval()
     assert "skip_conv.weight" in net.state_dict()
     with torch.no_grad():
         assert net(torch.rand(1, 6, 16, 16))["out"].shape == (1, 3, 16, 16)

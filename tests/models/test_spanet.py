@@ -15,8 +15,13 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 # paper / release counts (spec: 283,716 official; 276,704 without the direction-attention branch)
 PARAM_COUNTS = {
-    "spanet": 283_716, "b_f": 283_716, "b_e": 283_716, "b_b": 283_716,
-    "b_a": 193_216, "b_c": 555_216, "b_d": 276_704,
+    "spanet": 283_716,
+    "b_f": 283_716,
+    "b_e": 283_716,
+    "b_b": 283_716,
+    "b_a": 193_216,
+    "b_c": 555_216,
+    "b_d": 276_704,
 }
 NUM_MAPS = {"spanet": 4, "b_f": 4, "b_e": 4, "b_d": 4, "b_c": 4, "b_b": 1, "b_a": 0}
 
@@ -66,8 +71,9 @@ def test_explicit_flags_override_the_preset():
 
 def count_calls(net: SPANet, image: torch.Tensor) -> list[int]:
     calls = [0] * len(net.sams)
-    hooks = [sam.register_forward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
-             for i, sam in enumerate(net.sams)]
+    hooks = [
+        sam.register_forward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1)) for i, sam in enumerate(net.sams)
+    ]
     with torch.no_grad():
         net(image)
     for h in hooks:
@@ -75,8 +81,9 @@ def count_calls(net: SPANet, image: torch.Tensor) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("variant,calls", [("b_a", []), ("b_b", [1]), ("b_c", [1, 1, 1, 1]),
-                                           ("b_d", [4]), ("b_f", [4])])
+@pytest.mark.parametrize(
+    "variant,calls", [("b_a", []), ("b_b", [1]), ("b_c", [1, 1, 1, 1]), ("b_d", [4]), ("b_f", [4])]
+)
 def test_sam_evaluations(variant, calls, image):
     assert count_calls(make(variant), image) == calls
 
@@ -145,7 +152,7 @@ def test_sam_matches_a_direct_computation():
     f = F.conv2d(x, p["conv_in.weight"], padding=1)
     for r, conv in ((1, "conv2"), (2, "conv3")):
         h = irnn(f, p[f"irnn{r}.weight"], p[f"irnn{r}.bias"], backend="naive")
-        f = F.conv2d(torch.cat([h[:, d] * wts[:, d:d + 1] for d in range(4)], 1), p[f"{conv}.weight"], padding=1)
+        f = F.conv2d(torch.cat([h[:, d] * wts[:, d : d + 1] for d in range(4)], 1), p[f"{conv}.weight"], padding=1)
     expected = torch.sigmoid(F.conv2d(torch.relu(f), p["conv_out.weight"]))
     with torch.no_grad():
         torch.testing.assert_close(sam(x), expected, rtol=0, atol=1e-12)
@@ -175,7 +182,7 @@ def test_model_configs_compose_and_build(name):
     for m in irnns:
         assert (m.init, m.border) == ("release", "relu")
         assert torch.all(m.weight == 0.2)
-        assert m.bias.abs().max() <= 1 / 32 ** 0.5  # U(-0.177, 0.177): PyTorch 0.4.1's conv default
+        assert m.bias.abs().max() <= 1 / 32**0.5  # U(-0.177, 0.177): PyTorch 0.4.1's conv default
 
 
 def test_irnn_options_reach_every_sam():

@@ -133,10 +133,18 @@ def test_band_sweeps_continue_across_bands(use_c, border, monkeypatch):
     irnn_horizontal(x[0], w, b, out[RIGHT], out[LEFT], scale[RIGHT], scale[LEFT], border=border)
     for d, first, second in ((DOWN, slice(0, 4), slice(4, H)), (UP, slice(4, H), slice(0, 4))):
         state = torch.empty(C, W)
-        irnn_vertical(x[0, :, first], d, w[d], b[d], out[d, :, first], scale[d, first], final=state,
-                      final_row=0 if d == UP else -1, border=border)
-        irnn_vertical(x[0, :, second], d, w[d], b[d], out[d, :, second], scale[d, second], init=state,
-                      border=border)
+        irnn_vertical(
+            x[0, :, first],
+            d,
+            w[d],
+            b[d],
+            out[d, :, first],
+            scale[d, first],
+            final=state,
+            final_row=0 if d == UP else -1,
+            border=border,
+        )
+        irnn_vertical(x[0, :, second], d, w[d], b[d], out[d, :, second], scale[d, second], init=state, border=border)
     torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
 
 

@@ -48,13 +48,18 @@ def net_b_d() -> SPANet:
 def release_irnn(x, sd, prefix):
     """Their CUDA kernel written as loops: per direction the border element is relu(x), then
     h = relu(w * h_prev + b + x) moving away from it. Returns (up, right, down, left)."""
+
     def w_b(d):
         return (sd[f"{prefix}.{d}_weight.weight"].view(1, -1, 1), sd[f"{prefix}.{d}_weight.bias"].view(1, -1, 1))
 
     H, W = x.shape[2:]
     out = {d: torch.zeros_like(x) for d in ("up", "right", "down", "left")}
-    for d, axis, order in (("right", 3, range(W)), ("left", 3, range(W - 1, -1, -1)),
-                           ("down", 2, range(H)), ("up", 2, range(H - 1, -1, -1))):
+    for d, axis, order in (
+        ("right", 3, range(W)),
+        ("left", 3, range(W - 1, -1, -1)),
+        ("down", 2, range(H)),
+        ("up", 2, range(H - 1, -1, -1)),
+    ):
         w, b = w_b(d)
         prev = None
         for i in order:
@@ -68,6 +73,7 @@ def release_irnn(x, sd, prefix):
 def release_forward(sd, x_bgr, irnn=release_irnn):
     """SPANet.forward of the release (BGR input); the SAM's direction weights are computed and discarded.
     ``irnn(x, sd, prefix)``: the IRNN transcription (default: their CUDA kernel's)."""
+
     def body(n, x):
         p = f"res_block{n}.group1."
         y = torch.relu(F.conv2d(x, sd[p + "conv1.weight"]))
@@ -115,13 +121,17 @@ def test_strict_load_on_cpu(release_sd, net_b_d):
     torch.testing.assert_close(ours["sabs.3.blocks.2.body.conv2.weight"], release_sd["res_block15.group1.conv2.weight"])
     torch.testing.assert_close(ours["post_blocks.1.body.conv3.weight"], release_sd["res_block17.group1.conv3.weight"])
     for d, name in enumerate(("up", "right", "down", "left")):
-        torch.testing.assert_close(ours["sams.0.irnn2.weight"][d], release_sd[f"SAM1.irnn2.{name}_weight.weight"].flatten())
+        torch.testing.assert_close(
+            ours["sams.0.irnn2.weight"][d], release_sd[f"SAM1.irnn2.{name}_weight.weight"].flatten()
+        )
         torch.testing.assert_close(ours["sams.0.irnn2.bias"][d], release_sd[f"SAM1.irnn2.{name}_weight.bias"])
 
 
 def test_load_into_b_f_for_fine_tuning(release_sd):
     net = spanet_from_release(RELEASE, variant="b_f")
-    torch.testing.assert_close(net.sams[0].attention_layer.conv1.weight, release_sd["SAM1.attention_layer.conv1.weight"])
+    torch.testing.assert_close(
+        net.sams[0].attention_layer.conv1.weight, release_sd["SAM1.attention_layer.conv1.weight"]
+    )
     torch.testing.assert_close(net.sams[0].attention_layer.conv3.bias, release_sd["SAM1.attention_layer.conv3.bias"])
     with pytest.raises(ValueError, match="shared-SAM"):
         spanet_from_release(RELEASE, variant="b_c")
@@ -150,9 +160,16 @@ def test_load_net_weights_from_our_lightning_checkpoint(tmp_path, net_b_d):
 
     lit = DerainModule(net=net_b_d, loss=SPANetLoss())
     ckpt = tmp_path / "last.ckpt"
-    torch.save({"state_dict": lit.state_dict(), "epoch": 0, "pytorch-lightning_version": "2.6.0",
-                "hyper_parameters": {"scheduler_interval": "step"}, "suite_config": {"run_info": {"model": "b_d"}}},
-               ckpt)
+    torch.save(
+        {
+            "state_dict": lit.state_dict(),
+            "epoch": 0,
+            "pytorch-lightning_version": "2.6.0",
+            "hyper_parameters": {"scheduler_interval": "step"},
+            "suite_config": {"run_info": {"model": "b_d"}},
+        },
+        ckpt,
+    )
     fresh = load_net_weights(SPANet("b_d"), ckpt)
     for k, v in net_b_d.state_dict().items():
         assert torch.equal(fresh.state_dict()[k], v), k
@@ -160,8 +177,10 @@ def test_load_net_weights_from_our_lightning_checkpoint(tmp_path, net_b_d):
     with pytest.raises(ValueError, match=r"last.ckpt.*model=b_d"):
         load_net_weights(SPANet("b_f"), ckpt)  # b_d weights lack the attention branch
     pickled = tmp_path / "pickled.ckpt"
-    torch.save({"state_dict": lit.state_dict(), "hyper_parameters": {"optimizer": functools.partial(torch.optim.Adam)}},
-               pickled)
+    torch.save(
+        {"state_dict": lit.state_dict(), "hyper_parameters": {"optimizer": functools.partial(torch.optim.Adam)}},
+        pickled,
+    )
     with pytest.raises(ValueError, match=r"pickled.ckpt: refused.*functools.partial"):
         load_net_weights(SPANet("b_d"), pickled)
     bad = tmp_path / "other.pt"

@@ -22,8 +22,10 @@ def test_a_removed_private_api_is_named_with_its_user_and_the_versions(monkeypat
     monkeypatch.delattr(_SubprocessScriptLauncher, "_call_children_scripts")
     monkeypatch.setitem(compat.PRIVATE_CLASSES, "Gone", ("lightning.pytorch.strategies", "_Gone", "src/x.py"))
     problems = compat.check()
-    assert ("lightning.pytorch.strategies.launchers.subprocess_script._SubprocessScriptLauncher._call_children_scripts"
-            " is gone (src/runs/ddp.py overrides or calls it)") in problems
+    assert (
+        "lightning.pytorch.strategies.launchers.subprocess_script._SubprocessScriptLauncher._call_children_scripts"
+        " is gone (src/runs/ddp.py overrides or calls it)"
+    ) in problems
     gone = "lightning.pytorch.strategies._Gone is gone (AttributeError; used by src/x.py as compat.Gone)"
     assert gone in problems
     assert problems[-1].startswith("installed: lightning ") and "(checked: 2.6.6)" in problems[-1]
@@ -31,8 +33,9 @@ def test_a_removed_private_api_is_named_with_its_user_and_the_versions(monkeypat
 
 def test_importing_a_class_for_a_hydra_plugin_does_not_import_lightning():
     """Hydra imports every plugin at start-up, also for the tools: the sweeper's import must stay cheap."""
-    code = ("import sys; from src.runs.compat import BasicSweeper; "
-            "print('lightning' in sys.modules, BasicSweeper.__name__)")
+    code = (
+        "import sys; from src.runs.compat import BasicSweeper; print('lightning' in sys.modules, BasicSweeper.__name__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "BasicSweeper"]
 

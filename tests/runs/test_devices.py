@@ -28,6 +28,7 @@ def gpus(monkeypatch):
     def set_count(n: int) -> None:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: n > 0)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+
     return set_count
 
 
@@ -68,8 +69,14 @@ def test_cpu_processes_on_purpose(gpus):
         t = choose_strategy(trainer_cfg("trainer.accelerator=cpu", "trainer.devices=2"))
         assert t.strategy._target_ == DDP and "sync_batchnorm" not in t
     gpus(0)
-    trainer = instantiate(choose_strategy(trainer_cfg("trainer=cpu", "trainer.devices=2")), default_root_dir=".",
-                          max_steps=1, val_check_interval=1, logger=False, enable_checkpointing=False)
+    trainer = instantiate(
+        choose_strategy(trainer_cfg("trainer=cpu", "trainer.devices=2")),
+        default_root_dir=".",
+        max_steps=1,
+        val_check_interval=1,
+        logger=False,
+        enable_checkpointing=False,
+    )
     assert isinstance(trainer, L.Trainer) and isinstance(trainer.strategy, HydraDDPStrategy)
     assert trainer.num_devices == 2 and trainer.accelerator.__class__.__name__ == "CPUAccelerator"
 
@@ -95,8 +102,13 @@ def test_slurm_launcher_asks_for_the_processes_ddp_starts(gpus, n_gpus, devices)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         slurm = compose(config_name="train", overrides=["hydra/launcher=slurm", *overrides], return_hydra_config=True)
-        local = compose(config_name="train", overrides=["hydra/launcher=local_parallel", *overrides],
-                        return_hydra_config=True) if devices == "auto" else None
+        local = (
+            compose(
+                config_name="train", overrides=["hydra/launcher=local_parallel", *overrides], return_hydra_config=True
+            )
+            if devices == "auto"
+            else None
+        )
     launcher = OmegaConf.to_container(slurm.hydra.launcher, resolve=True)
     n, on_gpu = processes_per_node(slurm.trainer)
     assert n == {"auto": max(n_gpus, 1), "2": 2, "[0,1,2]": 3, "'0,1'": 2}[devices]

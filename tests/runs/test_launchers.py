@@ -18,11 +18,26 @@ from tests.conftest import CONF, ROOT, TINY_SYNTHETIC
 
 @pytest.mark.slow
 def test_local_parallel_runs_a_two_job_sweep_each_job_its_own_dir_metrics_and_logger_run(tmp_path):
-    cmd = [sys.executable, "-m", "src.train", "-m", "seed=1,2", "hydra/launcher=local_parallel",
-           "hydra.launcher.n_parallel=2", "hydra.launcher.gpus_per_job=0", f"hydra.sweep.dir={tmp_path}",
-           "model=b_a", "logger=many", "schedule.batch_size=2", "schedule.max_steps=4", "schedule.val_every=2",
-           *TINY_SYNTHETIC, "~callbacks.progress_bar", "~callbacks.model_summary",
-           "trainer.enable_model_summary=false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "src.train",
+        "-m",
+        "seed=1,2",
+        "hydra/launcher=local_parallel",
+        "hydra.launcher.n_parallel=2",
+        "hydra.launcher.gpus_per_job=0",
+        f"hydra.sweep.dir={tmp_path}",
+        "model=b_a",
+        "logger=many",
+        "schedule.batch_size=2",
+        "schedule.max_steps=4",
+        "schedule.val_every=2",
+        *TINY_SYNTHETIC,
+        "~callbacks.progress_bar",
+        "~callbacks.model_summary",
+        "trainer.enable_model_summary=false",
+    ]
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -42,6 +57,7 @@ def test_local_parallel_runs_a_two_job_sweep_each_job_its_own_dir_metrics_and_lo
     assert len(logs) == 2
     assert len(run_ids) == 2
 
+
 def compose_launcher(*overrides: str):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -55,12 +71,19 @@ def test_slurm_launcher_renders_the_expected_sbatch_parameters(tmp_path, monkeyp
     (tmp_path / "srun").write_text("#!/bin/sh\nexit 1\n")
     (tmp_path / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    cfg = compose_launcher("hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "data.num_workers=7",
-                           "hydra.launcher.partition=gpu", "hydra.launcher.account=proj",
-                           f"hydra.sweep.dir={tmp_path}/sweep")
+    cfg = compose_launcher(
+        "hydra/launcher=slurm",
+        "trainer=ddp",
+        "trainer.devices=4",
+        "data.num_workers=7",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.account=proj",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+    )
     script = sbatch_script(cfg.hydra.launcher)
-    flags = dict(line[len("#SBATCH --"):].partition("=")[::2] for line in script.splitlines()
-                 if line.startswith("#SBATCH"))
+    flags = dict(
+        line[len("#SBATCH --") :].partition("=")[::2] for line in script.splitlines() if line.startswith("#SBATCH")
+    )
     assert flags["gpus-per-node"] == "4" and flags["ntasks-per-node"] == "4"  # one task (DDP rank) per GPU
     assert flags["cpus-per-task"] == "8"  # 7 loader workers + the training process
     assert flags["nodes"] == "1" and flags["time"] == "1440"
@@ -68,11 +91,20 @@ def test_slurm_launcher_renders_the_expected_sbatch_parameters(tmp_path, monkeyp
     assert flags["signal"] == "USR1@120" and "requeue" in flags  # Lightning's requeue signal, requeueable
     assert flags["output"].startswith(f"{tmp_path}/sweep/.submitit/")
     # everything is overridable; a plain GPU run gets one GPU, one task
-    cfg = compose_launcher("hydra/launcher=slurm", "trainer=gpu", "hydra.launcher.timeout_min=60",
-                           "hydra.launcher.signal_delay_s=300", "hydra.launcher.mem_gb=64",
-                           "hydra.launcher.qos=high", f"hydra.sweep.dir={tmp_path}/s2")
-    flags = dict(line[len("#SBATCH --"):].partition("=")[::2] for line in sbatch_script(cfg.hydra.launcher)
-                 .splitlines() if line.startswith("#SBATCH"))
+    cfg = compose_launcher(
+        "hydra/launcher=slurm",
+        "trainer=gpu",
+        "hydra.launcher.timeout_min=60",
+        "hydra.launcher.signal_delay_s=300",
+        "hydra.launcher.mem_gb=64",
+        "hydra.launcher.qos=high",
+        f"hydra.sweep.dir={tmp_path}/s2",
+    )
+    flags = dict(
+        line[len("#SBATCH --") :].partition("=")[::2]
+        for line in sbatch_script(cfg.hydra.launcher).splitlines()
+        if line.startswith("#SBATCH")
+    )
     assert (flags["gpus-per-node"], flags["ntasks-per-node"], flags["time"]) == ("1", "1", "60")
     assert flags["signal"] == "USR1@300" and flags["mem"] == "64GB" and flags["qos"] == "high"
     assert flags["cpus-per-task"] == str(cfg.data.num_workers + 1)

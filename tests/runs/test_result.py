@@ -62,8 +62,11 @@ def test_what_src_train_writes_now_reads_back_equal(tmp_path):
 
 def test_a_newer_version_is_refused_with_a_clear_message(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({**VERSION_1, "version": VERSION + 1}))
-    with pytest.raises(ResultVersionError, match=rf"metrics.json version {VERSION + 1}, but this suite reads "
-                                                 rf"versions 1 to {VERSION}"):
+    with pytest.raises(
+        ResultVersionError,
+        match=rf"metrics.json version {VERSION + 1}, but this suite reads "
+        rf"versions 1 to {VERSION}",
+    ):
         read_result(tmp_path)
 
 
@@ -81,7 +84,9 @@ def test_an_eval_file_fits_score_result(tmp_path):
 def test_incomplete_reasons():
     result = RunResult.from_dict({**VERSION_1, "global_step": 3, "max_steps": 4})
     assert incomplete_reasons(result, {"val": 3, "test": 5}, "interrupted") == [
-        "training interrupted at step 3 of max_steps=4", "test: scored 3 of 5 images"]
+        "training interrupted at step 3 of max_steps=4",
+        "test: scored 3 of 5 images",
+    ]
     assert incomplete_reasons(RunResult.from_dict(VERSION_1), {"val": 3, "test": None}) == []
 
 

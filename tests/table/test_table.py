@@ -152,7 +152,9 @@ def test_paired_difference_by_hand(sweep):
     assert _row(markdown, "realrain", "rain input")[4].startswith(f"{inp.mean():+.2f} [")
 
     # pairing matters: the paired interval is much narrower than the two means' intervals suggest
-    rows = make_table.summarize(make_table.runs_from_dir(sweep, "test", "spanet"), "spanet", make_table.Bootstrap(3000, 7))
+    rows = make_table.summarize(
+        make_table.runs_from_dir(sweep, "test", "spanet"), "spanet", make_table.Bootstrap(3000, 7)
+    )
     row = next(r for r in rows if r.model == "b_a" and r.data == "realrain")
     ref = next(r for r in rows if r.model == "spanet")
     assert ref.is_reference and row.d_psnr == pytest.approx(-0.9)
@@ -168,7 +170,9 @@ def test_reference_option_and_b_f_default(sweep, tmp_path):
     for model, psnr in (("b_a", 30.0), ("b_f", 31.0)):
         _write_run(root / model, model, "synthetic", 1, psnr, 0.9)
     markdown = make_table.main([str(root)])
-    assert "Δ PSNR vs b_f" in _header(markdown, "synthetic") and _row(markdown, "synthetic", "b_a")[4].startswith("-1.00")
+    assert "Δ PSNR vs b_f" in _header(markdown, "synthetic") and _row(markdown, "synthetic", "b_a")[4].startswith(
+        "-1.00"
+    )
 
 
 def test_other_protocol_split_and_out(sweep, tmp_path):
@@ -264,8 +268,11 @@ def test_refuses_untrained_and_mismatched_runs(sweep):
     bad["global_step"] = 50
     bad["test"] = _report(37.9, 0.9866, images=IMAGES[:3])  # a run that scored 3 of the 4 test images
     (sweep / "3" / "metrics.json").write_text(json.dumps(bad))
-    with pytest.raises(SystemExit, match=r"(?s)runs on realrain were scored on different test images \(most on 4\)"
-                                         r".*3/metrics.json \(spanet\): 3 images, missing img_d"):
+    with pytest.raises(
+        SystemExit,
+        match=r"(?s)runs on realrain were scored on different test images \(most on 4\)"
+        r".*3/metrics.json \(spanet\): 3 images, missing img_d",
+    ):
         make_table.main([str(sweep)])
     bad["test"]["n_images"] = 4  # n_images that disagrees with the per-image scores
     (sweep / "3" / "metrics.json").write_text(json.dumps(bad))
@@ -276,8 +283,11 @@ def test_refuses_untrained_and_mismatched_runs(sweep):
     (sweep / "3" / "metrics.json").unlink()
     bad.update(complete=False, incomplete=["training stopped at step 40 of max_steps=100"])
     (sweep / "1" / "metrics.json").write_text(json.dumps(bad))
-    with pytest.raises(SystemExit, match=r"1/metrics.json: the run is marked incomplete \(training stopped at step "
-                                         r"40 of max_steps=100\)"):
+    with pytest.raises(
+        SystemExit,
+        match=r"1/metrics.json: the run is marked incomplete \(training stopped at step "
+        r"40 of max_steps=100\)",
+    ):
         make_table.main([str(sweep)])
 
 
@@ -313,13 +323,21 @@ def test_missing_and_failed_jobs_are_listed(tmp_path, capsys):
     # job 5 (b_f, seed 3) never started
     jobs, notes = make_table.sweep_jobs(root)
     assert notes == [] and [(j.num, j.status) for j in jobs] == [
-        (0, "done"), (1, "done"), (2, "failed"), (3, "done"), (4, "no metrics.json"), (5, "not started")]
+        (0, "done"),
+        (1, "done"),
+        (2, "failed"),
+        (3, "done"),
+        (4, "no metrics.json"),
+        (5, "not started"),
+    ]
     assert jobs[5].overrides == ["model=b_f", "experiment=table4_smoke", "seed=3"]
 
     markdown = make_table.main([str(root)])
     assert f"**Incomplete sweep** `{root}`: 3 of 6 jobs finished" in markdown
-    assert (f"- job 2 (model=b_a experiment=table4_smoke seed=3): failed in `{root / '2'}`: "
-            "RuntimeError: CUDA out of memory (traceback in error.txt)") in markdown
+    assert (
+        f"- job 2 (model=b_a experiment=table4_smoke seed=3): failed in `{root / '2'}`: "
+        "RuntimeError: CUDA out of memory (traceback in error.txt)"
+    ) in markdown
     assert f"- job 4 (model=b_f experiment=table4_smoke seed=2): no metrics.json in `{root / '4'}`" in markdown
     assert "- job 5 (model=b_f experiment=table4_smoke seed=3): never started" in markdown
     assert "CUDA out of memory" in capsys.readouterr().err
@@ -350,9 +368,18 @@ def test_missing_and_failed_jobs_are_listed(tmp_path, capsys):
 
 def test_gpu_hours_column(tmp_path):
     root = tmp_path / "costs"
+
     def cost(wall, count, device="NVIDIA H100", accelerator="cuda"):
-        return {"cost": {"device": device, "device_count": count, "accelerator": accelerator, "wall_time_s": wall,
-                         "it_per_s": 10.0, "gpu_hours": None if accelerator == "cpu" else wall * count / 3600}}
+        return {
+            "cost": {
+                "device": device,
+                "device_count": count,
+                "accelerator": accelerator,
+                "wall_time_s": wall,
+                "it_per_s": 10.0,
+                "gpu_hours": None if accelerator == "cpu" else wall * count / 3600,
+            }
+        }
 
     _write_run(root / "0", "b_a", "synthetic", 1, 20.0, 0.8, **cost(1800.0, 2))
     _write_run(root / "1", "b_a", "synthetic", 2, 21.0, 0.8, **cost(3600.0, 4))
@@ -361,7 +388,9 @@ def test_gpu_hours_column(tmp_path):
     assert _header(markdown, "synthetic")[-1] == "GPU-h"
     assert _row(markdown, "synthetic", "b_a")[-1] == "5.00"  # 0.5 h x 2 + 1 h x 4
     assert _row(markdown, "synthetic", "b_f")[-1] == "-" and _row(markdown, "synthetic", "rain input")[-1] == "-"
-    assert "GPU-h: training wall time x devices, summed over the row's runs (5.00 in all; NVIDIA H100 (cuda))" in markdown
+    assert (
+        "GPU-h: training wall time x devices, summed over the row's runs (5.00 in all; NVIDIA H100 (cuda))" in markdown
+    )
     # CPU runs: CPU-hours
     cpu = tmp_path / "cpu"
     _write_run(cpu / "0", "b_a", "synthetic", 1, 20.0, 0.8, **cost(360.0, 1, "AMD EPYC 7B13", "cpu"))
@@ -391,8 +420,10 @@ def test_paper_numbers_only_beside_their_protocol(sweep, monkeypatch, tmp_path):
     assert _row(spanet, "realrain", "ddn")[8:] == ["-", "-", "-"]
     assert _row(spanet, "realrain", "b_a")[8:] == ["-", "-", "-"]
     # not beside ours, but said under the table, with the protocol it was computed under
-    assert ("b_a: 31.00 / 0.9100 in Table X, under protocol y_matlab; ddn: 30.00 / 0.9000 in Table X, under an "
-            "unstated protocol.") in spanet
+    assert (
+        "b_a: 31.00 / 0.9100 in Table X, under protocol y_matlab; ddn: 30.00 / 0.9000 in Table X, under an "
+        "unstated protocol."
+    ) in spanet
     assert _row(spanet, "realrain", "spanet")[8:] == ["32.00", "0.9200", "Table X"]
     y = make_table.main([str(sweep), "--out", str(tmp_path), "--protocol", "y_matlab"])
     assert _row(y, "realrain", "b_a")[8:] == ["31.00", "0.9100", "Table X"]
@@ -451,31 +482,47 @@ def test_wandb_reader_with_mocked_api(monkeypatch, tmp_path):
                      {"test/psnr_spanet": 29.0, "test/ssim_spanet": 0.93})]  # fmt: skip
     rows = make_table.summarize(make_table.runs_from_wandb("p", "test", "spanet", api=_FakeApi(flat)), "spanet")
     assert [(r.data, r.model, r.paper_psnr) for r in rows] == [("didmdn", "b_c", None)]
-    untrained = [_FakeRun("z", {"run_info/model": "b_c", "seed": 1},
-                          {"test/psnr_spanet": 29.0, "test/ssim_spanet": 0.93, "trainer/global_step": 0})]
+    untrained = [
+        _FakeRun(
+            "z",
+            {"run_info/model": "b_c", "seed": 1},
+            {"test/psnr_spanet": 29.0, "test/ssim_spanet": 0.93, "trainer/global_step": 0},
+        )
+    ]
     with pytest.raises(SystemExit, match="wandb:p/z: the run trained 0 steps"):
         make_table.runs_from_wandb("p", "test", "spanet", api=_FakeApi(untrained))
 
 
 def test_wandb_per_image_tables(monkeypatch, tmp_path, capsys):
     """The per-image table src.train logs to W&B (test/per_image) gives W&B rows their intervals."""
+
     def run(i, model, seed, psnr, broken=False):
         path = f"media/table/test/per_image_{i}.table.json"
         offsets = OFFSETS[model]
-        table = {"columns": ["image", "psnr_spanet", "ssim_spanet", "psnr_y_matlab", "ssim_y_matlab"],
-                 "data": [[n, psnr + o, 0.98, psnr + o + 1, 0.97] for n, o in zip(IMAGES, offsets)]}
+        table = {
+            "columns": ["image", "psnr_spanet", "ssim_spanet", "psnr_y_matlab", "ssim_y_matlab"],
+            "data": [[n, psnr + o, 0.98, psnr + o + 1, 0.97] for n, o in zip(IMAGES, offsets)],
+        }
         return _FakeRun(f"r{i}", {"run_info": {"model": model, "data": "realrain"}, "seed": seed},
                         {"test/psnr_spanet": psnr, "test/ssim_spanet": 0.98,
                          "test/per_image": {"_type": "table-file", "path": path}},
                         files={} if broken else {path: table})  # fmt: skip
 
-    runs = [run(0, "b_a", 1, 37.0), run(1, "b_a", 2, 37.2), run(2, "spanet", 1, 38.1), run(3, "spanet", 2, 37.9),
-            run(4, "ddn", 1, 34.5, broken=True)]
+    runs = [
+        run(0, "b_a", 1, 37.0),
+        run(1, "b_a", 2, 37.2),
+        run(2, "spanet", 1, 38.1),
+        run(3, "spanet", 2, 37.9),
+        run(4, "ddn", 1, 34.5, broken=True),
+    ]
     monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Api=lambda: _FakeApi(runs)))
     markdown = make_table.main(["--wandb", "me/p", "--out", str(tmp_path), "--bootstrap", "2000"])
     low, high = reference_bootstrap(37.10 + np.array(OFFSETS["b_a"]), 2000, 0)
     d_low, d_high = reference_bootstrap(37.10 + np.array(OFFSETS["b_a"]) - 38.0 - np.array(OFFSETS["spanet"]), 2000, 0)
-    assert _row(markdown, "realrain", "b_a")[3:5] == [f"[{low:.2f}, {high:.2f}]", f"-0.90 [{d_low:+.2f}, {d_high:+.2f}]"]
+    assert _row(markdown, "realrain", "b_a")[3:5] == [
+        f"[{low:.2f}, {high:.2f}]",
+        f"-0.90 [{d_low:+.2f}, {d_high:+.2f}]",
+    ]
     assert _row(markdown, "realrain", "ddn")[3:5] == ["-", "-3.50"]  # its table is gone: the mean only
     assert "wandb:me/p/r4 (ValueError: no file media/table/test/per_image_4.table.json)" in capsys.readouterr().err
 
@@ -487,8 +534,17 @@ def test_extra_rows_from_folder_scoring(sweep, tmp_path):
     # src.eval names the prediction files: img_a.png ... pairs with the runs' img_a ...
     dsc.write_text(json.dumps(_report(32.10, 0.9301, (0.1, -0.1, 0.2, -0.2), [f"{n}.png" for n in IMAGES])))
     other.write_text(json.dumps(_report(25.00, 0.8000)))
-    markdown = make_table.main([str(sweep), "--out", str(tmp_path / "t"), "--extra", f"DSC@realrain={dsc}",
-                                "--extra", f"MyMethod@synthetic={other}"])
+    markdown = make_table.main(
+        [
+            str(sweep),
+            "--out",
+            str(tmp_path / "t"),
+            "--extra",
+            f"DSC@realrain={dsc}",
+            "--extra",
+            f"MyMethod@synthetic={other}",
+        ]
+    )
     row = _row(markdown, "realrain", "DSC")
     assert row[:3] == ["DSC", "-", "32.10"] and row[5] == "0.9301" and row[8:] == ["32.33", "0.9335", "Table 2"]
     assert row[4].startswith("-5.90 [")  # paired with spanet image by image (38.00 - 32.10)
@@ -508,8 +564,11 @@ def test_extra_rows_from_folder_scoring(sweep, tmp_path):
 
 def test_wandb_group_filter(monkeypatch, tmp_path):
     def run(i, model, group):
-        r = _FakeRun(f"r{i}", {"run_info": {"model": model, "data": "realrain"}, "seed": 1},
-                     {"test/psnr_spanet": 30.0 + i, "test/ssim_spanet": 0.9})
+        r = _FakeRun(
+            f"r{i}",
+            {"run_info": {"model": model, "data": "realrain"}, "seed": 1},
+            {"test/psnr_spanet": 30.0 + i, "test/ssim_spanet": 0.9},
+        )
         r.group = group
         return r
 
@@ -529,8 +588,11 @@ def test_files_of_every_version_are_read_and_a_newer_one_is_refused(sweep):
     (sweep / "0" / "metrics.json").write_text(json.dumps({"version": 2, **record, "started": "2026-01-01T00:00:00"}))
     assert _row(make_table.main([str(sweep)]), "realrain", "b_a")[1] == "2"
     (sweep / "0" / "metrics.json").write_text(json.dumps({**record, "version": 99}))
-    with pytest.raises(SystemExit, match=r"0/metrics.json: metrics.json version 99, but this suite reads versions 1 "
-                                         r"to 2; update the suite"):
+    with pytest.raises(
+        SystemExit,
+        match=r"0/metrics.json: metrics.json version 99, but this suite reads versions 1 "
+        r"to 2; update the suite",
+    ):
         make_table.main([str(sweep)])
 
 
@@ -543,10 +605,16 @@ def render_both(sweep: Path, out: Path, *options: str) -> dict[str, tuple]:
 
     results = {}
     for name, command in (("package", ["-m", "src.table"]), ("script", ["experiments/make_table.py"])):
-        proc = subprocess.run([sys.executable, *command, str(sweep), *options, "--out", str(out / name)], cwd=ROOT,
-                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        files = tuple((out / name / f).read_text() if (out / name / f).is_file() else None
-                      for f in ("table.md", "table.tex"))
+        proc = subprocess.run(
+            [sys.executable, *command, str(sweep), *options, "--out", str(out / name)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        files = tuple(
+            (out / name / f).read_text() if (out / name / f).is_file() else None for f in ("table.md", "table.tex")
+        )
         results[name] = (proc.returncode, proc.stdout, *files)
     return results
 
@@ -604,8 +672,16 @@ def _net_runs(root: Path, widths: dict) -> dict:
         model, seed = name.split("-")
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose("train", [f"model={model}", f"model.net.width={width}", "model.net.enc_blk_nums=[1,1,1,1]",
-                                    "model.net.middle_blk_num=1", "model.net.dec_blk_nums=[1,1,1,1]"])
+            cfg = compose(
+                "train",
+                [
+                    f"model={model}",
+                    f"model.net.width={width}",
+                    "model.net.enc_blk_nums=[1,1,1,1]",
+                    "model.net.middle_blk_num=1",
+                    "model.net.dec_blk_nums=[1,1,1,1]",
+                ],
+            )
         GlobalHydra.instance().clear()
         _write_run(root / str(i), model, "synthetic", int(seed), 20.0 + i, 0.8)
         (root / str(i) / ".hydra").mkdir()

@@ -109,8 +109,14 @@ def test_payload_through_the_entry_points(tmp_path, suite_ckpt):
     iio.imwrite(img, np.zeros((8, 8, 3), np.uint8))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
     for cmd in (["src.predict", f"input={img}", f"output={tmp_path / 'out'}"], ["src.eval"], ["src.train"]):
-        proc = subprocess.run([sys.executable, "-m", *cmd, f"ckpt_path={evil}", f"paths.log_dir={tmp_path / 'logs'}"],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", *cmd, f"ckpt_path={evil}", f"paths.log_dir={tmp_path / 'logs'}"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode != 0, cmd
         assert "evil.ckpt: refused" in proc.stderr, proc.stderr[-2000:]
     assert not marker.exists()
@@ -184,9 +190,12 @@ def test_prediction_requires_every_tensor_from_init_from(tmp_path, suite_ckpt):
     require_complete(net, init_weights(net, RELEASE), RELEASE)  # model=spanet_release: the file fills b_d
     report = init_weights(net, suite_ckpt)  # b_a weights: the SAM would stay random
     n_sam = sum(k.startswith("sams.0.") for k in net.state_dict())
-    with pytest.raises(IncompleteWeightsError, match=rf"model.init_from={suite_ckpt}: {n_sam} of the network's "
-                       rf"{len(net.state_dict())} tensors are not in the file .* \(sams\.0\..*; pick the model= the "
-                       "file was trained as\\."):
+    with pytest.raises(
+        IncompleteWeightsError,
+        match=rf"model.init_from={suite_ckpt}: {n_sam} of the network's "
+        rf"{len(net.state_dict())} tensors are not in the file .* \(sams\.0\..*; pick the model= the "
+        "file was trained as\\.",
+    ):
         require_complete(net, report, suite_ckpt)
     # a tensor of another shape: the generic hint says so
     sd = SPANet("b_a", channels=32).state_dict()
@@ -199,6 +208,9 @@ def test_prediction_requires_every_tensor_from_init_from(tmp_path, suite_ckpt):
 
 def test_train_ckpt_path_refuses_the_release_and_points_to_init_from(train_cfg):
     cfg = train_cfg("model=spanet_release", f"ckpt_path={RELEASE}")
-    with pytest.raises(CheckpointError, match=r"authors' released SPANet weights.*not a checkpoint of a src.train "
-                                              r"run.*model.init_from="):
+    with pytest.raises(
+        CheckpointError,
+        match=r"authors' released SPANet weights.*not a checkpoint of a src.train "
+        r"run.*model.init_from=",
+    ):
         train(cfg)

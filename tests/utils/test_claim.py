@@ -47,8 +47,11 @@ def test_a_stale_claim_is_taken_over_a_live_or_remote_one_is_not(tmp_path):
         assert not holder_alive({**_record(dead), "start": "1"}) and not holder_alive(zombie_record)
         assert holder_alive(_record(live.pid)) and holder_alive(_record(1, host="another-host"))
         assert not holder_alive({**_record(live.pid), "start": "1"})  # same pid, another start time: reused
-        for record, taken in ((_record(live.pid), False), (_record(1, host="another-host"), False),
-                              (zombie_record, True)):
+        for record, taken in (
+            (_record(live.pid), False),
+            (_record(1, host="another-host"), False),
+            (zombie_record, True),
+        ):
             path = tmp_path / ".claim"
             path.write_text(json.dumps(record))
             if taken:

@@ -25,8 +25,7 @@ def _rgb(seed: int) -> np.ndarray:
 
 
 def _png16(path: Path, arr: np.ndarray, greyscale: bool, alpha: bool) -> None:
-    png.Writer(W, H, bitdepth=16, greyscale=greyscale, alpha=alpha).write(
-        open(path, "wb"), arr.reshape(H, -1).tolist())
+    png.Writer(W, H, bitdepth=16, greyscale=greyscale, alpha=alpha).write(open(path, "wb"), arr.reshape(H, -1).tolist())
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +100,24 @@ def _outcome(fn, path):
         return err
 
 
-@pytest.mark.parametrize("name", ["rgb16", "rgba16", "grey16", "grey+alpha16", "grey", "rgba", "palette", "jpeg",
-                                  "grey jpeg", "webp", "truncated", "not an image", "missing"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "rgb16",
+        "rgba16",
+        "grey16",
+        "grey+alpha16",
+        "grey",
+        "rgba",
+        "palette",
+        "jpeg",
+        "grey jpeg",
+        "webp",
+        "truncated",
+        "not an image",
+        "missing",
+    ],
+)
 def test_three_paths_read_identically(corpus, name):
     path, expected = corpus[name]
     results = {fn.__name__: _outcome(fn, path) for fn in (_training, _scoring, _prediction)}
@@ -148,8 +163,10 @@ def test_float_images_are_refused(tmp_path):
 def test_to_float_scales():
     assert to_float(np.array([255], np.uint8), np.float64)[0] == 1.0
     assert to_float(np.array([65535], np.uint16))[0] == np.float32(1.0)
-    assert torch.equal(torch.from_numpy(to_float(np.arange(256, dtype=np.uint8), np.float64)),
-                       torch.arange(256, dtype=torch.float64) / 255.0)
+    assert torch.equal(
+        torch.from_numpy(to_float(np.arange(256, dtype=np.uint8), np.float64)),
+        torch.arange(256, dtype=torch.float64) / 255.0,
+    )
 
 
 def _png_claiming(path: Path, width: int, height: int) -> None:
@@ -160,15 +177,22 @@ def _png_claiming(path: Path, width: int, height: int) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_a_decompression_bomb_is_an_image_read_error_naming_the_claimed_size(tmp_path):
     _png_claiming(tmp_path / "bomb.png", 50000, 50000)
     for fn in (decode, read_rgb, probe):
-        with pytest.raises(ImageReadError, match=r"bomb.png: cannot read image \(it claims 50000x50000 pixels "
-                                                 r"\(2500 megapixels\), more than 179 megapixels"):
+        with pytest.raises(
+            ImageReadError,
+            match=r"bomb.png: cannot read image \(it claims 50000x50000 pixels "
+            r"\(2500 megapixels\), more than 179 megapixels",
+        ):
             fn(tmp_path / "bomb.png")
 
 
