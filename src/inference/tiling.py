@@ -146,7 +146,12 @@ def tiled_forward(
 #: experiments/tile_overlap.py on synthetic rain (docs/predict.md, "Tiles and memory": the table, the weights used,
 #: and the networks not measured yet, which get DEFAULT_OVERLAP).
 MEASURED_OVERLAP: dict[str, int] = {
-    "DDN": 16,
+    "DDN": 16,  # the rows below: randomly initialised networks (no trained weights ship), a lower bound
+    "SPANet:b_a": 16,
+    "JORDERE": 16,
+    "RESCAN": 16,
+    "DIDMDN": 16,
+    "Clear": 16,
 }
 #: Networks the table does not know
 DEFAULT_OVERLAP = 128
