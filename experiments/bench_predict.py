@@ -286,6 +286,7 @@ def _row(r, label, model, mp, size, mode, threads, out, clean, old_out, whole_ou
         row["max_abs_vs_old"] = float(np.abs(out - old_out).max())
     if whole_out is not None:
         row["psnr_vs_whole"] = psnr(out, whole_out)
+        row["delta_vs_clean_db"] = row["psnr_clean"] - psnr(whole_out, clean)
     return row
 
 
@@ -303,8 +304,8 @@ def table(rows: list[dict]) -> str:
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
     lines = [
         "| model | MP | code | mode | threads | B/px | s/MP | CPU s/MP | sys/user | PSNR vs clean | "
-        "tiled vs whole | new/old time | new/old CPU time | new/old B/px | max abs new-old |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "tiled vs whole | tiled - whole vs clean | new/old time | new/old CPU time | new/old B/px | max abs new-old |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         old = [o for o in rows if o["code"] == "old" and o["model"] == r["model"] and abs(o["mp"] - r["mp"]) < 1e-3]
@@ -318,10 +319,38 @@ def table(rows: list[dict]) -> str:
             f"| {r['model']} | {r['mp']:.2f} | {r['code']} | {mode} | {r['threads']} | "
             f"{r['bytes_per_px']:.0f} | {r['s_per_mp']:.1f} | {r['cpu_s_per_mp']:.1f} | "
             f"{r['sys_s'] / max(r['user_s'], 1e-9):.2f} | {r['psnr_clean']:.2f} | "
-            f"{fmt(r.get('psnr_vs_whole'), '.1f')} | {fmt(ratio_t, '.2f')} | {fmt(ratio_c, '.2f')} | "
+            f"{fmt(r.get('psnr_vs_whole'), '.1f')} | {fmt(r.get('delta_vs_clean_db'), '+.3f')} | {fmt(ratio_t, '.2f')} | {fmt(ratio_c, '.2f')} | "
             f"{fmt(ratio_b, '.2f')} | "
             f"{fmt(r.get('max_abs_vs_old'), '.1e')} |"
         )
+    return "\n".join(lines)
+
+
+def verdicts(rows: list[dict], max_bpp: float = 500, max_time: float = 0.5, max_diff: float = 1e-6) -> str:
+    """The issue's targets, read off the rows: whole-image bytes per pixel, time against the baseline, output
+    against the baseline's, per model and size (1-thread runs); and per model the tile overlap used and whether
+    the tiled output stays within 0.1 dB of the whole image against the clean image."""
+    lines = []
+    for r in rows:
+        old = [o for o in rows if o["code"] == "old" and o["model"] == r["model"] and abs(o["mp"] - r["mp"]) < 1e-3]
+        if r["code"] != "new" or r["mode"] != "whole" or r["threads"] != rows[0]["threads"]:
+            continue
+        parts = [f"{r['bytes_per_px']:.0f} B/px ({'<=' if r['bytes_per_px'] <= max_bpp else '>'} {max_bpp:g})"]
+        if old:
+            t = r["s_per_mp"] / _median([o["s_per_mp"] for o in old])
+            d = r["max_abs_vs_old"]
+            parts += [
+                f"time {t:.2f}x the baseline ({'<=' if t <= max_time else '>'} {max_time:g})",
+                f"max |new - old| {d:.1e} ({'<=' if d <= max_diff else '>'} {max_diff:g})",
+            ]
+        lines.append(f"{r['model']} {r['mp']:.1f} MP whole: " + ", ".join(parts))
+    for r in rows:
+        if r["mode"] == "tiled":
+            ok = abs(r["delta_vs_clean_db"]) <= 0.1
+            lines.append(
+                f"{r['model']} {r['mp']:.1f} MP tiles {r['tile']}, overlap {r['overlap']}: tiled - whole against the "
+                f"clean image {r['delta_vs_clean_db']:+.3f} dB ({'within' if ok else 'NOT within'} 0.1 dB)"
+            )
     return "\n".join(lines)
 
 
@@ -397,6 +426,7 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         rows = run(args, Path(tmp))
         print(table(rows))
+        print(verdicts(rows))
         if args.timeline:
             print(timeline_report(rows, Path(args.timeline)))
     print(f"(load average after: {os.getloadavg()[0]:.1f})", file=sys.stderr)

@@ -42,12 +42,14 @@ def test_before_after_rows_and_timeline(tmp_path, capsys):
     assert all(r["bytes_per_px"] > 0 and r["s_per_mp"] > 0 for r in rows)
     assert new["psnr_clean"] == pytest.approx(old["psnr_clean"], abs=1e-3)
     assert tiled["overlap"] == overlap and tiled["tile"] == tile and tiled["psnr_vs_whole"] > 30
+    assert tiled["delta_vs_clean_db"] == pytest.approx(tiled["psnr_clean"] - new["psnr_clean"], abs=1e-9)
     printed = capsys.readouterr().out
     assert "| b_a | 0.03 | new | whole | 1 |" in printed
     assert f"| b_a | 0.03 | new | tiled {tile}/{overlap} | 1 |" in printed
     for label in ("old", "new"):  # resident memory above the baseline, sampled during the whole-image runs
         data = np.loadtxt(tmp_path / f"timeline_{label}.csv", delimiter=",", skiprows=1, ndmin=2)
         assert len(data) >= 2 and (np.diff(data[:, 0]) > 0).all()
+    assert f"b_a 0.0 MP tiles {tile}, overlap {overlap}: tiled - whole against the clean image" in printed
     assert f"| {'new'} (" in printed and json.loads((tmp_path / "bench.json").read_text())["rows"] == rows
 
 
@@ -73,3 +75,10 @@ def test_psnr_and_table_ratios():
     ]
     line = bench.table(rows).splitlines()[-1]
     assert line.endswith("| 0.40 | 0.50 | 0.38 | 0.0e+00 |")
+    tiled = dict(base, code="new", mode="tiled", tile=512, overlap=128, bytes_per_px=60.0, s_per_mp=20.0)
+    tiled.update(cpu_s_per_mp=20.0, psnr_clean=20.05, psnr_vs_whole=41.0, delta_vs_clean_db=0.05)
+    assert bench.verdicts(rows + [tiled]).splitlines() == [
+        "spanet 4.0 MP whole: 450 B/px (<= 500), time 0.40x the baseline (<= 0.5), max |new - old| 0.0e+00 (<= 1e-06)",
+        "spanet 4.0 MP tiles 512, overlap 128: tiled - whole against the clean image +0.050 dB (within 0.1 dB)",
+    ]
+    assert "(> 500)" in bench.verdicts([dict(rows[1], bytes_per_px=501.0)])

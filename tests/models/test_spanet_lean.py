@@ -168,3 +168,20 @@ def test_stream_of_convolutions_equals_the_whole_image(in_place):
         stream(dst if in_place else x, dst, fn, halo=3, rows=8)
     torch.testing.assert_close(dst, expected, rtol=0, atol=1e-6)
     assert seen == [(0, 11, (0, 8)), (5, 19, (8, 16)), (13, 23, (16, 23))]
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pointwise_band_convolution_equals_conv2d_on_a_band_view(bias, dtype):
+    """A 1x1 convolution on a band (a view of rows of a bigger map) is one matrix product over the view, with
+    conv2d's numbers; a channels-last band (not what the lean path makes) goes through conv2d."""
+    torch.manual_seed(0)
+    layer = torch.nn.Conv2d(5, 3, 1, bias=bias).to(dtype)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        whole = torch.randn(1, 5, 12, 7, dtype=dtype).contiguous(memory_format=layout)
+        band = Band(whole[:, :, 4:9], 4, 12)
+        with torch.inference_mode():
+            y = conv(band, layer)
+            expected = layer(whole)[:, :, 4:9]
+        assert (y.top, y.bottom) == (4, 9)
+        torch.testing.assert_close(y.t, expected, rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-12)
