@@ -3,9 +3,10 @@ the clean image: the numbers behind ``src.inference.tiling.MEASURED_OVERLAP`` (w
 
     python experiments/tile_overlap.py                                  # every model, tile 256
     python experiments/tile_overlap.py --models spanet_release ddn --overlaps 16 32 64 128 --json overlap.json
+    python experiments/tile_overlap.py --models restormer --weights deraining.pth --pairs rain/1.png:gt/1.png
 
 Images: scikit-image's "astronaut" (512x512) and "coffee" (400x600) with the suite's synthetic rain
-(src/data/synthetic.py, seed 0, medium density). Tiles of ``--tile`` pixels (256: 2x2 to 3x3 tiles on these
+(src/data/synthetic.py, seed 0, medium density), or your own ``--pairs`` (e.g. SPA-Data test pairs). Tiles of ``--tile`` pixels (256: 2x2 to 3x3 tiles on these
 photos, so every pixel is near a cut) with each ``--overlaps`` value, blended as src.predict blends them.
 Per model and overlap: the largest |PSNR(tiled, clean) - PSNR(whole, clean)| over the images (the criterion,
 <= ``--max-db``), and the smallest PSNR(tiled, whole). The chosen overlap is the smallest that meets the
@@ -13,8 +14,8 @@ criterion on every image (overlaps are tried in increasing order; ``--all`` trie
 
 Weights: ``spanet_release`` the authors' released weights; ``spanet`` the same weights in variant b_f (the
 direction-attention branch keeps the release's untrained values), so its IRNN has trained, long-range weights;
-every other model (any conf/model name can be given) is randomly initialised (seed 0): no trained weights ship
-for them, and tiling error comes from
+every other model (any conf/model name can be given) is randomly initialised (seed 0) unless ``--weights`` names a
+checkpoint (read as ``model.init_from`` reads it): no trained weights ship for them, and tiling error comes from
 how far a network looks, which a random network of the same architecture shares only in part (trained recurrent
 or pooling layers may look further): see docs/predict.md.
 """
@@ -32,23 +33,41 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("spanet", "b_a", "spanet_release", "ddn", "jorder", "rescan", "didmdn", "clear")
 
 
-def build(name: str):
+def build(name: str, weights: str | None = None):
     import torch
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from src.utils.checkpoint import load_net_weights
+    from src.utils.checkpoint import load_net_weights, require_complete
 
+    init = "null" if weights is None else str(Path(weights).resolve())
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="predict", overrides=[f"model={name}", "model.init_from=null"])
+        cfg = compose(config_name="predict", overrides=[f"model={name}", f"model.init_from={init}"])
     torch.manual_seed(0)
-    net = instantiate(cfg.model, optimizer=None, scheduler=None).net.eval()
-    if name in ("spanet", "spanet_release"):
+    module = instantiate(cfg.model, optimizer=None, scheduler=None)
+    if weights is not None:
+        require_complete(module.net, module.init_report, weights)
+    net = module.net.eval()
+    if weights is None and name in ("spanet", "spanet_release"):
         net = load_net_weights(net, ROOT / "weights" / "spanet_release.pt").eval()
     return net
 
 
-def pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
+def pairs(files: list[str] | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, rain, clean) float32 (H, W, 3): ``files`` as "RAIN:CLEAN" paths, else the two built-in photos."""
+    if files:
+        from src.utils.image_io import read_image
+
+        out = []
+        for spec in files:
+            rain_path, sep, clean_path = spec.partition(":")
+            if not sep or not rain_path or not clean_path:
+                raise SystemExit(f"error: --pairs takes RAIN:CLEAN, got {spec!r}")
+            rain, clean = read_image(rain_path), read_image(clean_path)
+            if rain.shape != clean.shape:
+                raise SystemExit(f"error: {rain_path} is {rain.shape[:2]}, {clean_path} is {clean.shape[:2]}")
+            out.append((Path(rain_path).name, rain, clean))
+        return out
     from skimage import data as skdata
 
     from src.data.synthetic import make_rain_pair
@@ -71,7 +90,7 @@ def measure(name: str, images, args) -> dict:
 
     from src.inference.tiling import tiled_forward
 
-    net = build(name)
+    net = build(name, args.weights)
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]  # noqa: E731
     to_np = lambda t: t[0].float().numpy().transpose(1, 2, 0)  # noqa: E731
     whole = {}
@@ -115,12 +134,14 @@ def main() -> None:
     p.add_argument("--all", action="store_true", help="measure every overlap, not only up to the first that passes")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
+    p.add_argument("--pairs", nargs="+", metavar="RAIN:CLEAN", help="image pairs to use instead of the built-in photos")
+    p.add_argument("--weights", default=None, help="a checkpoint for every model (model.init_from's formats)")
     args = p.parse_args()
     import torch
 
     sys.path.insert(0, str(ROOT))
     torch.set_num_threads(args.threads)
-    images = pairs()
+    images = pairs(args.pairs)
     results = [measure(m, images, args) for m in args.models]
     print(
         f"| model | network | PSNR whole vs clean [dB] | overlap: max abs delta vs clean [dB] / min PSNR tiled "

@@ -17,9 +17,10 @@ that mixes the four directions: the 128-channel map exists one band at a time. T
 
 Per pixel that is 3 x 4C bytes of float32 maps plus 4 x (4 + 4) bytes (attention maps, direction weights) plus
 the input and output images: about 440 bytes for C = 32 (README, "Performance", has measurements). Bands are the
-only other allocations, and stay small enough to be recycled by the C library's heap instead of being faulted in
-fresh from the kernel. Numbers: the convolutions see the same inputs in the same order, so results equal
-autograd's forward up to the convolution library's float rounding (tests: 1e-6).
+only other allocations, and are recycled by the C library's heap instead of being faulted in fresh from the kernel
+(:func:`src.ops.heap.keep_freed_memory` sets the heap's thresholds for that). Numbers: the convolutions see the
+same inputs in the same order, so results equal autograd's forward up to the convolution library's float rounding
+(tests: 1e-6).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from torch import Tensor
 
 from src.models.irnn import DOWN, IRNN, LEFT, RIGHT, UP, irnn_horizontal, irnn_vertical
 from src.ops.bands import Band, band_rows, conv, empty_map, stream
+from src.ops.heap import keep_freed_memory
 
 #: Bytes of one band of the SAM's 4C-channel concatenation (CPU: the band stays in the last-level cache).
 BAND_BYTES = {"cpu": 8 << 20, "cuda": 128 << 20}
@@ -38,6 +40,8 @@ BAND_BYTES = {"cpu": 8 << 20, "cuda": 128 << 20}
 
 def forward_lean(net, x: Tensor) -> dict:
     """``net`` (a :class:`~src.models.spanet.SPANet`) on x (B, 3, H, W), one image at a time, no autograd."""
+    if x.device.type == "cpu":
+        keep_freed_memory()  # bands are recycled by the heap, not faulted in fresh (src/ops/heap.py)
     results = [_forward_one(net, x[i : i + 1]) for i in range(x.shape[0])]
     out, maps = results[0]
     if len(results) > 1:

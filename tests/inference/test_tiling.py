@@ -190,8 +190,8 @@ def test_auto_tile_logs_its_choice_and_why_once_per_size(monkeypatch, caplog):
         d.derain(x)
     lines = [r.getMessage() for r in caplog.records if "160" in r.getMessage()]
     assert lines == [
-        "net, 150x160: tiles of 128 px with overlap 32 (measured for SPANet: tiles within 0.1 dB of "
-        "whole images): whole needs 0.02 GB at 1000 B/px, 0.02 GB is 0.5 of the free memory"
+        "net, 150x160: tiles of 128 px with overlap 32 (measured for SPANet with random weights: tiles within "
+        "0.1 dB of whole images): whole needs 0.02 GB at 1000 B/px, 0.02 GB is 0.5 of the free memory"
     ]
     monkeypatch.setattr(engine, "free_memory", lambda device: 10**12)
     assert d.plan(1, 4000, 3000) == (

@@ -3,6 +3,11 @@ autograd forward for every variant, where it is used, and the band machinery it 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,9 +17,11 @@ from src.models import spanet_lean
 from src.models.irnn import irnn, irnn_horizontal, irnn_vertical
 from src.models.spanet import VARIANTS, SPANet
 from src.ops.bands import Band, conv, stream
+from src.ops.heap import keep_freed_memory
 from tests.conftest import REQUIREMENTS
 
 UP, RIGHT, DOWN, LEFT = range(4)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _net(variant: str, dtype=torch.float32, seed: int = 0) -> SPANet:
@@ -185,3 +192,27 @@ def test_pointwise_band_convolution_equals_conv2d_on_a_band_view(bias, dtype):
             expected = layer(whole)[:, :, 4:9]
         assert (y.top, y.bottom) == (4, 9)
         torch.testing.assert_close(y.t, expected, rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-12)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's heap thresholds: Linux only")
+def test_bands_are_recycled_by_the_heap_not_faulted_in_again():
+    """The second image of a run page-faults far less with the heap thresholds set (src/ops/heap.py) than without
+    (SPANET_KEEP_HEAP=0): counts of minor page faults, not timings."""
+    script = (
+        "import resource, sys, torch\n"
+        "from src.models.spanet import SPANet\n"
+        "torch.set_num_threads(1); torch.manual_seed(0)\n"
+        "net = SPANet(variant='b_a').eval(); x = torch.rand(1, 3, 192, 384)\n"
+        "with torch.inference_mode():\n"
+        "    net(x); r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt; net(x)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)\n"
+    )
+    faults = {}
+    for keep in ("0", "1"):
+        env = dict(os.environ, SPANET_KEEP_HEAP=keep, OMP_NUM_THREADS="1")
+        res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert res.returncode == 0, res.stderr[-2000:]
+        faults[keep] = int(res.stdout.split()[-1])
+    if not keep_freed_memory():
+        pytest.skip("not glibc: the thresholds cannot be set")
+    assert faults["1"] * 4 < faults["0"], faults
