@@ -125,7 +125,7 @@ def measure(name: str, images, args) -> dict:
     return {"model": name, "network": type(net).__name__, "chosen": chosen, "rows": rows, "psnr_whole": psnr_whole}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=list(MODELS), help="model configs (conf/model/<name>.yaml)")
     p.add_argument("--tile", type=int, default=256)
@@ -136,7 +136,7 @@ def main() -> None:
     p.add_argument("--json", default=None)
     p.add_argument("--pairs", nargs="+", metavar="RAIN:CLEAN", help="image pairs to use instead of the built-in photos")
     p.add_argument("--weights", default=None, help="a checkpoint for every model (model.init_from's formats)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     import torch
 
     sys.path.insert(0, str(ROOT))
@@ -156,6 +156,7 @@ def main() -> None:
         print(f"| {r['model']} | {r['network']} | {whole} | {cells} | {r['chosen']} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"tile": args.tile, "results": results}, indent=2))
+    return results
 
 
 if __name__ == "__main__":
