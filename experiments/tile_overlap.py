@@ -56,14 +56,17 @@ def build(name: str, weights: str | None = None):
 def pairs(files: list[str] | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, rain, clean) float32 (H, W, 3): ``files`` as "RAIN:CLEAN" paths, else the two built-in photos."""
     if files:
-        from src.utils.image_io import read_image
+        from src.utils.image_io import ImageReadError, read_image
 
         out = []
         for spec in files:
             rain_path, sep, clean_path = spec.partition(":")
             if not sep or not rain_path or not clean_path:
                 raise SystemExit(f"error: --pairs takes RAIN:CLEAN, got {spec!r}")
-            rain, clean = read_image(rain_path), read_image(clean_path)
+            try:
+                rain, clean = read_image(rain_path), read_image(clean_path)
+            except ImageReadError as e:
+                raise SystemExit(f"error: {e}") from None
             if rain.shape != clean.shape:
                 raise SystemExit(f"error: {rain_path} is {rain.shape[:2]}, {clean_path} is {clean.shape[:2]}")
             out.append((Path(rain_path).name, rain, clean))

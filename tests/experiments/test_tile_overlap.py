@@ -50,6 +50,8 @@ def test_weights_and_refusals(tmp_path):
     spec, _, _ = _pair(tmp_path)
     with pytest.raises(SystemExit, match="RAIN:CLEAN"):
         script.main(["--models", "b_a", "--pairs", str(tmp_path / "rain.png")])
+    with pytest.raises(SystemExit, match=r"error: .*missing\.png: cannot read image \(file not found\)"):
+        script.main(["--models", "b_a", "--pairs", f"{tmp_path / 'missing.png'}:{tmp_path / 'clean.png'}"])
     iio.imwrite(tmp_path / "small.png", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(SystemExit, match="small.png"):
         script.main(["--models", "b_a", "--pairs", f"{tmp_path / 'rain.png'}:{tmp_path / 'small.png'}"])
