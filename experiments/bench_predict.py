@@ -308,7 +308,7 @@ def table(rows: list[dict]) -> str:
         "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        old = [o for o in rows if o["code"] == "old" and o["model"] == r["model"] and abs(o["mp"] - r["mp"]) < 1e-3]
+        old = _baseline_rows(rows, r)
         ratio_t = ratio_c = ratio_b = None
         if r["code"] == "new" and r["mode"] == "whole" and old:
             ratio_t = r["s_per_mp"] / _median([o["s_per_mp"] for o in old])
@@ -332,9 +332,9 @@ def verdicts(rows: list[dict], max_bpp: float = 500, max_time: float = 0.5, max_
     the tiled output stays within 0.1 dB of the whole image against the clean image."""
     lines = []
     for r in rows:
-        old = [o for o in rows if o["code"] == "old" and o["model"] == r["model"] and abs(o["mp"] - r["mp"]) < 1e-3]
         if r["code"] != "new" or r["mode"] != "whole" or r["threads"] != rows[0]["threads"]:
             continue
+        old = _baseline_rows(rows, r)
         parts = [f"{r['bytes_per_px']:.0f} B/px ({'<=' if r['bytes_per_px'] <= max_bpp else '>'} {max_bpp:g})"]
         if old:
             t = r["s_per_mp"] / _median([o["s_per_mp"] for o in old])
@@ -352,6 +352,11 @@ def verdicts(rows: list[dict], max_bpp: float = 500, max_time: float = 0.5, max_
                 f"clean image {r['delta_vs_clean_db']:+.3f} dB ({'within' if ok else 'NOT within'} 0.1 dB)"
             )
     return "\n".join(lines)
+
+
+def _baseline_rows(rows: list[dict], r: dict) -> list[dict]:
+    """The baseline's ("old") runs of ``r``'s model and size."""
+    return [o for o in rows if o["code"] == "old" and o["model"] == r["model"] and abs(o["mp"] - r["mp"]) < 1e-3]
 
 
 def _median(v: list[float]) -> float:

@@ -25,12 +25,10 @@ device's free memory, and :func:`auto_overlap` the overlap measured for the netw
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import math
 import os
-import platform
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -38,6 +36,7 @@ import torch
 from torch import Tensor
 
 from src.ops.cbuild import cache_dir
+from src.ops.heap import malloc_trim
 
 Forward = Callable[[Tensor], dict]
 
@@ -196,15 +195,6 @@ def free_memory(device: torch.device) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def _malloc_trim() -> None:
-    """Give freed heap pages back to the OS (glibc) so the next peak-RSS reading starts from live memory."""
-    if platform.system() == "Linux":
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
-
-
 def _cpu_peak(run: Callable[[], object]) -> Optional[int]:
     """Peak resident memory above the starting point while ``run()`` executes (Linux: VmHWM reset); None elsewhere."""
     clear, status = Path("/proc/self/clear_refs"), Path("/proc/self/status")
@@ -216,7 +206,7 @@ def _cpu_peak(run: Callable[[], object]) -> Optional[int]:
         raise KeyError(name)
 
     try:
-        _malloc_trim()
+        malloc_trim()
         clear.write_text("5")  # reset the peak-RSS counter (VmHWM) to the current RSS
         base = field("VmRSS")
         run()

@@ -4,6 +4,7 @@ autograd forward for every variant, where it is used, and the band machinery it 
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,6 @@ from src.models import spanet_lean
 from src.models.irnn import irnn, irnn_horizontal, irnn_vertical
 from src.models.spanet import VARIANTS, SPANet
 from src.ops.bands import Band, conv, stream
-from src.ops.heap import keep_freed_memory
 from tests.conftest import REQUIREMENTS
 
 UP, RIGHT, DOWN, LEFT = range(4)
@@ -194,7 +194,7 @@ def test_pointwise_band_convolution_equals_conv2d_on_a_band_view(bias, dtype):
         torch.testing.assert_close(y.t, expected, rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-12)
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="glibc's heap thresholds: Linux only")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's heap thresholds: Linux with glibc only")
 def test_bands_are_recycled_by_the_heap_not_faulted_in_again():
     """The second image of a run page-faults far less with the heap thresholds set (src/ops/heap.py) than without
     (SPANET_KEEP_HEAP=0): counts of minor page faults, not timings."""
@@ -213,6 +213,4 @@ def test_bands_are_recycled_by_the_heap_not_faulted_in_again():
         res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT)
         assert res.returncode == 0, res.stderr[-2000:]
         faults[keep] = int(res.stdout.split()[-1])
-    if not keep_freed_memory():
-        pytest.skip("not glibc: the thresholds cannot be set")
     assert faults["1"] * 4 < faults["0"], faults
